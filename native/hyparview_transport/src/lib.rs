@@ -1,0 +1,1 @@
+//! tokio transport (to be written).
