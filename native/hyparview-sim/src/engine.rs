@@ -1,0 +1,616 @@
+//! Discrete-event engine: N `hyparview::Node`s on one virtual clock, with a
+//! network model that mimics the TCP transport closely enough for the
+//! protocol to see the same inputs it would see in production.
+//!
+//! Network model (per node, one "end" per remote peer, like the transport's
+//! connection table):
+//! - a send over an open end is delivered after a random latency, FIFO per
+//!   end (TCP preserves order within a connection);
+//! - a send with no end dials: if the peer is alive and reachable both ends
+//!   open at once and the first message pays an extra handshake latency;
+//!   otherwise a `Dialing` end is kept and `DialFailed` is fed after the
+//!   connect timeout (messages queued meanwhile are lost with it);
+//! - a broken end (peer killed, or cut by a partition) silently drops sends
+//!   until its loss is reported: after one latency for a killed peer (RST),
+//!   after the failure timeout for a partition (heartbeats);
+//! - `Output::Disconnect` closes both open ends without any report.
+
+use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, Timer};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// Network and timing parameters of the simulated transport.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub latency_min: Millis,
+    pub latency_max: Millis,
+    /// A dial to a dead or unreachable peer fails after this long.
+    pub connect_timeout: Millis,
+    /// Heartbeat-based detection of a connection cut by a partition.
+    pub failure_timeout: Millis,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency_min: 5,
+            latency_max: 50,
+            connect_timeout: 2_000,
+            failure_timeout: 5_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndState {
+    Open,
+    /// The connection is dead but its owner has not been told yet.
+    Broken,
+    /// A dial that is going to fail.
+    Dialing,
+}
+
+#[derive(Clone, Debug)]
+struct End {
+    peer: u32,
+    conn: u64,
+    state: EndState,
+    /// Arrival time of the last message sent over this end (FIFO order).
+    last_arrival: Millis,
+}
+
+/// One simulated participant.
+pub struct SimNode {
+    pub node: Node,
+    pub peer: Peer,
+    /// Joined and not killed/left.
+    pub alive: bool,
+    /// Has ever been started (a pending join is not yet started).
+    pub started: bool,
+    pub group: u8,
+    ends: Vec<End>,
+    pub peer_ups: u64,
+    pub peer_downs: u64,
+}
+
+enum EventKind {
+    Deliver {
+        to: u32,
+        from: u32,
+        message: Message,
+    },
+    Timer {
+        node: u32,
+        timer: Timer,
+    },
+    DialFailed {
+        node: u32,
+        peer: u32,
+        conn: u64,
+    },
+    Lost {
+        node: u32,
+        peer: u32,
+        conn: u64,
+    },
+    Join {
+        node: u32,
+        contacts: Vec<u32>,
+    },
+}
+
+struct Event {
+    time: Millis,
+    seq: u64,
+    kind: EventKind,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.time == other.time && self.seq == other.seq
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest event.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .cmp(&self.time)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// Message counters, reset at the start of a measured phase.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub sends: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub delivered: u64,
+    pub dial_failures: u64,
+    pub connections_lost: u64,
+}
+
+pub struct Sim {
+    pub now: Millis,
+    pub nodes: Vec<SimNode>,
+    index: HashMap<String, u32>,
+    events: BinaryHeap<Event>,
+    seq: u64,
+    next_conn: u64,
+    rng: SmallRng,
+    seed: u64,
+    config: Config,
+    net: NetConfig,
+    partitioned: bool,
+    pub counters: Counters,
+    pub events_processed: u64,
+}
+
+/// SplitMix64 finaliser: decorrelates per-node seeds from the sim seed.
+pub fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Sim {
+    pub fn new(seed: u64, config: Config, net: NetConfig) -> Sim {
+        assert!(
+            net.latency_min <= net.latency_max,
+            "latency_min > latency_max"
+        );
+        Sim {
+            now: 0,
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            events: BinaryHeap::new(),
+            seq: 0,
+            next_conn: 0,
+            // The sim's own stream is separate from every node's stream.
+            rng: SmallRng::seed_from_u64(mix64(seed ^ 0x5EED_0F51_A7A7)),
+            seed,
+            config,
+            net,
+            partitioned: false,
+            counters: Counters::default(),
+            events_processed: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn rng(&mut self) -> &mut SmallRng {
+        &mut self.rng
+    }
+
+    pub fn peer_of(i: u32) -> Peer {
+        let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+        Peer::new(format!("n{i}@sim"), SocketAddr::new(ip.into(), 4500), 1)
+    }
+
+    /// Creates a node (not yet started). Returns its index.
+    pub fn create_node(&mut self) -> u32 {
+        let i = self.nodes.len() as u32;
+        let peer = Sim::peer_of(i);
+        let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
+        let node = Node::new(peer.clone(), self.config.clone(), node_seed)
+            .expect("simulator config validated by caller");
+        self.index.insert(peer.id.clone(), i);
+        self.nodes.push(SimNode {
+            node,
+            peer,
+            alive: false,
+            started: false,
+            group: 0,
+            ends: Vec::new(),
+            peer_ups: 0,
+            peer_downs: 0,
+        });
+        i
+    }
+
+    /// Schedules `node` to start and join through `contacts` at `at`.
+    pub fn schedule_join(&mut self, node: u32, contacts: Vec<u32>, at: Millis) {
+        self.push(at.max(self.now), EventKind::Join { node, contacts });
+    }
+
+    /// Starts `node` now.
+    pub fn join_now(&mut self, node: u32, contacts: Vec<u32>) {
+        self.start(node, contacts);
+    }
+
+    pub fn lookup(&self, peer: &Peer) -> Option<u32> {
+        self.index.get(&peer.id).copied()
+    }
+
+    pub fn is_alive(&self, i: u32) -> bool {
+        self.nodes[i as usize].alive
+    }
+
+    pub fn live_nodes(&self) -> Vec<u32> {
+        (0..self.nodes.len() as u32)
+            .filter(|&i| self.nodes[i as usize].alive)
+            .collect()
+    }
+
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    fn push(&mut self, time: Millis, kind: EventKind) {
+        self.seq += 1;
+        self.events.push(Event {
+            time,
+            seq: self.seq,
+            kind,
+        });
+    }
+
+    fn latency(&mut self) -> Millis {
+        self.rng
+            .gen_range(self.net.latency_min..=self.net.latency_max)
+    }
+
+    fn reachable(&self, a: u32, b: u32) -> bool {
+        !self.partitioned || self.nodes[a as usize].group == self.nodes[b as usize].group
+    }
+
+    fn end_pos(&self, a: u32, b: u32) -> Option<usize> {
+        self.nodes[a as usize].ends.iter().position(|e| e.peer == b)
+    }
+
+    /// Processes every event up to and including time `t`, then sets now = t.
+    pub fn run_until(&mut self, t: Millis) {
+        while let Some(ev) = self.events.peek() {
+            if ev.time > t {
+                break;
+            }
+            let ev = self.events.pop().expect("peeked");
+            self.now = ev.time;
+            self.events_processed += 1;
+            self.dispatch(ev.kind);
+        }
+        self.now = self.now.max(t);
+    }
+
+    fn dispatch(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Deliver { to, from, message } => {
+                // A message in flight across a new cut is lost with the link.
+                if !self.nodes[to as usize].alive || !self.reachable(from, to) {
+                    return;
+                }
+                self.counters.delivered += 1;
+                let from = self.nodes[from as usize].peer.clone();
+                self.feed(to, Input::Message { from, message });
+            }
+            EventKind::Timer { node, timer } => {
+                if self.nodes[node as usize].alive {
+                    self.feed(node, Input::Timer(timer));
+                }
+            }
+            EventKind::DialFailed { node, peer, conn } => {
+                if !self.nodes[node as usize].alive {
+                    return;
+                }
+                let Some(p) = self.end_pos(node, peer) else {
+                    return;
+                };
+                let e = &self.nodes[node as usize].ends[p];
+                if e.conn != conn || e.state != EndState::Dialing {
+                    return;
+                }
+                self.nodes[node as usize].ends.swap_remove(p);
+                self.counters.dial_failures += 1;
+                let peer = self.nodes[peer as usize].peer.clone();
+                self.feed(node, Input::DialFailed { peer });
+            }
+            EventKind::Lost { node, peer, conn } => {
+                if !self.nodes[node as usize].alive {
+                    return;
+                }
+                // Only the loss of the current connection is reported.
+                let Some(p) = self.end_pos(node, peer) else {
+                    return;
+                };
+                if self.nodes[node as usize].ends[p].conn != conn {
+                    return;
+                }
+                self.nodes[node as usize].ends.swap_remove(p);
+                self.counters.connections_lost += 1;
+                let peer = self.nodes[peer as usize].peer.clone();
+                self.feed(node, Input::ConnectionLost { peer });
+            }
+            EventKind::Join { node, contacts } => self.start(node, contacts),
+        }
+    }
+
+    fn start(&mut self, node: u32, contacts: Vec<u32>) {
+        let n = &mut self.nodes[node as usize];
+        assert!(!n.started, "node {node} started twice");
+        n.started = true;
+        n.alive = true;
+        let contacts = contacts
+            .into_iter()
+            .map(|c| self.nodes[c as usize].peer.clone())
+            .collect();
+        self.feed(node, Input::Join { contacts });
+    }
+
+    /// Feeds one input to a live node and applies its outputs.
+    pub fn feed(&mut self, i: u32, input: Input) {
+        debug_assert!(self.nodes[i as usize].alive);
+        let now = self.now;
+        self.nodes[i as usize].node.handle(now, input);
+        while let Some(out) = self.nodes[i as usize].node.poll_output() {
+            self.apply(i, out);
+        }
+    }
+
+    fn apply(&mut self, a: u32, out: Output) {
+        match out {
+            Output::Send { to, message } => {
+                self.counters.sends += 1;
+                *self.counters.by_kind.entry(message.kind()).or_insert(0) += 1;
+                match self.lookup(&to) {
+                    Some(b) if b != a => self.send(a, b, message),
+                    // Unknown peer or self: the transport could never dial it.
+                    _ => {}
+                }
+            }
+            Output::Disconnect { peer } => {
+                if let Some(b) = self.lookup(&peer) {
+                    self.close(a, b);
+                }
+            }
+            Output::PeerUp(_) => self.nodes[a as usize].peer_ups += 1,
+            Output::PeerDown(_) => self.nodes[a as usize].peer_downs += 1,
+            Output::SetTimer { after, timer } => {
+                let at = self.now + after;
+                self.push(at, EventKind::Timer { node: a, timer });
+            }
+        }
+    }
+
+    fn send(&mut self, a: u32, b: u32, message: Message) {
+        if let Some(p) = self.end_pos(a, b) {
+            match self.nodes[a as usize].ends[p].state {
+                // Lost now; the loss (or dial failure) is already scheduled.
+                EndState::Broken | EndState::Dialing => {}
+                EndState::Open => {
+                    let lat = self.latency();
+                    let e = &mut self.nodes[a as usize].ends[p];
+                    let t = (self.now + lat).max(e.last_arrival);
+                    e.last_arrival = t;
+                    self.push(
+                        t,
+                        EventKind::Deliver {
+                            to: b,
+                            from: a,
+                            message,
+                        },
+                    );
+                }
+            }
+            return;
+        }
+        self.next_conn += 1;
+        let conn = self.next_conn;
+        if self.nodes[b as usize].alive && self.reachable(a, b) {
+            let t = self.now + self.latency() + self.latency();
+            // The accepted connection replaces whatever b had for a.
+            if let Some(q) = self.end_pos(b, a) {
+                self.nodes[b as usize].ends.swap_remove(q);
+            }
+            self.nodes[b as usize].ends.push(End {
+                peer: a,
+                conn,
+                state: EndState::Open,
+                last_arrival: 0,
+            });
+            self.nodes[a as usize].ends.push(End {
+                peer: b,
+                conn,
+                state: EndState::Open,
+                last_arrival: t,
+            });
+            self.push(
+                t,
+                EventKind::Deliver {
+                    to: b,
+                    from: a,
+                    message,
+                },
+            );
+        } else {
+            self.nodes[a as usize].ends.push(End {
+                peer: b,
+                conn,
+                state: EndState::Dialing,
+                last_arrival: 0,
+            });
+            let t = self.now + self.net.connect_timeout;
+            self.push(
+                t,
+                EventKind::DialFailed {
+                    node: a,
+                    peer: b,
+                    conn,
+                },
+            );
+        }
+    }
+
+    /// `a` closes its connection to `b`. Already-sent messages still arrive.
+    fn close(&mut self, a: u32, b: u32) {
+        let Some(p) = self.end_pos(a, b) else {
+            return;
+        };
+        let e = self.nodes[a as usize].ends.swap_remove(p);
+        if e.state != EndState::Open {
+            return;
+        }
+        // The FIN reaches b: its end goes quietly too.
+        if let Some(q) = self.end_pos(b, a) {
+            let f = &self.nodes[b as usize].ends[q];
+            if f.conn == e.conn && f.state == EndState::Open {
+                self.nodes[b as usize].ends.swap_remove(q);
+            }
+        }
+    }
+
+    /// Kills `i` (no goodbye): peers with an open connection see it reset
+    /// after one latency, after every message `i` had sent them.
+    pub fn kill(&mut self, i: u32) {
+        let n = &mut self.nodes[i as usize];
+        if !n.alive {
+            return;
+        }
+        n.alive = false;
+        let ends = std::mem::take(&mut n.ends);
+        for e in ends {
+            if e.state == EndState::Dialing {
+                continue;
+            }
+            let b = e.peer;
+            let Some(q) = self.end_pos(b, i) else {
+                continue;
+            };
+            let f = &self.nodes[b as usize].ends[q];
+            if f.conn != e.conn || f.state != EndState::Open {
+                continue; // already broken: its loss is already scheduled
+            }
+            let lat = self.latency();
+            let t = (self.now + lat).max(e.last_arrival);
+            self.nodes[b as usize].ends[q].state = EndState::Broken;
+            self.push(
+                t,
+                EventKind::Lost {
+                    node: b,
+                    peer: i,
+                    conn: e.conn,
+                },
+            );
+        }
+    }
+
+    /// Graceful leave: the node DISCONNECTs its active view, then stops
+    /// (remaining connections close, which peers see as a loss).
+    pub fn leave(&mut self, i: u32) {
+        if !self.nodes[i as usize].alive {
+            return;
+        }
+        self.feed(i, Input::Leave);
+        self.kill(i);
+    }
+
+    /// Splits live and future nodes by `group` (set per node beforehand):
+    /// every open cross-cut end breaks and is reported lost after the
+    /// failure timeout.
+    pub fn partition(&mut self, groups: &[u8]) {
+        for (n, &g) in self.nodes.iter_mut().zip(groups) {
+            n.group = g;
+        }
+        self.partitioned = true;
+        let t = self.now + self.net.failure_timeout;
+        let groups: Vec<u8> = self.nodes.iter().map(|n| n.group).collect();
+        let mut losses = Vec::new();
+        for (a, n) in self.nodes.iter_mut().enumerate() {
+            for e in n.ends.iter_mut() {
+                if e.state == EndState::Open && groups[e.peer as usize] != groups[a] {
+                    e.state = EndState::Broken;
+                    losses.push((a as u32, e.peer, e.conn));
+                }
+            }
+        }
+        for (node, peer, conn) in losses {
+            self.push(t, EventKind::Lost { node, peer, conn });
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.partitioned = false;
+    }
+
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+
+    /// Active view of `i` as node indices (unknown ids dropped).
+    pub fn active_indices(&self, i: u32) -> Vec<u32> {
+        self.nodes[i as usize]
+            .node
+            .active_view()
+            .into_iter()
+            .filter_map(|p| self.lookup(p))
+            .collect()
+    }
+
+    pub fn passive_indices(&self, i: u32) -> Vec<u32> {
+        self.nodes[i as usize]
+            .node
+            .passive_view()
+            .into_iter()
+            .filter_map(|p| self.lookup(p))
+            .collect()
+    }
+
+    /// One flood broadcast over active views from a random live node, at the
+    /// current instant. A forward to a dead peer fails and the forwarder is
+    /// told right away (`ConnectionLost`), as in the paper. Returns the
+    /// fraction of live nodes reached.
+    pub fn broadcast(&mut self, visited: &mut Vec<bool>) -> f64 {
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return 0.0;
+        }
+        let src = live[self.rng.gen_range(0..live.len())];
+        visited.clear();
+        visited.resize(self.nodes.len(), false);
+        visited[src as usize] = true;
+        let mut queue = std::collections::VecDeque::from([src]);
+        let mut reached = 1usize;
+        while let Some(u) = queue.pop_front() {
+            let view = self.active_indices(u);
+            for v in view {
+                if !self.nodes[v as usize].alive {
+                    self.detect_dead(u, v);
+                    continue;
+                }
+                if !self.reachable(u, v) || visited[v as usize] {
+                    continue;
+                }
+                visited[v as usize] = true;
+                reached += 1;
+                queue.push_back(v);
+            }
+        }
+        reached as f64 / live.len() as f64
+    }
+
+    /// `u`'s transport finds the connection to dead `v` gone on a send.
+    fn detect_dead(&mut self, u: u32, v: u32) {
+        if !self.nodes[u as usize].alive {
+            return;
+        }
+        if let Some(p) = self.end_pos(u, v) {
+            // This report replaces the pending one.
+            self.nodes[u as usize].ends.swap_remove(p);
+        }
+        self.counters.connections_lost += 1;
+        let peer = self.nodes[v as usize].peer.clone();
+        self.feed(u, Input::ConnectionLost { peer });
+    }
+}
