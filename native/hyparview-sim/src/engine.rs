@@ -567,37 +567,54 @@ impl Sim {
             .collect()
     }
 
-    /// One flood broadcast over active views from a random live node, at the
-    /// current instant. A forward to a dead peer fails and the forwarder is
-    /// told right away (`ConnectionLost`), as in the paper. Returns the
-    /// fraction of live nodes reached.
-    pub fn broadcast(&mut self, visited: &mut Vec<bool>) -> f64 {
+    /// Mean fraction of live nodes reached by `n` flood broadcasts over
+    /// active views, each from a random live node, all at the current
+    /// instant. A forward to a dead peer fails and the forwarder is told
+    /// right away (`ConnectionLost`), as in the paper, so later broadcasts
+    /// of the same sample already see the repaired views.
+    pub fn reliability(&mut self, n: usize) -> f64 {
         let live = self.live_nodes();
-        if live.is_empty() {
+        if live.is_empty() || n == 0 {
             return 0.0;
         }
-        let src = live[self.rng.gen_range(0..live.len())];
-        visited.clear();
-        visited.resize(self.nodes.len(), false);
-        visited[src as usize] = true;
-        let mut queue = std::collections::VecDeque::from([src]);
-        let mut reached = 1usize;
-        while let Some(u) = queue.pop_front() {
-            let view = self.active_indices(u);
-            for v in view {
-                if !self.nodes[v as usize].alive {
-                    self.detect_dead(u, v);
-                    continue;
-                }
-                if !self.reachable(u, v) || visited[v as usize] {
-                    continue;
-                }
-                visited[v as usize] = true;
-                reached += 1;
-                queue.push_back(v);
-            }
+        // Views only change for the nodes fed a loss below (their outputs
+        // are only scheduled), so fetch every view once per sample.
+        let mut views: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];
+        for &i in &live {
+            views[i as usize] = self.active_indices(i);
         }
-        reached as f64 / live.len() as f64
+        let mut visited = vec![false; self.nodes.len()];
+        let mut queue = std::collections::VecDeque::new();
+        let mut total = 0.0;
+        for _ in 0..n {
+            let src = live[self.rng.gen_range(0..live.len())];
+            visited.iter_mut().for_each(|v| *v = false);
+            visited[src as usize] = true;
+            queue.push_back(src);
+            let mut reached = 1usize;
+            while let Some(u) = queue.pop_front() {
+                let mut changed = false;
+                for k in 0..views[u as usize].len() {
+                    let v = views[u as usize][k];
+                    if !self.nodes[v as usize].alive {
+                        self.detect_dead(u, v);
+                        changed = true;
+                        continue;
+                    }
+                    if !self.reachable(u, v) || visited[v as usize] {
+                        continue;
+                    }
+                    visited[v as usize] = true;
+                    reached += 1;
+                    queue.push_back(v);
+                }
+                if changed {
+                    views[u as usize] = self.active_indices(u);
+                }
+            }
+            total += reached as f64 / live.len() as f64;
+        }
+        total / n as f64
     }
 
     /// `u`'s transport finds the connection to dead `v` gone on a send.

@@ -246,13 +246,6 @@ pub fn snapshot(sim: &Sim) -> Snapshot {
     }
 }
 
-/// Mean fraction of live nodes reached over `n` broadcasts, now.
-pub fn reliability(sim: &mut Sim, n: usize) -> f64 {
-    let mut visited = Vec::new();
-    let total: f64 = (0..n).map(|_| sim.broadcast(&mut visited)).sum();
-    total / n as f64
-}
-
 /// Creates `n` nodes that join one every `spacing` ms from now, each through
 /// a random node of `pool` (which, when `grow_pool`, takes in each new node
 /// so the next one can use it: the build phase).
@@ -453,7 +446,7 @@ pub fn run(p: &Params) -> Report {
 }
 
 fn reliability_now(sim: &mut Sim, b: usize) -> f64 {
-    reliability(sim, b)
+    sim.reliability(b)
 }
 
 impl fmt::Display for Report {
