@@ -62,9 +62,36 @@ struct End {
     last_arrival: Millis,
 }
 
+/// What the engine needs from a participant: `hyparview::Node` in real
+/// runs; a scripted stand-in in the engine's own tests.
+pub trait Protocol {
+    fn handle(&mut self, now: Millis, input: Input);
+    fn poll_output(&mut self) -> Option<Output>;
+    fn active_view(&self) -> Vec<&Peer>;
+    fn passive_view(&self) -> Vec<&Peer>;
+}
+
+impl Protocol for Node {
+    fn handle(&mut self, now: Millis, input: Input) {
+        Node::handle(self, now, input)
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Node::poll_output(self)
+    }
+    fn active_view(&self) -> Vec<&Peer> {
+        Node::active_view(self)
+    }
+    fn passive_view(&self) -> Vec<&Peer> {
+        Node::passive_view(self)
+    }
+}
+
+/// Builds the participant for (identity, per-node seed).
+pub type Factory<P> = Box<dyn FnMut(Peer, u64) -> P>;
+
 /// One simulated participant.
-pub struct SimNode {
-    pub node: Node,
+pub struct SimNode<P = Node> {
+    pub node: P,
     pub peer: Peer,
     /// Joined and not killed/left.
     pub alive: bool,
@@ -139,16 +166,16 @@ pub struct Counters {
     pub connections_lost: u64,
 }
 
-pub struct Sim {
+pub struct Sim<P: Protocol = Node> {
     pub now: Millis,
-    pub nodes: Vec<SimNode>,
+    pub nodes: Vec<SimNode<P>>,
+    factory: Factory<P>,
     index: HashMap<String, u32>,
     events: BinaryHeap<Event>,
     seq: u64,
     next_conn: u64,
     rng: SmallRng,
     seed: u64,
-    config: Config,
     net: NetConfig,
     partitioned: bool,
     pub counters: Counters,
@@ -163,14 +190,35 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Sim {
-    pub fn new(seed: u64, config: Config, net: NetConfig) -> Sim {
+/// Identity of simulated node `i`.
+pub fn peer_of(i: u32) -> Peer {
+    let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+    Peer::new(format!("n{i}@sim"), SocketAddr::new(ip.into(), 4500), 1)
+}
+
+impl Sim<Node> {
+    /// Simulator of `hyparview::Node`s; `config` must be valid.
+    pub fn new(seed: u64, config: Config, net: NetConfig) -> Sim<Node> {
+        config.validate().expect("simulator config must be valid");
+        Sim::with_factory(
+            seed,
+            net,
+            Box::new(move |peer, node_seed| {
+                Node::new(peer, config.clone(), node_seed).expect("validated above")
+            }),
+        )
+    }
+}
+
+impl<P: Protocol> Sim<P> {
+    pub fn with_factory(seed: u64, net: NetConfig, factory: Factory<P>) -> Sim<P> {
         assert!(
             net.latency_min <= net.latency_max,
             "latency_min > latency_max"
         );
         Sim {
             now: 0,
+            factory,
             nodes: Vec::new(),
             index: HashMap::new(),
             events: BinaryHeap::new(),
@@ -179,7 +227,6 @@ impl Sim {
             // The sim's own stream is separate from every node's stream.
             rng: SmallRng::seed_from_u64(mix64(seed ^ 0x5EED_0F51_A7A7)),
             seed,
-            config,
             net,
             partitioned: false,
             counters: Counters::default(),
@@ -187,26 +234,16 @@ impl Sim {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub fn rng(&mut self) -> &mut SmallRng {
         &mut self.rng
-    }
-
-    pub fn peer_of(i: u32) -> Peer {
-        let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
-        Peer::new(format!("n{i}@sim"), SocketAddr::new(ip.into(), 4500), 1)
     }
 
     /// Creates a node (not yet started). Returns its index.
     pub fn create_node(&mut self) -> u32 {
         let i = self.nodes.len() as u32;
-        let peer = Sim::peer_of(i);
+        let peer = peer_of(i);
         let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
-        let node = Node::new(peer.clone(), self.config.clone(), node_seed)
-            .expect("simulator config validated by caller");
+        let node = (self.factory)(peer.clone(), node_seed);
         self.index.insert(peer.id.clone(), i);
         self.nodes.push(SimNode {
             node,
@@ -354,6 +391,12 @@ impl Sim {
         debug_assert!(self.nodes[i as usize].alive);
         let now = self.now;
         self.nodes[i as usize].node.handle(now, input);
+        self.flush(i);
+    }
+
+    /// Applies the outputs `i` has pending (they are produced by `feed`;
+    /// exposed for scripted participants in tests).
+    pub fn flush(&mut self, i: u32) {
         while let Some(out) = self.nodes[i as usize].node.poll_output() {
             self.apply(i, out);
         }
@@ -629,5 +672,238 @@ impl Sim {
         self.counters.connections_lost += 1;
         let peer = self.nodes[v as usize].peer.clone();
         self.feed(u, Input::ConnectionLost { peer });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A participant that records its inputs and emits scripted outputs.
+    #[derive(Default)]
+    struct Script {
+        inbox: Vec<(Millis, Input)>,
+        out: VecDeque<Output>,
+        active: Vec<Peer>,
+    }
+
+    impl Protocol for Script {
+        fn handle(&mut self, now: Millis, input: Input) {
+            self.inbox.push((now, input));
+        }
+        fn poll_output(&mut self) -> Option<Output> {
+            self.out.pop_front()
+        }
+        fn active_view(&self) -> Vec<&Peer> {
+            self.active.iter().collect()
+        }
+        fn passive_view(&self) -> Vec<&Peer> {
+            Vec::new()
+        }
+    }
+
+    fn sim(n: u32) -> Sim<Script> {
+        let mut s = Sim::with_factory(7, NetConfig::default(), Box::new(|_, _| Script::default()));
+        for _ in 0..n {
+            let i = s.create_node();
+            s.join_now(i, vec![]);
+            s.nodes[i as usize].node.inbox.clear();
+        }
+        s
+    }
+
+    fn numbered(k: u32) -> Message {
+        Message::ForwardJoin {
+            joiner: peer_of(999),
+            ttl: k,
+        }
+    }
+
+    fn send(s: &mut Sim<Script>, a: u32, b: u32, m: Message) {
+        s.nodes[a as usize].node.out.push_back(Output::Send {
+            to: peer_of(b),
+            message: m,
+        });
+        s.flush(a);
+    }
+
+    fn disconnect(s: &mut Sim<Script>, a: u32, b: u32) {
+        let peer = peer_of(b);
+        s.nodes[a as usize]
+            .node
+            .out
+            .push_back(Output::Disconnect { peer });
+        s.flush(a);
+    }
+
+    fn inbox(s: &Sim<Script>, i: u32) -> &[(Millis, Input)] {
+        &s.nodes[i as usize].node.inbox
+    }
+
+    fn count(s: &Sim<Script>, i: u32, f: impl Fn(&Input) -> bool) -> usize {
+        inbox(s, i).iter().filter(|(_, x)| f(x)).count()
+    }
+
+    fn is_lost(x: &Input) -> bool {
+        matches!(x, Input::ConnectionLost { .. })
+    }
+    fn is_dial_failed(x: &Input) -> bool {
+        matches!(x, Input::DialFailed { .. })
+    }
+
+    #[test]
+    fn delivery_is_fifo_with_latency_and_attributed() {
+        let mut s = sim(2);
+        for k in 0..50 {
+            send(&mut s, 0, 1, numbered(k));
+        }
+        s.run_until(10_000);
+        let got = inbox(&s, 1);
+        assert_eq!(got.len(), 50);
+        for (k, (t, input)) in got.iter().enumerate() {
+            assert_eq!(
+                input,
+                &Input::Message {
+                    from: peer_of(0),
+                    message: numbered(k as u32)
+                }
+            );
+            // The first message pays the handshake too.
+            assert!(*t >= 10 && *t <= 100, "{t}");
+        }
+        assert!(got.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(count(&s, 0, |_| true), 0);
+    }
+
+    #[test]
+    fn dial_to_dead_node_fails_once_after_connect_timeout() {
+        let mut s = sim(2);
+        s.kill(1);
+        s.run_until(100);
+        send(&mut s, 0, 1, numbered(0));
+        send(&mut s, 0, 1, numbered(1));
+        s.run_until(10_000);
+        assert_eq!(
+            inbox(&s, 0),
+            &[(2_100, Input::DialFailed { peer: peer_of(1) })]
+        );
+        assert!(inbox(&s, 1).is_empty());
+    }
+
+    #[test]
+    fn killed_peer_is_reported_lost_once_after_its_last_message() {
+        let mut s = sim(3);
+        send(&mut s, 0, 1, numbered(0));
+        send(&mut s, 2, 1, numbered(0));
+        s.run_until(1_000);
+        send(&mut s, 1, 0, numbered(1));
+        s.kill(1);
+        send(&mut s, 0, 1, numbered(2)); // dropped on the broken connection
+        s.run_until(1_500);
+        let got = inbox(&s, 0);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(got[0].1, Input::Message { .. }));
+        assert_eq!(got[1].1, Input::ConnectionLost { peer: peer_of(1) });
+        assert!(got[0].0 <= got[1].0 && got[1].0 <= 1_050);
+        assert_eq!(count(&s, 2, is_lost), 1);
+        // After the loss, a new send dials and fails.
+        send(&mut s, 0, 1, numbered(3));
+        s.run_until(5_000);
+        assert_eq!(count(&s, 0, is_dial_failed), 1);
+        assert_eq!(count(&s, 0, is_lost), 1);
+    }
+
+    #[test]
+    fn disconnect_is_quiet_and_flushes_first() {
+        let mut s = sim(2);
+        send(&mut s, 0, 1, numbered(0));
+        s.run_until(1_000);
+        send(&mut s, 0, 1, numbered(1));
+        disconnect(&mut s, 0, 1);
+        s.run_until(2_000);
+        assert_eq!(inbox(&s, 1).len(), 2);
+        s.kill(1);
+        s.run_until(10_000);
+        assert!(inbox(&s, 0).is_empty(), "{:?}", inbox(&s, 0));
+    }
+
+    #[test]
+    fn partition_cuts_reports_after_failure_timeout_and_heals() {
+        let mut s = sim(4);
+        // 0,1 | 2,3 ; 0-2 connected before the cut, 1-3 not.
+        send(&mut s, 0, 2, numbered(0));
+        s.run_until(1_000);
+        s.partition(&[0, 0, 1, 1]);
+        send(&mut s, 0, 2, numbered(1)); // silently lost
+        send(&mut s, 1, 3, numbered(2)); // dial fails
+        send(&mut s, 0, 1, numbered(3)); // same side: fine
+        s.run_until(20_000);
+        assert_eq!(
+            inbox(&s, 0),
+            &[(6_000, Input::ConnectionLost { peer: peer_of(2) })]
+        );
+        let at2: Vec<_> = inbox(&s, 2).iter().filter(|(_, x)| is_lost(x)).collect();
+        assert_eq!(
+            at2,
+            vec![&(6_000, Input::ConnectionLost { peer: peer_of(0) })]
+        );
+        assert_eq!(inbox(&s, 2).len(), 2);
+        assert_eq!(count(&s, 1, |x| matches!(x, Input::Message { .. })), 1);
+        let fails: Vec<_> = inbox(&s, 1)
+            .iter()
+            .filter(|(_, x)| is_dial_failed(x))
+            .collect();
+        assert_eq!(
+            fails,
+            vec![&(3_000, Input::DialFailed { peer: peer_of(3) })]
+        );
+        assert_eq!(inbox(&s, 3).len(), 0);
+        s.heal();
+        send(&mut s, 1, 3, numbered(4));
+        s.run_until(21_000);
+        assert_eq!(inbox(&s, 3).len(), 1);
+    }
+
+    #[test]
+    fn broadcast_floods_active_views_and_reports_dead_peers() {
+        let mut s = sim(5);
+        // Ring 0-1-2-3-4-0, node 2 dead.
+        for i in 0..5u32 {
+            s.nodes[i as usize].node.active = vec![peer_of((i + 1) % 5), peer_of((i + 4) % 5)];
+        }
+        s.kill(2);
+        let r = s.reliability(20);
+        assert_eq!(r, 1.0);
+        // 1 and 3 each learnt of the failure once per broadcast reaching them.
+        assert!(count(&s, 1, is_lost) >= 1);
+        assert!(count(&s, 3, is_lost) >= 1);
+        // Cut the ring twice: 0,1 | 3,4 unreachable from each other.
+        s.nodes[4].node.active = vec![peer_of(3)];
+        s.nodes[0].node.active = vec![peer_of(1)];
+        let r = s.reliability(10);
+        assert!((r - 0.5).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn timers_of_dead_nodes_are_dropped_and_joins_start_nodes() {
+        let mut s = sim(1);
+        let j = s.create_node();
+        s.schedule_join(j, vec![0], 500);
+        assert!(!s.is_alive(j));
+        s.run_until(499);
+        assert!(!s.is_alive(j));
+        s.run_until(500);
+        assert!(s.is_alive(j));
+        assert_eq!(
+            inbox(&s, j),
+            &[(
+                500,
+                Input::Join {
+                    contacts: vec![peer_of(0)]
+                }
+            )]
+        );
+        assert_eq!(s.live_nodes(), vec![0, j]);
     }
 }
