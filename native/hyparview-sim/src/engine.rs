@@ -637,8 +637,8 @@ impl<P: Protocol> Sim<P> {
             let mut reached = 1usize;
             while let Some(u) = queue.pop_front() {
                 let mut changed = false;
-                for k in 0..views[u as usize].len() {
-                    let v = views[u as usize][k];
+                let view = std::mem::take(&mut views[u as usize]);
+                for &v in &view {
                     if !self.nodes[v as usize].alive {
                         self.detect_dead(u, v);
                         changed = true;
@@ -651,9 +651,11 @@ impl<P: Protocol> Sim<P> {
                     reached += 1;
                     queue.push_back(v);
                 }
-                if changed {
-                    views[u as usize] = self.active_indices(u);
-                }
+                views[u as usize] = if changed {
+                    self.active_indices(u)
+                } else {
+                    view
+                };
             }
             total += reached as f64 / live.len() as f64;
         }
