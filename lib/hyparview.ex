@@ -1,0 +1,119 @@
+defmodule HyParView do
+  @moduledoc """
+  HyParView membership (Leitão, Pereira, Rodrigues, DSN 2007): every node
+  keeps a small *active view* of peers it holds open, heartbeated TCP links to
+  and a larger *passive view* of backup candidates, refreshed by periodic
+  Shuffles. Nodes join through contacts (JOIN / ForwardJoin random walks of
+  length ARWL/PRWL) and repair their active view from the passive view
+  (Neighbor requests) when a peer fails.
+
+  The protocol and TCP transport run in Rust (a NIF); `HyParView.Server`
+  owns the native state and forwards membership changes to subscribers as
+
+      {:hyparview, {:peer_up, %HyParView.Peer{}}}
+      {:hyparview, {:peer_down, %HyParView.Peer{}}}
+
+  ## Example
+
+      {:ok, a} = HyParView.start_link(peer: HyParView.Peer.new(:"a@127.0.0.1", {{127, 0, 0, 1}, 4500}), secret: "s3cret")
+      {:ok, b} =
+        HyParView.start_link(
+          peer: HyParView.Peer.new(:"b@127.0.0.1", {{127, 0, 0, 1}, 4501}),
+          contacts: [HyParView.Peer.new(:"a@127.0.0.1", {{127, 0, 0, 1}, 4500})],
+          secret: "s3cret"
+        )
+      :ok = HyParView.subscribe(b, self(), replay: true)
+      # receive {:hyparview, {:peer_up, %HyParView.Peer{id: :"a@127.0.0.1"}}}
+  """
+
+  alias HyParView.{Peer, Server}
+
+  @type server :: GenServer.server()
+
+  @doc """
+  Starts a HyParView server linked to the caller.
+
+  Options:
+
+    * `:peer` (required) - the local `HyParView.Peer`; its address is the
+      listen address (port 0 picks an ephemeral port).
+    * `:contacts` - peers to JOIN through (default `[]`).
+    * `:transport` - `HyParView.Transport.TCP` (the default and only value).
+    * `:config` - keyword list (or `HyParView.Config`) for `HyParView.Config.new/1`.
+    * `:name` - registers the server (any `GenServer` name).
+    * `:secret` - handshake HMAC key, 1..1024 bytes (default: derived from the
+      Erlang cookie on a distributed node, else an insecure fixed default).
+    * `:advertise_address` - IP tuple, or `{ip, port}`, that other peers dial;
+      needed when listening on a wildcard address whose node name host part is
+      neither an IP nor resolvable.
+
+  Malformed options raise `ArgumentError` naming the option or config key.
+  Runtime failures return `{:error, reason}` without an exit signal to the
+  caller, e.g. `{:error, {:listen_failed, :eaddrinuse}}` or
+  `{:error, {:no_advertise_address, message}}`.
+  """
+  @spec start_link(keyword) :: GenServer.on_start()
+  defdelegate start_link(opts), to: Server
+
+  @doc "Child specification for supervisors; see `start_link/1`."
+  @spec child_spec(keyword) :: Supervisor.child_spec()
+  defdelegate child_spec(opts), to: Server
+
+  @doc """
+  Subscribes `pid` (default: the caller) to membership events.
+
+  With `replay: true` the current active view is first delivered as
+  `{:hyparview, {:peer_up, peer}}` messages, atomically with respect to later
+  events. Subscribing twice has no further effect. Dead subscribers are
+  dropped automatically. `subscribe(server, replay: true)` is also accepted.
+  """
+  @spec subscribe(server, pid | keyword, keyword) :: :ok
+  def subscribe(server, pid_or_opts \\ self(), opts \\ [])
+
+  def subscribe(server, opts, []) when is_list(opts), do: subscribe(server, self(), opts)
+
+  def subscribe(server, pid, opts) when is_pid(pid) and is_list(opts) do
+    GenServer.call(server, {:subscribe, pid, Keyword.get(opts, :replay, false) == true})
+  end
+
+  @doc "Removes `pid` (default: the caller) from the subscribers."
+  @spec unsubscribe(server, pid) :: :ok
+  def unsubscribe(server, pid \\ self()) when is_pid(pid) do
+    GenServer.call(server, {:unsubscribe, pid})
+  end
+
+  @doc "The active view, as announced to subscribers, sorted by id."
+  @spec active_view(server) :: [Peer.t()]
+  def active_view(server), do: GenServer.call(server, :active_view)
+
+  @doc "The current passive view."
+  @spec passive_view(server) :: [Peer.t()]
+  def passive_view(server), do: GenServer.call(server, :passive_view)
+
+  @doc "The local peer as advertised to others (with the actually bound port)."
+  @spec local_peer(server) :: Peer.t()
+  def local_peer(server), do: GenServer.call(server, :local_peer)
+
+  @doc """
+  The native snapshot: `:local` (`HyParView.Peer`), `:listen_port`,
+  `:active_view` and `:passive_view` (lists of `HyParView.Peer`), `:counters`
+  (message counts per kind in/out, connections, dials, failures detected,
+  handshake rejections, ...) and `:subscribers` (count).
+  """
+  @spec info(server) :: map
+  def info(server), do: GenServer.call(server, :info)
+
+  @doc """
+  Leaves the overlay gracefully (DISCONNECT to every active peer); the server
+  keeps running with empty views until stopped.
+  """
+  @spec leave(server) :: :ok
+  def leave(server), do: GenServer.call(server, :leave)
+
+  @doc """
+  Stops the server. When this returns, the listener and all connections are
+  closed and the port can be reused.
+  """
+  @spec stop(server) :: :ok
+  def stop(server), do: GenServer.stop(server, :normal, 15_000)
+end

@@ -1,0 +1,69 @@
+defmodule HyParView.Native do
+  @moduledoc false
+  # NIF boundary, see docs/NIF_API.md. Every function returns quickly; the
+  # work happens on the Rust runtime, which reports back with messages to the
+  # owner pid. If the library cannot be loaded the module still loads, so the
+  # stubs (and HyParView.Server.start_link/1) can raise an explanatory error.
+
+  @on_load :load_nif
+
+  @doc false
+  def load_nif do
+    path = nif_path()
+
+    result =
+      case :erlang.load_nif(String.to_charlist(path), 0) do
+        :ok -> :ok
+        {:error, {:reload, _}} -> :ok
+        {:error, {reason, text}} -> {:error, "#{reason}: #{text}"}
+        {:error, other} -> {:error, inspect(other)}
+      end
+
+    :persistent_term.put({__MODULE__, :load_result}, {result, path})
+    :ok
+  end
+
+  @doc false
+  def nif_path do
+    priv =
+      case :code.priv_dir(:libcluster_hyparview) do
+        {:error, _} -> Path.expand("../../priv", __DIR__)
+        dir -> List.to_string(dir)
+      end
+
+    Path.join([priv, "native", "libhyparview_nif"])
+  end
+
+  @doc false
+  # :ok or {:error, message} explaining what to do.
+  def loaded do
+    case :persistent_term.get({__MODULE__, :load_result}, nil) do
+      {:ok, _} ->
+        :ok
+
+      {{:error, reason}, path} ->
+        {:error,
+         "the HyParView NIF could not be loaded from #{path}.so (#{reason}). " <>
+           "It is built by `mix compile` with cargo; make sure a Rust toolchain is " <>
+           "installed and recompile (mix compile --force)."}
+
+      nil ->
+        {:error, "the HyParView NIF was never loaded"}
+    end
+  end
+
+  def start(_owner, _opts), do: not_loaded()
+  def leave(_resource), do: not_loaded()
+  def stop(_resource), do: not_loaded()
+  def snapshot(_resource), do: not_loaded()
+
+  defp not_loaded do
+    message =
+      case loaded() do
+        {:error, message} -> message
+        :ok -> "the loaded HyParView NIF does not export this function (stale build?)"
+      end
+
+    :erlang.nif_error({:not_loaded, message})
+  end
+end

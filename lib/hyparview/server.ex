@@ -1,0 +1,461 @@
+defmodule HyParView.Server do
+  @moduledoc """
+  A HyParView node: a GenServer that owns the NIF resource (listener, TCP
+  connections and protocol state machine running on a Rust runtime) and turns
+  its membership reports into messages for subscribers:
+
+      {:hyparview, {:peer_up, %HyParView.Peer{}}}
+      {:hyparview, {:peer_down, %HyParView.Peer{}}}
+
+  Use it through `HyParView`; see `HyParView.start_link/1` for the options.
+
+  ## Startup failures
+
+  `start_link/1` raises `ArgumentError` (in the caller) for malformed options.
+  Runtime failures such as `{:listen_failed, :eaddrinuse}` are returned as
+  `{:error, reason}`; the server is only linked to the caller once the NIF is
+  running, so a failed start never sends an exit signal to the caller, which
+  therefore does not need to trap exits.
+
+  ## Advertised address
+
+  Other peers dial the advertised address. It is the listen IP unless that
+  is a wildcard (`{0, 0, 0, 0}` or `{0, 0, 0, 0, 0, 0, 0, 0}`), in which case
+  it is the `advertise_address:` option if given, else the host part of the
+  peer id when it is an IP literal or resolves with `:inet.getaddr/2`.
+
+  ## Secret
+
+  Handshakes are authenticated with HMAC-SHA256 keyed by `secret:`; without
+  it, a distributed node derives the key from its Erlang cookie (so nodes
+  that may connect via distribution may also join the overlay); a
+  non-distributed node falls back to a fixed, public default and logs a
+  warning.
+
+  ## Telemetry
+
+  When `:telemetry` is available: `[:hyparview, :peer, :added]`,
+  `[:hyparview, :peer, :removed]` (metadata `%{peer: peer, local: id}`) and
+  `[:hyparview, :handshake, :rejected]` (metadata `%{address: {ip, port},
+  reason: atom, local: id}`), each with measurement `%{count: 1}`.
+  """
+  use GenServer
+  require Logger
+
+  alias HyParView.{Config, Native, Peer}
+
+  @stop_timeout 5_000
+  @default_secret "libcluster_hyparview insecure default secret"
+  @option_keys [:peer, :contacts, :transport, :config, :name, :secret, :advertise_address]
+
+  defstruct [:resource, :peer, :advertise_ip, :advertise_port, subscribers: %{}, active: %{}]
+
+  @doc """
+  Starts a server; see `HyParView.start_link/1`.
+  """
+  @spec start_link(keyword) :: GenServer.on_start()
+  def start_link(opts) do
+    {gen_opts, nif_opts, state} = prepare!(opts)
+
+    case Native.loaded() do
+      :ok -> :ok
+      {:error, message} -> raise RuntimeError, message
+    end
+
+    case GenServer.start(__MODULE__, {self(), nif_opts, state}, gen_opts) do
+      {:ok, pid} -> {:ok, pid}
+      {:error, {:shutdown, reason}} -> {:error, reason}
+      other -> other
+    end
+  catch
+    # Address resolution failures are runtime conditions, not bad arguments.
+    :throw, {:start_error, reason} -> {:error, reason}
+  end
+
+  @doc """
+  Child specification; the id is the `:name` option when given.
+  """
+  @spec child_spec(keyword) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    %{
+      id: Keyword.get(opts, :name, __MODULE__),
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker,
+      shutdown: @stop_timeout + 1_000
+    }
+  end
+
+  ## Option handling (runs in the caller, so errors raise there)
+
+  defp prepare!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "HyParView options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    Enum.each(opts, fn {key, _} ->
+      unless key in @option_keys do
+        raise ArgumentError,
+              "unknown HyParView option #{inspect(key)} (known: #{inspect(@option_keys)})"
+      end
+    end)
+
+    peer = validate_peer!(Keyword.get(opts, :peer), "peer")
+    contacts = validate_contacts!(Keyword.get(opts, :contacts, []))
+
+    transport = Keyword.get(opts, :transport, HyParView.Transport.TCP)
+
+    unless transport == HyParView.Transport.TCP do
+      raise ArgumentError,
+            "invalid HyParView option transport: #{inspect(transport)} " <>
+              "(the only transport is HyParView.Transport.TCP)"
+    end
+
+    config = Config.new(Keyword.get(opts, :config, []))
+    secret = secret!(Keyword.get(opts, :secret))
+    {advertise_ip, advertise_port} = advertise!(peer, Keyword.get(opts, :advertise_address))
+    threads = runtime_threads!()
+
+    {listen_ip, listen_port} = peer.address
+
+    nif_opts = %{
+      id: Atom.to_string(peer.id),
+      listen_ip: listen_ip,
+      listen_port: listen_port,
+      advertise_ip: advertise_ip,
+      advertise_port: advertise_port,
+      incarnation: System.os_time(:microsecond),
+      seed: :rand.uniform(Bitwise.bsl(1, 62)),
+      secret: secret,
+      contacts:
+        Enum.map(contacts, fn %Peer{id: id, address: {ip, port}} ->
+          {Atom.to_string(id), ip, port}
+        end),
+      runtime_threads: threads,
+      config: Config.to_map(config)
+    }
+
+    gen_opts = Keyword.take(opts, [:name])
+    state = %__MODULE__{peer: peer, advertise_ip: advertise_ip, advertise_port: advertise_port}
+    {gen_opts, nif_opts, state}
+  end
+
+  defp validate_peer!(%Peer{id: id, address: address}, _what), do: Peer.new(id, address)
+
+  defp validate_peer!(nil, "peer"),
+    do: raise(ArgumentError, "missing required HyParView option peer (a %HyParView.Peer{})")
+
+  defp validate_peer!(other, what) do
+    raise ArgumentError,
+          "invalid HyParView option #{what}: expected a %HyParView.Peer{}, got: #{inspect(other)}"
+  end
+
+  defp validate_contacts!(contacts) when is_list(contacts) do
+    Enum.map(contacts, fn contact ->
+      %Peer{address: {_ip, port}} = peer = validate_peer!(contact, "contacts")
+
+      if port == 0 do
+        raise ArgumentError,
+              "invalid HyParView option contacts: #{inspect(contact)} has port 0"
+      end
+
+      peer
+    end)
+  end
+
+  defp validate_contacts!(other) do
+    raise ArgumentError,
+          "invalid HyParView option contacts: expected a list of %HyParView.Peer{}, " <>
+            "got: #{inspect(other)}"
+  end
+
+  defp secret!(secret) when is_binary(secret) and byte_size(secret) in 1..1024, do: secret
+
+  defp secret!(nil) do
+    if Node.alive?() do
+      :crypto.hash(:sha256, "hyparview-cookie:" <> Atom.to_string(Node.get_cookie()))
+    else
+      unless :persistent_term.get({__MODULE__, :default_secret_warned}, false) do
+        :persistent_term.put({__MODULE__, :default_secret_warned}, true)
+
+        Logger.warning(
+          "HyParView: no secret: option and the node is not distributed (no cookie); " <>
+            "using the built-in default secret, which authenticates nothing"
+        )
+      end
+
+      @default_secret
+    end
+  end
+
+  defp secret!(other) do
+    raise ArgumentError,
+          "invalid HyParView option secret: expected a binary of 1..1024 bytes, got: " <>
+            inspect(other, limit: 5)
+  end
+
+  defp advertise!(%Peer{id: id, address: {listen_ip, _}}, advertise) do
+    case advertise do
+      nil ->
+        if wildcard?(listen_ip), do: {host_ip!(id, listen_ip), nil}, else: {listen_ip, nil}
+
+      {ip, port} when is_integer(port) and port in 1..65_535 ->
+        {advertise_ip!(ip), port}
+
+      ip ->
+        {advertise_ip!(ip), nil}
+    end
+  end
+
+  defp advertise_ip!(ip) do
+    unless Peer.valid_ip?(ip) and not wildcard?(ip) do
+      raise ArgumentError,
+            "invalid HyParView option advertise_address: #{inspect(ip)} (expected a " <>
+              "non-wildcard IP tuple or {ip_tuple, port})"
+    end
+
+    ip
+  end
+
+  defp host_ip!(id, listen_ip) do
+    [_name, host] = id |> Atom.to_string() |> String.split("@", parts: 2)
+    host = host |> String.trim_leading("[") |> String.trim_trailing("]")
+    family = if tuple_size(listen_ip) == 4, do: :inet, else: :inet6
+
+    with {:error, _} <- :inet.parse_strict_address(String.to_charlist(host)),
+         {:error, _} <- :inet.getaddr(String.to_charlist(host), family) do
+      throw(
+        {:start_error,
+         {:no_advertise_address,
+          "listening on the wildcard address #{:inet.ntoa(listen_ip)}, so peers need " <>
+            "an address to dial: pass advertise_address: ip, or use a node name whose host " <>
+            "part (#{inspect(host)}) is an IP or resolves via :inet.getaddr/2"}}
+      )
+    else
+      {:ok, ip} -> ip
+    end
+  end
+
+  defp wildcard?({0, 0, 0, 0}), do: true
+  defp wildcard?({0, 0, 0, 0, 0, 0, 0, 0}), do: true
+  defp wildcard?(_), do: false
+
+  defp runtime_threads! do
+    case Application.get_env(:libcluster_hyparview, :runtime_threads, 1) do
+      n when is_integer(n) and n in 1..64 ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "invalid :libcluster_hyparview, :runtime_threads: #{inspect(other)} " <>
+                "(expected an integer in 1..64)"
+    end
+  end
+
+  ## GenServer
+
+  @impl true
+  def init({caller, nif_opts, state}) do
+    # Trap exits so a supervisor's shutdown runs terminate/2 (which frees the port).
+    Process.flag(:trap_exit, true)
+
+    case Native.start(self(), nif_opts) do
+      {:ok, resource} ->
+        # Linked only now: a failed start must not send an exit signal to the caller.
+        Process.link(caller)
+        {:ok, %{state | resource: resource}}
+
+      {:error, reason} ->
+        # {:shutdown, _} avoids a crash report; start_link/1 unwraps it.
+        {:stop, {:shutdown, reason}}
+    end
+  end
+
+  @impl true
+  def handle_call({:subscribe, pid, replay?}, _from, state) do
+    state =
+      if Map.has_key?(state.subscribers, pid) do
+        state
+      else
+        %{state | subscribers: Map.put(state.subscribers, pid, Process.monitor(pid))}
+      end
+
+    # Sent from this process before any later event, so the replay is atomic
+    # with respect to subsequent peer_up/peer_down messages.
+    if replay? do
+      Enum.each(sorted_active(state), &send(pid, {:hyparview, {:peer_up, &1}}))
+    end
+
+    {:reply, :ok, state}
+  end
+
+  def handle_call({:unsubscribe, pid}, _from, state) do
+    {ref, subscribers} = Map.pop(state.subscribers, pid)
+    if ref, do: Process.demonitor(ref, [:flush])
+    {:reply, :ok, %{state | subscribers: subscribers}}
+  end
+
+  def handle_call(:active_view, _from, state), do: {:reply, sorted_active(state), state}
+
+  def handle_call(:passive_view, _from, state) do
+    snapshot = Native.snapshot(state.resource)
+    {:reply, to_peers(Map.get(snapshot, :passive_view, [])), state}
+  end
+
+  def handle_call(:local_peer, _from, state) do
+    {:reply, local_peer(state, Native.snapshot(state.resource)), state}
+  end
+
+  def handle_call(:info, _from, state) do
+    snapshot = Native.snapshot(state.resource)
+
+    info =
+      snapshot
+      |> Map.put(:local, local_peer(state, snapshot))
+      |> Map.put(:active_view, to_peers(Map.get(snapshot, :active_view, [])))
+      |> Map.put(:passive_view, to_peers(Map.get(snapshot, :passive_view, [])))
+      |> Map.put(:subscribers, map_size(state.subscribers))
+
+    {:reply, info, state}
+  end
+
+  def handle_call(:leave, _from, state) do
+    {:reply, Native.leave(state.resource), state}
+  end
+
+  @impl true
+  def handle_info({:hyparview_nif, :peer_up, remote}, state) do
+    case to_peer(remote) do
+      {:ok, peer} ->
+        if Map.get(state.active, peer.id) == peer do
+          {:noreply, state}
+        else
+          notify(state, {:peer_up, peer})
+          telemetry([:hyparview, :peer, :added], %{peer: peer, local: state.peer.id})
+          {:noreply, %{state | active: Map.put(state.active, peer.id, peer)}}
+        end
+
+      :error ->
+        Logger.warning("HyParView: ignoring peer_up with a malformed peer: #{inspect(remote)}")
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:hyparview_nif, :peer_down, {id, _ip, _port}}, state) do
+    # Only ids we announced as up can go down; never mint an atom here.
+    active = state.active
+
+    case existing_atom(id) do
+      {:ok, atom} when is_map_key(active, atom) ->
+        {peer, active} = Map.pop(state.active, atom)
+        notify(state, {:peer_down, peer})
+        telemetry([:hyparview, :peer, :removed], %{peer: peer, local: state.peer.id})
+        {:noreply, %{state | active: active}}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:hyparview_nif, :handshake_rejected, address, reason}, state) do
+    Logger.warning(
+      "HyParView #{state.peer.id}: rejected handshake from #{format_address(address)}: " <>
+        inspect(reason)
+    )
+
+    telemetry([:hyparview, :handshake, :rejected], %{
+      address: address,
+      reason: reason,
+      local: state.peer.id
+    })
+
+    {:noreply, state}
+  end
+
+  def handle_info({:hyparview_nif, :log, level, message}, state) do
+    level = if level in [:debug, :info, :warning, :error], do: level, else: :info
+    Logger.log(level, fn -> "HyParView #{state.peer.id}: #{message}" end)
+    {:noreply, state}
+  end
+
+  def handle_info({:hyparview_nif, :stopped}, state), do: {:noreply, state}
+
+  def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
+    case Map.get(state.subscribers, pid) do
+      ^ref -> {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
+      _ -> {:noreply, state}
+    end
+  end
+
+  # The only link is to the process that started us (parent or supervisor).
+  def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
+
+  def handle_info(msg, state) do
+    Logger.debug("HyParView.Server: unexpected message #{inspect(msg)}")
+    {:noreply, state}
+  end
+
+  @impl true
+  def terminate(_reason, %{resource: resource}) when resource != nil do
+    # Wait for the actor to close its listener so the port is free on return.
+    :ok = Native.stop(resource)
+
+    receive do
+      {:hyparview_nif, :stopped} -> :ok
+    after
+      @stop_timeout ->
+        Logger.warning("HyParView: NIF did not confirm shutdown within #{@stop_timeout} ms")
+    end
+  end
+
+  def terminate(_reason, _state), do: :ok
+
+  ## Helpers
+
+  defp notify(state, event) do
+    Enum.each(state.subscribers, fn {pid, _ref} -> send(pid, {:hyparview, event}) end)
+  end
+
+  defp sorted_active(state), do: state.active |> Map.values() |> Enum.sort_by(& &1.id)
+
+  defp local_peer(state, snapshot) do
+    port =
+      state.advertise_port || Map.get(snapshot, :listen_port) ||
+        elem(state.peer.address, 1)
+
+    %Peer{id: state.peer.id, address: {state.advertise_ip, port}}
+  end
+
+  defp to_peers(list) do
+    for remote <- list, {:ok, peer} <- [to_peer(remote)], do: peer
+  end
+
+  # The only place a remote id becomes an atom: after the well-formedness check.
+  defp to_peer({id, ip, port}) when is_binary(id) and is_integer(port) and port in 1..65_535 do
+    if Peer.valid_id?(id) and Peer.valid_ip?(ip) do
+      {:ok, %Peer{id: String.to_atom(id), address: {ip, port}}}
+    else
+      :error
+    end
+  end
+
+  defp to_peer(_), do: :error
+
+  defp existing_atom(id) when is_binary(id) and byte_size(id) <= 255 do
+    {:ok, String.to_existing_atom(id)}
+  rescue
+    ArgumentError -> :error
+  end
+
+  defp existing_atom(_), do: :error
+
+  defp format_address({ip, port}) when is_tuple(ip), do: "#{:inet.ntoa(ip)}:#{port}"
+  defp format_address(other), do: inspect(other)
+
+  defp telemetry(event, metadata) do
+    if Code.ensure_loaded?(:telemetry) do
+      apply(:telemetry, :execute, [event, %{count: 1}, metadata])
+    end
+
+    :ok
+  end
+end

@@ -1,0 +1,177 @@
+defmodule Mix.Tasks.Compile.HyparviewNif do
+  # Defined in mix.exs (not lib/) so the compiler exists before lib/ is
+  # compiled and also when this package is a dependency of another project.
+  @moduledoc """
+  Builds the HyParView NIF with cargo and installs it as
+  `priv/native/libhyparview_nif.so`.
+
+  Runs `cargo build --release -p hyparview_nif` against the top-level
+  `Cargo.toml` (honouring `CARGO_TARGET_DIR`) and copies the resulting shared
+  library. The build is skipped when no file under `native/`, `Cargo.toml` or
+  `Cargo.lock` is newer than the installed library.
+  """
+  use Mix.Task.Compiler
+
+  @crate "hyparview_nif"
+  @lib_name "libhyparview_nif"
+
+  @impl true
+  def run(args) do
+    root = File.cwd!()
+    dest = Path.join([root, "priv", "native", @lib_name <> ".so"])
+
+    status =
+      if "--force" not in args and up_to_date?(root, dest) do
+        :noop
+      else
+        build!(root)
+        install!(root, dest)
+        :ok
+      end
+
+    # priv/ may not have existed when Mix built the _build structure (first
+    # compile), so link/copy it now so :code.priv_dir/1 finds the library.
+    Mix.Project.build_structure()
+    {status, []}
+  end
+
+  @impl true
+  def clean do
+    File.rm(Path.join([File.cwd!(), "priv", "native", @lib_name <> ".so"]))
+    :ok
+  end
+
+  defp up_to_date?(root, dest) do
+    case File.stat(dest, time: :posix) do
+      {:ok, %{mtime: built}} -> newest_source_mtime(root) <= built
+      {:error, _} -> false
+    end
+  end
+
+  defp newest_source_mtime(root) do
+    sources =
+      Path.wildcard(Path.join(root, "native/**/*"), match_dot: true) ++
+        Path.wildcard(Path.join(root, "Cargo.*"))
+
+    sources
+    |> Enum.map(fn path ->
+      case File.stat(path, time: :posix) do
+        {:ok, %{type: :regular, mtime: mtime}} -> mtime
+        _ -> 0
+      end
+    end)
+    |> Enum.max(fn -> 0 end)
+  end
+
+  defp build!(root) do
+    cargo = cargo_executable!()
+    args = ["build", "--release", "-p", @crate, "--manifest-path", Path.join(root, "Cargo.toml")]
+    Mix.shell().info("Compiling NIF #{@crate} (cargo #{Enum.join(args, " ")})")
+
+    {_, status} =
+      System.cmd(cargo, args, cd: root, into: IO.stream(:stdio, :line), stderr_to_stdout: true)
+
+    if status != 0 do
+      Mix.raise(
+        "cargo build of the #{@crate} NIF failed (exit status #{status}); " <>
+          "see the cargo output above. libcluster_hyparview needs a working Rust toolchain."
+      )
+    end
+  end
+
+  defp cargo_executable! do
+    System.find_executable("cargo") ||
+      Enum.find([Path.expand("~/.cargo/bin/cargo")], &File.regular?/1) ||
+      Mix.raise(
+        "libcluster_hyparview compiles its HyParView NIF with Rust, but `cargo` was not found. " <>
+          "Install Rust (https://rustup.rs, or `apt-get install cargo` on Debian/Ubuntu) " <>
+          "and make sure `cargo` is on PATH."
+      )
+  end
+
+  defp install!(root, dest) do
+    target_dir =
+      case System.get_env("CARGO_TARGET_DIR") do
+        dir when dir in [nil, ""] -> Path.join(root, "target")
+        dir -> Path.expand(dir, root)
+      end
+
+    built = Path.join([target_dir, "release", built_file_name()])
+
+    unless File.regular?(built) do
+      Mix.raise("cargo build succeeded but #{built} does not exist")
+    end
+
+    File.mkdir_p!(Path.dirname(dest))
+    # Copy to a temp name and rename: replacing the file in place would corrupt
+    # a library that a running VM has mapped.
+    tmp = dest <> ".tmp"
+    File.cp!(built, tmp)
+    File.rename!(tmp, dest)
+  end
+
+  defp built_file_name do
+    case :os.type() do
+      {:unix, :darwin} -> @lib_name <> ".dylib"
+      {:win32, _} -> @crate <> ".dll"
+      _ -> @lib_name <> ".so"
+    end
+  end
+end
+
+defmodule LibclusterHyparview.MixProject do
+  use Mix.Project
+
+  @version "0.1.0"
+
+  def project do
+    [
+      app: :libcluster_hyparview,
+      version: @version,
+      elixir: "~> 1.14",
+      compilers: [:hyparview_nif] ++ Mix.compilers(),
+      elixirc_paths: elixirc_paths(Mix.env()),
+      start_permanent: Mix.env() == :prod,
+      deps: deps(),
+      description:
+        "A libcluster strategy that runs HyParView (Rust NIF) and connects each node " <>
+          "only to its active view: partial-mesh BEAM distribution.",
+      package: package()
+    ]
+  end
+
+  def application do
+    [extra_applications: [:logger, :crypto]]
+  end
+
+  defp elixirc_paths(:test), do: ["lib", "test/support"]
+  defp elixirc_paths(_), do: ["lib"]
+
+  # Hex is not available on every build machine (ours have none), so libcluster
+  # comes from Hex when it can and from the API-compatible stand-in otherwise.
+  # HYPARVIEW_LIBCLUSTER=hex|standin forces either. The stand-in is used in
+  # every MIX_ENV (dev demo tasks need it too).
+  defp deps do
+    case libcluster_source() do
+      :hex -> [{:libcluster, "~> 3.4"}]
+      :standin -> [{:libcluster, path: "test/libcluster_standin"}]
+    end
+  end
+
+  defp libcluster_source do
+    case System.get_env("HYPARVIEW_LIBCLUSTER") do
+      "hex" -> :hex
+      "standin" -> :standin
+      _ -> if Code.ensure_loaded?(Hex), do: :hex, else: :standin
+    end
+  end
+
+  defp package do
+    [
+      licenses: ["Apache-2.0"],
+      links: %{},
+      files: ~w(lib native Cargo.toml Cargo.lock mix.exs .formatter.exs README* LICENSE*),
+      exclude_patterns: [~r"(^|/)target/", ~r"^test/"]
+    ]
+  end
+end
