@@ -19,14 +19,28 @@ pub enum Message {
     /// Random walk announcing `joiner` (TTL starts at ARWL).
     ForwardJoin { joiner: Peer, ttl: u32 },
     /// Ask to become an active neighbor; `high_priority` when the sender's
-    /// active view is empty.
-    Neighbor { high_priority: bool },
-    /// Answer to `Neighbor` (and to `Join`/`ForwardJoin` acceptance).
-    NeighborReply { accepted: bool },
-    /// The sender removed us from its active view.
-    Disconnect,
+    /// active view is empty. `epoch` names the link this request would
+    /// create (a Lamport-style counter, so a newer link has a larger epoch).
+    /// `merge` marks the low-rate promotion of a peer that was unreachable
+    /// (possible healed partition): the receiver accepts it even when full.
+    Neighbor {
+        high_priority: bool,
+        epoch: u64,
+        merge: bool,
+    },
+    /// Answer to `Neighbor` (same `epoch`), and the contact's acceptance of a
+    /// `Join` (a fresh `epoch`).
+    NeighborReply { accepted: bool, epoch: u64 },
+    /// The sender removed us from its active view. Only links with an epoch
+    /// `<= epoch` are affected, so a late DISCONNECT cannot tear down a link
+    /// established after it was sent.
+    Disconnect { epoch: u64 },
     /// Shuffle random walk started by `origin`.
-    Shuffle { origin: Peer, ttl: u32, peers: Vec<Peer> },
+    Shuffle {
+        origin: Peer,
+        ttl: u32,
+        peers: Vec<Peer>,
+    },
     /// Answer to a `Shuffle`, sent straight back to its origin.
     ShuffleReply { peers: Vec<Peer> },
 }
@@ -39,7 +53,7 @@ impl Message {
             Message::ForwardJoin { .. } => "forward_join",
             Message::Neighbor { .. } => "neighbor",
             Message::NeighborReply { .. } => "neighbor_reply",
-            Message::Disconnect => "disconnect",
+            Message::Disconnect { .. } => "disconnect",
             Message::Shuffle { .. } => "shuffle",
             Message::ShuffleReply { .. } => "shuffle_reply",
         }

@@ -1,10 +1,32 @@
 //! The HyParView state machine.
 //!
-//! SKELETON: the public API below is the contract with the simulator and the
-//! NIF transport. Bodies are to be implemented by the protocol core work.
+//! Design notes (beyond the paper):
+//! - Every active link carries an `epoch` from a Lamport-style counter: a
+//!   link created after another one between the same two nodes always has a
+//!   larger epoch, and `Disconnect { epoch }` only removes links with an
+//!   epoch `<= epoch`. A late DISCONNECT therefore never tears down a newer
+//!   link. When both ends propose a link at once, both keep the larger epoch.
+//! - A peer that failed (connection lost, dial failed, no answer) goes to a
+//!   bounded *suspect* list instead of being forgotten. Suspects are not
+//!   promotion candidates, but every `promotion_interval` one random suspect
+//!   is sent a `merge` NEIGHBOR that is accepted even by a full node: this is
+//!   what lets two halves of a healed partition find each other again.
+//! - A node with empty active and passive views rejoins through its contacts
+//!   (and suspects) with exponential backoff and jitter; losing a neighbor
+//!   while anything else is left never triggers a JOIN.
+//! - Bytes from the network are untrusted: TTLs are clamped, peer lists are
+//!   truncated, self and stale incarnations are ignored, and nothing indexes
+//!   out of bounds.
 
 use crate::{Config, ConfigError, Message, Millis, Peer};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
+
+/// Peer lists longer than this in a received message are truncated.
+const MAX_PEERS_IN_MESSAGE: usize = 64;
+/// Contacts beyond this are ignored.
+const MAX_CONTACTS: usize = 1024;
 
 /// Something that happened to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,9 +71,15 @@ pub enum Output {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Timer(pub(crate) TimerKind);
 
+/// `gen` is the node's timer generation: bumped by Join/Leave so timers of
+/// an earlier run are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum TimerKind {
-    Shuffle,
+    Shuffle { gen: u64 },
+    Promotion { gen: u64 },
+    Rejoin { gen: u64 },
+    NeighborTimeout { gen: u64, epoch: u64 },
+    JoinTimeout { gen: u64, nonce: u64 },
 }
 
 /// Counters for observability.
@@ -62,30 +90,138 @@ pub struct Stats {
     pub promotions: u64,
     pub shuffles_started: u64,
     pub failures_detected: u64,
+    /// Join rounds started by the isolation backoff timer.
+    pub rejoins: u64,
+    /// Successful merge promotions (suspect re-linked, see `promotion_interval`).
+    pub merges: u64,
+    /// DISCONNECTs sent to repair a link the other end held alone.
+    pub asymmetry_repairs: u64,
+    /// Inputs ignored as stale (old incarnation, old link epoch).
+    pub stale_ignored: u64,
+}
+
+#[derive(Clone, Debug)]
+struct ActiveEntry {
+    peer: Peer,
+    epoch: u64,
+}
+
+#[derive(Clone, Debug)]
+struct PassiveEntry {
+    peer: Peer,
+    /// Not a preferred promotion candidate before this time (just
+    /// disconnected or rejected us).
+    cooldown_until: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct Suspect {
+    peer: Peer,
+    failures: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PendingKind {
+    /// Filling the active view from the passive view.
+    Promote,
+    /// End of a FORWARDJOIN walk: asking the joiner.
+    ForwardJoin,
+    /// Low-rate probe of a suspect (partition healing).
+    Merge,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    peer: Peer,
+    epoch: u64,
+    kind: PendingKind,
+    high: bool,
+}
+
+#[derive(Clone, Debug)]
+struct JoinAttempt {
+    contact: Peer,
+    nonce: u64,
+}
+
+/// Where a peer id is known, and with which incarnation.
+enum Freshness {
+    Unknown,
+    Same,
+    Older,
+    Newer,
 }
 
 pub struct Node {
     local: Peer,
     config: Config,
     outputs: VecDeque<Output>,
+    rng: SmallRng,
+    active: Vec<ActiveEntry>,
+    passive: Vec<PassiveEntry>,
+    suspects: Vec<Suspect>,
+    pending: Vec<Pending>,
+    contacts: Vec<Peer>,
+    join: Option<JoinAttempt>,
+    join_queue: Vec<Peer>,
+    /// Lamport clock for link epochs.
+    clock: u64,
+    nonce: u64,
+    timer_gen: u64,
+    /// Join was requested (timers running) and no Leave since.
+    joined: bool,
+    left: bool,
+    rejoin_scheduled: bool,
+    rejoin_attempts: u32,
+    shuffle_sent: Vec<Peer>,
+    shuffle_outstanding: bool,
+    merge_quiet_until: Millis,
+    stats: Stats,
 }
 
 impl Node {
     /// A node with empty views. `seed` drives every random choice it makes.
     pub fn new(local: Peer, config: Config, seed: u64) -> Result<Node, ConfigError> {
         config.validate()?;
-        let _ = seed;
         Ok(Node {
             local,
             config,
             outputs: VecDeque::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            active: Vec::new(),
+            passive: Vec::new(),
+            suspects: Vec::new(),
+            pending: Vec::new(),
+            contacts: Vec::new(),
+            join: None,
+            join_queue: Vec::new(),
+            clock: 0,
+            nonce: 0,
+            timer_gen: 0,
+            joined: false,
+            left: false,
+            rejoin_scheduled: false,
+            rejoin_attempts: 0,
+            shuffle_sent: Vec::new(),
+            shuffle_outstanding: false,
+            merge_quiet_until: 0,
+            stats: Stats::default(),
         })
     }
 
     /// Feed one input at time `now`. Outputs accumulate until drained.
     pub fn handle(&mut self, now: Millis, input: Input) {
-        let _ = (now, input);
-        todo!("protocol core")
+        match input {
+            Input::Join { contacts } => self.on_join_input(now, contacts),
+            Input::Leave => self.on_leave(),
+            Input::Message { from, message } => self.on_message(now, from, message),
+            Input::ConnectionLost { peer } => self.on_unreachable(now, peer, false),
+            Input::DialFailed { peer } => self.on_unreachable(now, peer, true),
+            Input::Timer(Timer(kind)) => self.on_timer(now, kind),
+        }
+        if !self.left {
+            self.maintain(now);
+        }
     }
 
     /// Next pending output, in the order produced.
@@ -103,21 +239,964 @@ impl Node {
 
     /// Peers in the active view (reported up).
     pub fn active_view(&self) -> Vec<&Peer> {
-        todo!("protocol core")
+        self.active.iter().map(|a| &a.peer).collect()
     }
 
     /// Peers in the passive view.
     pub fn passive_view(&self) -> Vec<&Peer> {
-        todo!("protocol core")
+        self.passive.iter().map(|p| &p.peer).collect()
+    }
+
+    /// Peers that recently failed; probed every `promotion_interval`.
+    pub fn suspected(&self) -> Vec<&Peer> {
+        self.suspects.iter().map(|s| &s.peer).collect()
     }
 
     /// True when a node with this id is in the active view.
     pub fn is_active(&self, id: &str) -> bool {
-        let _ = id;
-        todo!("protocol core")
+        self.active.iter().any(|a| a.peer.id == id)
+    }
+
+    /// True when a node with this id is in the passive view.
+    pub fn is_passive(&self, id: &str) -> bool {
+        self.passive.iter().any(|p| p.peer.id == id)
+    }
+
+    /// Number of NEIGHBOR requests awaiting an answer.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn stats(&self) -> Stats {
-        Stats::default()
+        self.stats.clone()
+    }
+
+    // ----------------------------------------------------------------- inputs
+
+    fn on_join_input(&mut self, now: Millis, contacts: Vec<Peer>) {
+        self.left = false;
+        self.joined = true;
+        self.contacts.clear();
+        for c in contacts {
+            if self.contacts.len() >= MAX_CONTACTS {
+                break;
+            }
+            if c.id != self.local.id && !self.contacts.iter().any(|k| k.id == c.id) {
+                self.contacts.push(c);
+            }
+        }
+        // Restart the periodic timers under a fresh generation.
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+        self.rejoin_scheduled = false;
+        self.rejoin_attempts = 0;
+        self.schedule_shuffle();
+        self.schedule_promotion();
+        if self.active.is_empty() && self.join.is_none() && !self.contacts.is_empty() {
+            self.start_join_round(now);
+        }
+    }
+
+    fn on_leave(&mut self) {
+        for a in std::mem::take(&mut self.active) {
+            self.send(a.peer.clone(), Message::Disconnect { epoch: a.epoch });
+            self.outputs.push_back(Output::Disconnect {
+                peer: a.peer.clone(),
+            });
+            self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+            self.insert_passive(a.peer, 0, &[]);
+        }
+        self.pending.clear();
+        self.join = None;
+        self.join_queue.clear();
+        self.shuffle_outstanding = false;
+        self.rejoin_scheduled = false;
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+        self.joined = false;
+        self.left = true;
+    }
+
+    fn on_message(&mut self, now: Millis, from: Peer, message: Message) {
+        if from.id == self.local.id {
+            return;
+        }
+        match self.freshness(&from) {
+            Freshness::Older => {
+                self.stats.stale_ignored += 1;
+                return;
+            }
+            Freshness::Newer => self.purge_old_incarnation(&from),
+            Freshness::Same | Freshness::Unknown => {}
+        }
+        // A direct message proves the sender is alive.
+        if let Some(i) = self.suspect_index(&from.id) {
+            let s = self.suspects.remove(i);
+            if !self.is_active(&s.peer.id) {
+                self.insert_passive(from.clone(), 0, &[]);
+            }
+        }
+        if self.left {
+            match message {
+                Message::Neighbor { epoch, .. } => {
+                    self.send(
+                        from.clone(),
+                        Message::NeighborReply {
+                            accepted: false,
+                            epoch,
+                        },
+                    );
+                    self.outputs.push_back(Output::Disconnect { peer: from });
+                }
+                Message::Join => {
+                    self.send(
+                        from.clone(),
+                        Message::NeighborReply {
+                            accepted: false,
+                            epoch: 0,
+                        },
+                    );
+                    self.outputs.push_back(Output::Disconnect { peer: from });
+                }
+                Message::NeighborReply {
+                    accepted: true,
+                    epoch,
+                } => {
+                    self.send(from, Message::Disconnect { epoch });
+                }
+                _ => {}
+            }
+            return;
+        }
+        match message {
+            Message::Join => self.on_join_msg(now, from),
+            Message::ForwardJoin { joiner, ttl } => self.on_forward_join(from, joiner, ttl),
+            Message::Neighbor {
+                high_priority,
+                epoch,
+                merge,
+            } => self.on_neighbor(now, from, high_priority, epoch, merge),
+            Message::NeighborReply { accepted, epoch } => {
+                self.on_neighbor_reply(now, from, accepted, epoch)
+            }
+            Message::Disconnect { epoch } => self.on_disconnect(now, from, epoch),
+            Message::Shuffle { origin, ttl, peers } => self.on_shuffle(from, origin, ttl, peers),
+            Message::ShuffleReply { peers } => self.on_shuffle_reply(peers),
+        }
+    }
+
+    fn on_join_msg(&mut self, now: Millis, from: Peer) {
+        if let Some(i) = self.active_index(&from.id) {
+            // Duplicate JOIN (reply lost?): confirm the existing link, no walk.
+            let epoch = self.active[i].epoch;
+            self.send(
+                from,
+                Message::NeighborReply {
+                    accepted: true,
+                    epoch,
+                },
+            );
+            return;
+        }
+        self.remove_pending_to(&from.id);
+        let epoch = self.new_epoch();
+        self.add_active(now, from.clone(), epoch);
+        self.send(
+            from.clone(),
+            Message::NeighborReply {
+                accepted: true,
+                epoch,
+            },
+        );
+        let ttl = self.config.arwl;
+        let targets: Vec<Peer> = self
+            .active
+            .iter()
+            .filter(|a| a.peer.id != from.id)
+            .map(|a| a.peer.clone())
+            .collect();
+        for t in targets {
+            self.send(
+                t,
+                Message::ForwardJoin {
+                    joiner: from.clone(),
+                    ttl,
+                },
+            );
+        }
+    }
+
+    fn on_forward_join(&mut self, from: Peer, joiner: Peer, ttl: u32) {
+        self.check_implied_link(&from);
+        let ttl = ttl.min(self.config.arwl);
+        if joiner.id == self.local.id {
+            return;
+        }
+        match self.freshness(&joiner) {
+            Freshness::Older => {
+                self.stats.stale_ignored += 1;
+                return;
+            }
+            Freshness::Newer => self.purge_old_incarnation(&joiner),
+            _ => {}
+        }
+        if self.is_active(&joiner.id) || self.pending_index(&joiner.id).is_some() {
+            return;
+        }
+        if ttl == 0 || self.active.len() <= 1 {
+            self.request_neighbor(joiner, PendingKind::ForwardJoin, false);
+            return;
+        }
+        if ttl == self.config.prwl {
+            self.insert_passive(joiner.clone(), 0, &[]);
+        }
+        let next = self.random_active_except(&[&from.id, &joiner.id]);
+        match next {
+            Some(next) => self.send(
+                next,
+                Message::ForwardJoin {
+                    joiner,
+                    ttl: ttl - 1,
+                },
+            ),
+            None => self.request_neighbor(joiner, PendingKind::ForwardJoin, false),
+        }
+    }
+
+    fn on_neighbor(&mut self, now: Millis, from: Peer, high: bool, epoch: u64, merge: bool) {
+        self.observe_epoch(epoch);
+        if let Some(i) = self.active_index(&from.id) {
+            let e = &mut self.active[i].epoch;
+            *e = (*e).max(epoch);
+            self.send(
+                from,
+                Message::NeighborReply {
+                    accepted: true,
+                    epoch,
+                },
+            );
+            return;
+        }
+        if high || merge || self.active.len() < self.config.active_view_size {
+            self.remove_pending_to(&from.id);
+            self.add_active(now, from.clone(), epoch);
+            self.send(
+                from,
+                Message::NeighborReply {
+                    accepted: true,
+                    epoch,
+                },
+            );
+            if merge {
+                self.merge_quiet_until = now.saturating_add(self.merge_quiet_period());
+            }
+        } else {
+            self.send(
+                from.clone(),
+                Message::NeighborReply {
+                    accepted: false,
+                    epoch,
+                },
+            );
+            // It is alive: a good passive candidate.
+            self.insert_passive(from.clone(), 0, &[]);
+            self.close_if_idle(&from);
+        }
+    }
+
+    fn on_neighbor_reply(&mut self, now: Millis, from: Peer, accepted: bool, epoch: u64) {
+        self.observe_epoch(epoch);
+        if self.join.as_ref().is_some_and(|j| j.contact.id == from.id) {
+            if accepted {
+                self.join = None;
+                self.join_queue.clear();
+                self.link_accepted(now, from, epoch, true);
+            } else {
+                self.try_next_join(now);
+            }
+            return;
+        }
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.peer.id == from.id && p.epoch == epoch)
+        {
+            let p = self.pending.remove(i);
+            if accepted {
+                match p.kind {
+                    PendingKind::Promote => {
+                        if self.link_accepted(now, from, epoch, false) {
+                            self.stats.promotions += 1;
+                        }
+                    }
+                    PendingKind::ForwardJoin => {
+                        self.link_accepted(now, from, epoch, true);
+                    }
+                    PendingKind::Merge => {
+                        if self.link_accepted(now, from, epoch, true) {
+                            self.stats.merges += 1;
+                            self.merge_quiet_until = now.saturating_add(self.merge_quiet_period());
+                        }
+                    }
+                }
+            } else {
+                match p.kind {
+                    PendingKind::Promote if p.high => {
+                        // A high-priority request is only refused by a
+                        // leaving node: do not ask it again soon.
+                        self.add_suspect(from.clone());
+                    }
+                    _ => {
+                        let cool = now.saturating_add(self.config.shuffle_interval);
+                        self.insert_passive(from.clone(), cool, &[]);
+                    }
+                }
+                self.close_if_idle(&from);
+            }
+            return;
+        }
+        // Unsolicited or late answer: the sender holds us now. Accept it if
+        // we can, otherwise tell it so the link does not stay one-sided.
+        if accepted {
+            self.link_accepted(now, from, epoch, false);
+        }
+    }
+
+    /// The other end holds a link `epoch` to `from`. Take it (evicting a
+    /// random peer when `force` and full) or refuse it with a DISCONNECT.
+    /// Returns true when the link is now held.
+    fn link_accepted(&mut self, now: Millis, from: Peer, epoch: u64, force: bool) -> bool {
+        if let Some(i) = self.active_index(&from.id) {
+            let e = &mut self.active[i].epoch;
+            *e = (*e).max(epoch);
+            return true;
+        }
+        if force || self.active.len() < self.config.active_view_size {
+            self.remove_pending_to(&from.id);
+            self.add_active(now, from, epoch);
+            true
+        } else {
+            self.stats.asymmetry_repairs += 1;
+            self.send(from.clone(), Message::Disconnect { epoch });
+            self.insert_passive(from.clone(), 0, &[]);
+            self.close_if_idle(&from);
+            false
+        }
+    }
+
+    fn on_disconnect(&mut self, now: Millis, from: Peer, epoch: u64) {
+        self.observe_epoch(epoch);
+        let Some(i) = self.active_index(&from.id) else {
+            return;
+        };
+        if epoch < self.active[i].epoch {
+            self.stats.stale_ignored += 1;
+            return;
+        }
+        let a = self.active.remove(i);
+        self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+        // Not the first candidate to promote again.
+        let cool = now.saturating_add(self.config.shuffle_interval);
+        self.insert_passive(a.peer, cool, &[]);
+    }
+
+    fn on_shuffle(&mut self, from: Peer, origin: Peer, ttl: u32, mut peers: Vec<Peer>) {
+        self.check_implied_link(&from);
+        let ttl = ttl.min(self.config.shuffle_ttl).saturating_sub(1);
+        if origin.id == self.local.id {
+            return;
+        }
+        peers.truncate(MAX_PEERS_IN_MESSAGE);
+        if ttl > 0 && self.active.len() > 1 {
+            if let Some(next) = self.random_active_except(&[&from.id, &origin.id]) {
+                self.send(next, Message::Shuffle { origin, ttl, peers });
+                return;
+            }
+        }
+        match self.freshness(&origin) {
+            Freshness::Older => {
+                self.stats.stale_ignored += 1;
+                return;
+            }
+            Freshness::Newer => self.purge_old_incarnation(&origin),
+            _ => {}
+        }
+        let reply = self.sample_passive(peers.len());
+        self.send(
+            origin.clone(),
+            Message::ShuffleReply {
+                peers: reply.clone(),
+            },
+        );
+        self.integrate(peers, &reply);
+        self.close_if_idle(&origin);
+    }
+
+    fn on_shuffle_reply(&mut self, mut peers: Vec<Peer>) {
+        if !self.shuffle_outstanding {
+            return;
+        }
+        self.shuffle_outstanding = false;
+        peers.truncate(MAX_PEERS_IN_MESSAGE);
+        let sent = std::mem::take(&mut self.shuffle_sent);
+        self.integrate(peers, &sent);
+    }
+
+    /// Connection lost or dial failed: `peer` is (probably) unreachable.
+    fn on_unreachable(&mut self, now: Millis, peer: Peer, dial: bool) {
+        if peer.id == self.local.id {
+            return;
+        }
+        if let Some(i) = self.active_index(&peer.id) {
+            if peer.incarnation < self.active[i].peer.incarnation {
+                self.stats.stale_ignored += 1;
+                return;
+            }
+            let a = self.active.remove(i);
+            self.stats.failures_detected += 1;
+            self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+            self.add_suspect(a.peer);
+        }
+        if let Some(i) = self.pending_index(&peer.id) {
+            let p = self.pending.remove(i);
+            match p.kind {
+                PendingKind::Promote => self.add_suspect(p.peer),
+                PendingKind::ForwardJoin => {}
+                PendingKind::Merge => self.suspect_failed(&p.peer.id),
+            }
+        }
+        if self.join.as_ref().is_some_and(|j| j.contact.id == peer.id) {
+            self.try_next_join(now);
+        }
+        if dial {
+            // Whatever we sent it was lost; a passive entry we cannot reach
+            // is no longer a preferred candidate.
+            if let Some(i) = self.passive_index(&peer.id) {
+                if self.passive[i].peer.incarnation <= peer.incarnation {
+                    let p = self.passive.remove(i);
+                    self.add_suspect(p.peer);
+                }
+            } else if self.suspect_index(&peer.id).is_some() {
+                self.suspect_failed(&peer.id);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: Millis, kind: TimerKind) {
+        match kind {
+            TimerKind::Shuffle { gen } => {
+                if gen != self.timer_gen || self.left {
+                    return;
+                }
+                self.start_shuffle();
+                self.schedule_shuffle();
+            }
+            TimerKind::Promotion { gen } => {
+                if gen != self.timer_gen || self.left {
+                    return;
+                }
+                self.try_merge(now);
+                self.schedule_promotion();
+            }
+            TimerKind::Rejoin { gen } => {
+                if gen != self.timer_gen || self.left || !self.rejoin_scheduled {
+                    return;
+                }
+                self.rejoin_scheduled = false;
+                if self.is_isolated() && self.pending.is_empty() && self.join.is_none() {
+                    self.stats.rejoins += 1;
+                    self.start_join_round(now);
+                }
+            }
+            TimerKind::NeighborTimeout { gen, epoch } => {
+                if gen != self.timer_gen {
+                    return;
+                }
+                if let Some(i) = self.pending.iter().position(|p| p.epoch == epoch) {
+                    let p = self.pending.remove(i);
+                    match p.kind {
+                        PendingKind::Promote => self.add_suspect(p.peer),
+                        PendingKind::ForwardJoin => {}
+                        PendingKind::Merge => self.suspect_failed(&p.peer.id),
+                    }
+                }
+            }
+            TimerKind::JoinTimeout { gen, nonce } => {
+                if gen != self.timer_gen {
+                    return;
+                }
+                if let Some(j) = &self.join {
+                    if j.nonce == nonce {
+                        self.try_next_join(now);
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ maintenance
+
+    fn is_isolated(&self) -> bool {
+        self.active.is_empty() && self.passive.is_empty()
+    }
+
+    /// Run after every input: keep the active view filled from the passive
+    /// view, and rejoin (with backoff) when nothing else is left.
+    fn maintain(&mut self, now: Millis) {
+        if !self.active.is_empty() {
+            self.rejoin_attempts = 0;
+        }
+        self.fill_active(now);
+        if self.joined
+            && self.is_isolated()
+            && self.pending.is_empty()
+            && self.join.is_none()
+            && !self.rejoin_scheduled
+        {
+            self.schedule_rejoin();
+        }
+    }
+
+    fn fill_active(&mut self, now: Millis) {
+        loop {
+            if self.active.len() + self.pending.len() >= self.config.active_view_size {
+                return;
+            }
+            // Preferred: candidates not cooling down. An empty active view
+            // takes anyone (each failure removes the candidate, so this ends).
+            let mut cands: Vec<usize> = Vec::new();
+            for (i, p) in self.passive.iter().enumerate() {
+                if p.cooldown_until <= now && !self.pending.iter().any(|q| q.peer.id == p.peer.id) {
+                    cands.push(i);
+                }
+            }
+            if cands.is_empty() && self.active.is_empty() {
+                for (i, p) in self.passive.iter().enumerate() {
+                    if !self.pending.iter().any(|q| q.peer.id == p.peer.id) {
+                        cands.push(i);
+                    }
+                }
+            }
+            if cands.is_empty() {
+                return;
+            }
+            let pick = cands[self.rng.gen_range(0..cands.len())];
+            let peer = self.passive[pick].peer.clone();
+            let high = self.active.is_empty() && !self.pending.iter().any(|p| p.high);
+            self.request_neighbor(peer, PendingKind::Promote, high);
+        }
+    }
+
+    fn request_neighbor(&mut self, peer: Peer, kind: PendingKind, high: bool) {
+        if self.pending_index(&peer.id).is_some() {
+            return;
+        }
+        let epoch = self.new_epoch();
+        self.stats.neighbor_requests_sent += 1;
+        self.send(
+            peer.clone(),
+            Message::Neighbor {
+                high_priority: high,
+                epoch,
+                merge: kind == PendingKind::Merge,
+            },
+        );
+        self.pending.push(Pending {
+            peer,
+            epoch,
+            kind,
+            high,
+        });
+        let gen = self.timer_gen;
+        self.set_timer(
+            self.config.neighbor_timeout,
+            TimerKind::NeighborTimeout { gen, epoch },
+        );
+    }
+
+    fn start_join_round(&mut self, now: Millis) {
+        let mut queue: Vec<Peer> = self.contacts.clone();
+        for s in &self.suspects {
+            if !queue.iter().any(|c| c.id == s.peer.id) {
+                queue.push(s.peer.clone());
+            }
+        }
+        // Fisher-Yates; popped from the back.
+        for i in (1..queue.len()).rev() {
+            let j = self.rng.gen_range(0..=i);
+            queue.swap(i, j);
+        }
+        self.join_queue = queue;
+        self.join = None;
+        self.try_next_join(now);
+    }
+
+    fn try_next_join(&mut self, _now: Millis) {
+        self.join = None;
+        while let Some(c) = self.join_queue.pop() {
+            if c.id == self.local.id || self.is_active(&c.id) {
+                continue;
+            }
+            self.nonce = self.nonce.wrapping_add(1);
+            let nonce = self.nonce;
+            self.stats.joins_sent += 1;
+            self.send(c.clone(), Message::Join);
+            self.join = Some(JoinAttempt { contact: c, nonce });
+            let gen = self.timer_gen;
+            self.set_timer(
+                self.config.neighbor_timeout,
+                TimerKind::JoinTimeout { gen, nonce },
+            );
+            return;
+        }
+        // Round exhausted: maintain() schedules the backoff when isolated.
+    }
+
+    fn schedule_rejoin(&mut self) {
+        let min = self.config.rejoin_backoff_min;
+        let max = self.config.rejoin_backoff_max;
+        let mut d = min;
+        for _ in 0..self.rejoin_attempts.min(64) {
+            d = d.saturating_mul(2);
+            if d >= max {
+                break;
+            }
+        }
+        let d = d.min(max);
+        // Jitter in [d/2, d] so isolated nodes do not retry in lockstep.
+        let after = self.rng.gen_range(d / 2..=d).max(1);
+        self.rejoin_attempts = self.rejoin_attempts.saturating_add(1);
+        self.rejoin_scheduled = true;
+        let gen = self.timer_gen;
+        self.set_timer(after, TimerKind::Rejoin { gen });
+    }
+
+    fn jittered(&mut self, interval: Millis) -> Millis {
+        let lo = interval - interval / 4;
+        let hi = interval.saturating_add(interval / 4);
+        self.rng.gen_range(lo..=hi).max(1)
+    }
+
+    fn schedule_shuffle(&mut self) {
+        let after = self.jittered(self.config.shuffle_interval);
+        let gen = self.timer_gen;
+        self.set_timer(after, TimerKind::Shuffle { gen });
+    }
+
+    fn schedule_promotion(&mut self) {
+        let after = self.jittered(self.config.promotion_interval);
+        let gen = self.timer_gen;
+        self.set_timer(after, TimerKind::Promotion { gen });
+    }
+
+    fn merge_quiet_period(&self) -> Millis {
+        self.config.promotion_interval.saturating_mul(4)
+    }
+
+    fn start_shuffle(&mut self) {
+        if self.active.is_empty() {
+            return;
+        }
+        let ka = self.config.shuffle_active_count;
+        let kp = self.config.shuffle_passive_count;
+        let mut sample: Vec<Peer> = Vec::with_capacity(ka + kp + 1);
+        let idx =
+            rand::seq::index::sample(&mut self.rng, self.active.len(), ka.min(self.active.len()));
+        for i in idx.iter() {
+            sample.push(self.active[i].peer.clone());
+        }
+        sample.extend(self.sample_passive(kp));
+        let Some(target) = self.random_active_except(&[]) else {
+            return;
+        };
+        self.shuffle_sent = sample.clone();
+        self.shuffle_outstanding = true;
+        self.stats.shuffles_started += 1;
+        sample.push(self.local.clone());
+        let ttl = self.config.shuffle_ttl;
+        self.send(
+            target,
+            Message::Shuffle {
+                origin: self.local.clone(),
+                ttl,
+                peers: sample,
+            },
+        );
+    }
+
+    /// Every `promotion_interval`: probe one suspect with a merge NEIGHBOR.
+    /// Suspects are peers that failed; a healed partition shows up as a
+    /// suspect that answers again. After a merge (either side) the node stays
+    /// quiet for a while so a heal does not churn the overlay.
+    fn try_merge(&mut self, now: Millis) {
+        if now < self.merge_quiet_until
+            || self.suspects.is_empty()
+            || self.pending.iter().any(|p| p.kind == PendingKind::Merge)
+        {
+            return;
+        }
+        let i = self.rng.gen_range(0..self.suspects.len());
+        let peer = self.suspects[i].peer.clone();
+        if self.pending_index(&peer.id).is_some() || self.is_active(&peer.id) {
+            return;
+        }
+        self.request_neighbor(peer, PendingKind::Merge, false);
+    }
+
+    // ---------------------------------------------------------- view helpers
+
+    fn add_active(&mut self, _now: Millis, peer: Peer, epoch: u64) {
+        if let Some(i) = self.active_index(&peer.id) {
+            self.active[i].epoch = self.active[i].epoch.max(epoch);
+            return;
+        }
+        if self.active.len() >= self.config.active_view_size {
+            self.evict_random_active();
+        }
+        if let Some(i) = self.passive_index(&peer.id) {
+            self.passive.remove(i);
+        }
+        if let Some(i) = self.suspect_index(&peer.id) {
+            self.suspects.remove(i);
+        }
+        self.outputs.push_back(Output::PeerUp(peer.clone()));
+        self.active.push(ActiveEntry { peer, epoch });
+        self.rejoin_attempts = 0;
+    }
+
+    /// Drop a random active peer to make room; it moves to the passive view.
+    fn evict_random_active(&mut self) {
+        if self.active.is_empty() {
+            return;
+        }
+        let i = self.rng.gen_range(0..self.active.len());
+        let a = self.active.remove(i);
+        self.send(a.peer.clone(), Message::Disconnect { epoch: a.epoch });
+        self.outputs.push_back(Output::Disconnect {
+            peer: a.peer.clone(),
+        });
+        self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+        self.insert_passive(a.peer, 0, &[]);
+    }
+
+    /// Add to the passive view (unless self/active), evicting first an entry
+    /// listed in `prefer_evict`, else a random one.
+    fn insert_passive(&mut self, peer: Peer, cooldown_until: Millis, prefer_evict: &[Peer]) {
+        if peer.id == self.local.id || self.is_active(&peer.id) {
+            return;
+        }
+        if let Some(i) = self.suspect_index(&peer.id) {
+            self.suspects.remove(i);
+        }
+        if let Some(i) = self.passive_index(&peer.id) {
+            let e = &mut self.passive[i];
+            if peer.incarnation >= e.peer.incarnation {
+                e.peer = peer;
+            }
+            e.cooldown_until = e.cooldown_until.max(cooldown_until);
+            return;
+        }
+        let cap = self.config.passive_view_size;
+        if cap == 0 {
+            return;
+        }
+        if self.passive.len() >= cap {
+            let victim = self
+                .passive
+                .iter()
+                .position(|p| prefer_evict.iter().any(|s| s.id == p.peer.id))
+                .unwrap_or_else(|| self.rng.gen_range(0..self.passive.len()));
+            self.passive.remove(victim);
+        }
+        self.passive.push(PassiveEntry {
+            peer,
+            cooldown_until,
+        });
+    }
+
+    fn add_suspect(&mut self, peer: Peer) {
+        if peer.id == self.local.id || self.is_active(&peer.id) {
+            return;
+        }
+        if let Some(i) = self.passive_index(&peer.id) {
+            self.passive.remove(i);
+        }
+        if let Some(i) = self.suspect_index(&peer.id) {
+            let s = &mut self.suspects[i];
+            if peer.incarnation > s.peer.incarnation {
+                s.peer = peer;
+                s.failures = 0;
+            }
+            return;
+        }
+        let cap = self.suspect_capacity();
+        if self.suspects.len() >= cap {
+            // Drop the one that failed most often (oldest on ties).
+            let mut worst = 0;
+            for (i, s) in self.suspects.iter().enumerate() {
+                if s.failures > self.suspects[worst].failures {
+                    worst = i;
+                }
+            }
+            self.suspects.remove(worst);
+        }
+        self.suspects.push(Suspect { peer, failures: 0 });
+    }
+
+    fn suspect_failed(&mut self, id: &str) {
+        if let Some(i) = self.suspect_index(id) {
+            let s = &mut self.suspects[i];
+            s.failures = s.failures.saturating_add(1);
+        }
+    }
+
+    fn suspect_capacity(&self) -> usize {
+        self.config
+            .passive_view_size
+            .max(self.config.active_view_size)
+    }
+
+    fn integrate(&mut self, peers: Vec<Peer>, sent: &[Peer]) {
+        for p in peers {
+            if p.id == self.local.id {
+                continue;
+            }
+            match self.freshness(&p) {
+                Freshness::Older | Freshness::Same => continue,
+                Freshness::Newer => {
+                    self.purge_old_incarnation(&p);
+                    if self.suspect_index(&p.id).is_some() {
+                        continue;
+                    }
+                }
+                Freshness::Unknown => {}
+            }
+            self.insert_passive(p, 0, sent);
+        }
+    }
+
+    fn sample_passive(&mut self, k: usize) -> Vec<Peer> {
+        let n = self.passive.len();
+        let idx = rand::seq::index::sample(&mut self.rng, n, k.min(n));
+        idx.iter().map(|i| self.passive[i].peer.clone()).collect()
+    }
+
+    fn random_active_except(&mut self, except: &[&str]) -> Option<Peer> {
+        let n = self
+            .active
+            .iter()
+            .filter(|a| !except.contains(&a.peer.id.as_str()))
+            .count();
+        if n == 0 {
+            return None;
+        }
+        let k = self.rng.gen_range(0..n);
+        self.active
+            .iter()
+            .filter(|a| !except.contains(&a.peer.id.as_str()))
+            .nth(k)
+            .map(|a| a.peer.clone())
+    }
+
+    /// A FORWARDJOIN or SHUFFLE from `from` implies it holds us in its active
+    /// view; if we do not hold it, tell it (asymmetric link repair).
+    fn check_implied_link(&mut self, from: &Peer) {
+        let joining_via = self.join.as_ref().is_some_and(|j| j.contact.id == from.id);
+        if !self.is_active(&from.id) && self.pending_index(&from.id).is_none() && !joining_via {
+            self.stats.asymmetry_repairs += 1;
+            // Our clock bounds every epoch we ever agreed to with it, so this
+            // cannot tear down a link it proposes afterwards.
+            let epoch = self.clock;
+            self.send(from.clone(), Message::Disconnect { epoch });
+        }
+    }
+
+    /// Close a connection used only for a one-off exchange.
+    fn close_if_idle(&mut self, peer: &Peer) {
+        if !self.is_active(&peer.id) && self.pending_index(&peer.id).is_none() {
+            self.outputs
+                .push_back(Output::Disconnect { peer: peer.clone() });
+        }
+    }
+
+    fn freshness(&self, peer: &Peer) -> Freshness {
+        let known = self
+            .active
+            .iter()
+            .map(|a| &a.peer)
+            .chain(self.pending.iter().map(|p| &p.peer))
+            .chain(self.passive.iter().map(|p| &p.peer))
+            .chain(self.suspects.iter().map(|s| &s.peer))
+            .find(|p| p.id == peer.id);
+        match known {
+            None => Freshness::Unknown,
+            Some(k) if k.incarnation == peer.incarnation => Freshness::Same,
+            Some(k) if k.incarnation > peer.incarnation => Freshness::Older,
+            Some(_) => Freshness::Newer,
+        }
+    }
+
+    /// `peer` restarted: forget every entry of its older incarnations.
+    fn purge_old_incarnation(&mut self, peer: &Peer) {
+        if let Some(i) = self.active_index(&peer.id) {
+            if self.active[i].peer.incarnation < peer.incarnation {
+                let a = self.active.remove(i);
+                self.outputs.push_back(Output::PeerDown(a.peer));
+            }
+        }
+        self.pending
+            .retain(|p| !(p.peer.id == peer.id && p.peer.incarnation < peer.incarnation));
+        if let Some(i) = self.passive_index(&peer.id) {
+            if self.passive[i].peer.incarnation < peer.incarnation {
+                self.passive[i].peer = peer.clone();
+                self.passive[i].cooldown_until = 0;
+            }
+        }
+        if let Some(i) = self.suspect_index(&peer.id) {
+            if self.suspects[i].peer.incarnation < peer.incarnation {
+                self.suspects.remove(i);
+                if self.passive_index(&peer.id).is_none() {
+                    self.insert_passive(peer.clone(), 0, &[]);
+                }
+            }
+        }
+    }
+
+    fn remove_pending_to(&mut self, id: &str) {
+        self.pending.retain(|p| p.peer.id != id);
+    }
+
+    fn active_index(&self, id: &str) -> Option<usize> {
+        self.active.iter().position(|a| a.peer.id == id)
+    }
+
+    fn passive_index(&self, id: &str) -> Option<usize> {
+        self.passive.iter().position(|p| p.peer.id == id)
+    }
+
+    fn suspect_index(&self, id: &str) -> Option<usize> {
+        self.suspects.iter().position(|s| s.peer.id == id)
+    }
+
+    fn pending_index(&self, id: &str) -> Option<usize> {
+        self.pending.iter().position(|p| p.peer.id == id)
+    }
+
+    fn new_epoch(&mut self) -> u64 {
+        self.clock = self.clock.saturating_add(1);
+        self.clock
+    }
+
+    fn observe_epoch(&mut self, epoch: u64) {
+        self.clock = self.clock.max(epoch);
+    }
+
+    fn send(&mut self, to: Peer, message: Message) {
+        self.outputs.push_back(Output::Send { to, message });
+    }
+
+    fn set_timer(&mut self, after: Millis, kind: TimerKind) {
+        self.outputs.push_back(Output::SetTimer {
+            after,
+            timer: Timer(kind),
+        });
     }
 }
