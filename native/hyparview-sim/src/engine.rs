@@ -1,28 +1,34 @@
 //! Discrete-event engine: N `hyparview::Node`s on one virtual clock, with a
-//! network model that mimics the TCP transport closely enough for the
-//! protocol to see the same inputs it would see in production.
+//! network model that mirrors the TCP transport (`hyparview_transport`), so
+//! the protocol sees the inputs it would see in production.
 //!
 //! Network model (per node, one "end" per remote peer, like the transport's
-//! connection table):
+//! current-connection table):
 //! - a send over an open end is delivered after a random latency, FIFO per
-//!   end (TCP preserves order within a connection);
+//!   end (TCP keeps order within a connection);
 //! - a send with no end dials: if the peer is alive and reachable both ends
-//!   open at once and the first message pays an extra handshake latency;
-//!   otherwise a `Dialing` end is kept and `DialFailed` is fed after the
-//!   connect timeout (messages queued meanwhile are lost with it);
+//!   open at once and the first message pays an extra latency (handshake);
+//!   otherwise a `Dialing` end queues (here: drops) further sends and
+//!   `DialFailed` is fed after the connect timeout;
 //! - a broken end (peer killed, or cut by a partition) silently drops sends
-//!   until its loss is reported: after one latency for a killed peer (RST),
+//!   until the break is noticed: after one latency for a killed peer (RST),
 //!   after the failure timeout for a partition (heartbeats);
-//! - `Output::Disconnect` closes both open ends without any report.
+//! - closing (`Output::Disconnect`, or retiring a connection to a non-active
+//!   peer idle for `idle_timeout`) removes the local end at once; the remote
+//!   end closes once the messages sent before have arrived.
+//! - like the transport, a broken or closed connection is reported as
+//!   `ConnectionLost` only when it is the current one and its peer is in
+//!   the owner's active view at that moment.
 
 use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, Timer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
-/// Network and timing parameters of the simulated transport.
+/// Network and timing parameters of the simulated transport (defaults are
+/// the transport's).
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     pub latency_min: Millis,
@@ -31,6 +37,10 @@ pub struct NetConfig {
     pub connect_timeout: Millis,
     /// Heartbeat-based detection of a connection cut by a partition.
     pub failure_timeout: Millis,
+    /// Connections to peers outside the active view close when unused this
+    /// long (checked on the transport's heartbeat tick).
+    pub idle_timeout: Millis,
+    pub heartbeat_interval: Millis,
 }
 
 impl Default for NetConfig {
@@ -40,6 +50,8 @@ impl Default for NetConfig {
             latency_max: 50,
             connect_timeout: 2_000,
             failure_timeout: 5_000,
+            idle_timeout: 2_000,
+            heartbeat_interval: 1_000,
         }
     }
 }
@@ -47,7 +59,7 @@ impl Default for NetConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EndState {
     Open,
-    /// The connection is dead but its owner has not been told yet.
+    /// The connection is dead but its owner has not noticed yet.
     Broken,
     /// A dial that is going to fail.
     Dialing,
@@ -60,6 +72,10 @@ struct End {
     state: EndState,
     /// Arrival time of the last message sent over this end (FIFO order).
     last_arrival: Millis,
+    /// Last message sent or received (idle retirement).
+    last_used: Millis,
+    /// An idle check is scheduled for this end.
+    idle_check: bool,
 }
 
 /// What the engine needs from a participant: `hyparview::Node` in real
@@ -69,6 +85,7 @@ pub trait Protocol {
     fn poll_output(&mut self) -> Option<Output>;
     fn active_view(&self) -> Vec<&Peer>;
     fn passive_view(&self) -> Vec<&Peer>;
+    fn is_active(&self, id: &str) -> bool;
 }
 
 impl Protocol for Node {
@@ -84,6 +101,9 @@ impl Protocol for Node {
     fn passive_view(&self) -> Vec<&Peer> {
         Node::passive_view(self)
     }
+    fn is_active(&self, id: &str) -> bool {
+        Node::is_active(self, id)
+    }
 }
 
 /// Builds the participant for (identity, per-node seed).
@@ -93,9 +113,9 @@ pub type Factory<P> = Box<dyn FnMut(Peer, u64) -> P>;
 pub struct SimNode<P = Node> {
     pub node: P,
     pub peer: Peer,
-    /// Joined and not killed/left.
+    /// Started and not killed/left.
     pub alive: bool,
-    /// Has ever been started (a pending join is not yet started).
+    /// Has been started (a scheduled join has not yet).
     pub started: bool,
     pub group: u8,
     ends: Vec<End>,
@@ -118,7 +138,19 @@ enum EventKind {
         peer: u32,
         conn: u64,
     },
-    Lost {
+    /// `node` notices that its connection `conn` to `peer` broke.
+    Broken {
+        node: u32,
+        peer: u32,
+        conn: u64,
+    },
+    /// The remote end of `conn` closed; `node` reads the EOF.
+    RemoteClosed {
+        node: u32,
+        peer: u32,
+        conn: u64,
+    },
+    IdleCheck {
         node: u32,
         peer: u32,
         conn: u64,
@@ -156,14 +188,16 @@ impl Ord for Event {
     }
 }
 
-/// Message counters, reset at the start of a measured phase.
+/// Transport counters, reset at the start of a measured phase.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
     pub sends: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
     pub delivered: u64,
     pub dial_failures: u64,
+    /// `ConnectionLost` inputs fed.
     pub connections_lost: u64,
+    pub idle_closed: u64,
 }
 
 pub struct Sim<P: Protocol = Node> {
@@ -286,6 +320,11 @@ impl<P: Protocol> Sim<P> {
         self.events.len()
     }
 
+    /// Connections (ends) currently held by `i`, any state.
+    pub fn connection_count(&self, i: u32) -> usize {
+        self.nodes[i as usize].ends.len()
+    }
+
     fn push(&mut self, time: Millis, kind: EventKind) {
         self.seq += 1;
         self.events.push(Event {
@@ -306,6 +345,18 @@ impl<P: Protocol> Sim<P> {
 
     fn end_pos(&self, a: u32, b: u32) -> Option<usize> {
         self.nodes[a as usize].ends.iter().position(|e| e.peer == b)
+    }
+
+    /// Position of `a`'s end to `b` if it is connection `conn`.
+    fn end_conn(&self, a: u32, b: u32, conn: u64) -> Option<usize> {
+        self.end_pos(a, b)
+            .filter(|&p| self.nodes[a as usize].ends[p].conn == conn)
+    }
+
+    fn is_active(&self, a: u32, b: u32) -> bool {
+        self.nodes[a as usize]
+            .node
+            .is_active(&self.nodes[b as usize].peer.id)
     }
 
     /// Processes every event up to and including time `t`, then sets now = t.
@@ -329,6 +380,9 @@ impl<P: Protocol> Sim<P> {
                 if !self.nodes[to as usize].alive || !self.reachable(from, to) {
                     return;
                 }
+                if let Some(p) = self.end_pos(to, from) {
+                    self.nodes[to as usize].ends[p].last_used = self.now;
+                }
                 self.counters.delivered += 1;
                 let from = self.nodes[from as usize].peer.clone();
                 self.feed(to, Input::Message { from, message });
@@ -342,35 +396,73 @@ impl<P: Protocol> Sim<P> {
                 if !self.nodes[node as usize].alive {
                     return;
                 }
-                let Some(p) = self.end_pos(node, peer) else {
-                    return;
-                };
-                let e = &self.nodes[node as usize].ends[p];
-                if e.conn != conn || e.state != EndState::Dialing {
-                    return;
+                if let Some(p) = self.end_conn(node, peer, conn) {
+                    self.nodes[node as usize].ends.swap_remove(p);
                 }
-                self.nodes[node as usize].ends.swap_remove(p);
+                // Reported even if the node closed or another connection
+                // came in meanwhile: the queued messages are gone.
                 self.counters.dial_failures += 1;
                 let peer = self.nodes[peer as usize].peer.clone();
                 self.feed(node, Input::DialFailed { peer });
             }
-            EventKind::Lost { node, peer, conn } => {
-                if !self.nodes[node as usize].alive {
-                    return;
-                }
-                // Only the loss of the current connection is reported.
-                let Some(p) = self.end_pos(node, peer) else {
-                    return;
-                };
-                if self.nodes[node as usize].ends[p].conn != conn {
-                    return;
-                }
-                self.nodes[node as usize].ends.swap_remove(p);
-                self.counters.connections_lost += 1;
-                let peer = self.nodes[peer as usize].peer.clone();
-                self.feed(node, Input::ConnectionLost { peer });
+            EventKind::Broken { node, peer, conn }
+            | EventKind::RemoteClosed { node, peer, conn } => {
+                self.connection_gone(node, peer, conn)
             }
+            EventKind::IdleCheck { node, peer, conn } => self.idle_check(node, peer, conn),
             EventKind::Join { node, contacts } => self.start(node, contacts),
+        }
+    }
+
+    /// `node`'s connection `conn` to `peer` is gone (reset, timed out or
+    /// closed by the remote): reported only if current and active.
+    fn connection_gone(&mut self, node: u32, peer: u32, conn: u64) {
+        if !self.nodes[node as usize].alive {
+            return;
+        }
+        let Some(p) = self.end_conn(node, peer, conn) else {
+            return;
+        };
+        self.nodes[node as usize].ends.swap_remove(p);
+        if self.is_active(node, peer) {
+            self.counters.connections_lost += 1;
+            let peer = self.nodes[peer as usize].peer.clone();
+            self.feed(node, Input::ConnectionLost { peer });
+        }
+    }
+
+    fn schedule_idle_check(&mut self, node: u32, p: usize) {
+        let e = &self.nodes[node as usize].ends[p];
+        if e.idle_check || e.state != EndState::Open {
+            return;
+        }
+        let (peer, conn, last_used) = (e.peer, e.conn, e.last_used);
+        self.nodes[node as usize].ends[p].idle_check = true;
+        // Retirement happens on the first heartbeat tick past the deadline.
+        let tick = self.rng.gen_range(0..self.net.heartbeat_interval.max(1));
+        let at = (last_used + self.net.idle_timeout).max(self.now) + tick;
+        self.push(at, EventKind::IdleCheck { node, peer, conn });
+    }
+
+    fn idle_check(&mut self, node: u32, peer: u32, conn: u64) {
+        if !self.nodes[node as usize].alive {
+            return;
+        }
+        let Some(p) = self.end_conn(node, peer, conn) else {
+            return;
+        };
+        self.nodes[node as usize].ends[p].idle_check = false;
+        let e = &self.nodes[node as usize].ends[p];
+        // Active peers are kept (re-checked when they go down); broken
+        // ends are handled by their pending loss.
+        if e.state != EndState::Open || self.is_active(node, peer) {
+            return;
+        }
+        if self.now >= e.last_used + self.net.idle_timeout {
+            self.counters.idle_closed += 1;
+            self.close(node, peer);
+        } else {
+            self.schedule_idle_check(node, p);
         }
     }
 
@@ -409,7 +501,7 @@ impl<P: Protocol> Sim<P> {
                 *self.counters.by_kind.entry(message.kind()).or_insert(0) += 1;
                 match self.lookup(&to) {
                     Some(b) if b != a => self.send(a, b, message),
-                    // Unknown peer or self: the transport could never dial it.
+                    // Self or an id no node has: nothing to deliver to.
                     _ => {}
                 }
             }
@@ -419,7 +511,15 @@ impl<P: Protocol> Sim<P> {
                 }
             }
             Output::PeerUp(_) => self.nodes[a as usize].peer_ups += 1,
-            Output::PeerDown(_) => self.nodes[a as usize].peer_downs += 1,
+            Output::PeerDown(peer) => {
+                self.nodes[a as usize].peer_downs += 1;
+                // Its connection is no longer heartbeat-kept: idle rules apply.
+                if let Some(b) = self.lookup(&peer) {
+                    if let Some(p) = self.end_pos(a, b) {
+                        self.schedule_idle_check(a, p);
+                    }
+                }
+            }
             Output::SetTimer { after, timer } => {
                 let at = self.now + after;
                 self.push(at, EventKind::Timer { node: a, timer });
@@ -430,13 +530,15 @@ impl<P: Protocol> Sim<P> {
     fn send(&mut self, a: u32, b: u32, message: Message) {
         if let Some(p) = self.end_pos(a, b) {
             match self.nodes[a as usize].ends[p].state {
-                // Lost now; the loss (or dial failure) is already scheduled.
+                // Lost; the loss (or dial failure) is already scheduled.
                 EndState::Broken | EndState::Dialing => {}
                 EndState::Open => {
                     let lat = self.latency();
+                    let now = self.now;
                     let e = &mut self.nodes[a as usize].ends[p];
-                    let t = (self.now + lat).max(e.last_arrival);
+                    let t = (now + lat).max(e.last_arrival);
                     e.last_arrival = t;
+                    e.last_used = now;
                     self.push(
                         t,
                         EventKind::Deliver {
@@ -451,24 +553,24 @@ impl<P: Protocol> Sim<P> {
         }
         self.next_conn += 1;
         let conn = self.next_conn;
+        let now = self.now;
         if self.nodes[b as usize].alive && self.reachable(a, b) {
-            let t = self.now + self.latency() + self.latency();
-            // The accepted connection replaces whatever b had for a.
+            let t = now + self.latency() + self.latency();
+            // The accepted connection becomes b's current one for a; the
+            // old one, if any, closes unreported.
             if let Some(q) = self.end_pos(b, a) {
                 self.nodes[b as usize].ends.swap_remove(q);
             }
-            self.nodes[b as usize].ends.push(End {
-                peer: a,
+            let end = |peer, last_arrival| End {
+                peer,
                 conn,
                 state: EndState::Open,
-                last_arrival: 0,
-            });
-            self.nodes[a as usize].ends.push(End {
-                peer: b,
-                conn,
-                state: EndState::Open,
-                last_arrival: t,
-            });
+                last_arrival,
+                last_used: now,
+                idle_check: false,
+            };
+            self.nodes[b as usize].ends.push(end(a, 0));
+            self.nodes[a as usize].ends.push(end(b, t));
             self.push(
                 t,
                 EventKind::Deliver {
@@ -477,14 +579,20 @@ impl<P: Protocol> Sim<P> {
                     message,
                 },
             );
+            let pa = self.nodes[a as usize].ends.len() - 1;
+            let pb = self.nodes[b as usize].ends.len() - 1;
+            self.schedule_idle_check(a, pa);
+            self.schedule_idle_check(b, pb);
         } else {
             self.nodes[a as usize].ends.push(End {
                 peer: b,
                 conn,
                 state: EndState::Dialing,
                 last_arrival: 0,
+                last_used: now,
+                idle_check: false,
             });
-            let t = self.now + self.net.connect_timeout;
+            let t = now + self.net.connect_timeout;
             self.push(
                 t,
                 EventKind::DialFailed {
@@ -496,22 +604,29 @@ impl<P: Protocol> Sim<P> {
         }
     }
 
-    /// `a` closes its connection to `b`. Already-sent messages still arrive.
+    /// `a` closes its connection to `b` gracefully: its end goes now, `b`
+    /// reads the EOF after everything `a` sent before.
     fn close(&mut self, a: u32, b: u32) {
         let Some(p) = self.end_pos(a, b) else {
             return;
         };
-        let e = self.nodes[a as usize].ends.swap_remove(p);
-        if e.state != EndState::Open {
+        if self.nodes[a as usize].ends[p].state == EndState::Dialing {
+            // The transport lets the dial finish (and fail): keep the end.
             return;
         }
-        // The FIN reaches b: its end goes quietly too.
-        if let Some(q) = self.end_pos(b, a) {
-            let f = &self.nodes[b as usize].ends[q];
-            if f.conn == e.conn && f.state == EndState::Open {
-                self.nodes[b as usize].ends.swap_remove(q);
-            }
+        let e = self.nodes[a as usize].ends.swap_remove(p);
+        if e.state != EndState::Open {
+            return; // across a cut or to a dead peer: nothing reaches b
         }
+        let t = (self.now + self.latency()).max(e.last_arrival);
+        self.push(
+            t,
+            EventKind::RemoteClosed {
+                node: b,
+                peer: a,
+                conn: e.conn,
+            },
+        );
     }
 
     /// Kills `i` (no goodbye): peers with an open connection see it reset
@@ -524,23 +639,21 @@ impl<P: Protocol> Sim<P> {
         n.alive = false;
         let ends = std::mem::take(&mut n.ends);
         for e in ends {
-            if e.state == EndState::Dialing {
-                continue;
+            if e.state != EndState::Open {
+                continue; // dialing: nothing; broken: loss already scheduled
             }
             let b = e.peer;
-            let Some(q) = self.end_pos(b, i) else {
+            let Some(q) = self.end_conn(b, i, e.conn) else {
                 continue;
             };
-            let f = &self.nodes[b as usize].ends[q];
-            if f.conn != e.conn || f.state != EndState::Open {
-                continue; // already broken: its loss is already scheduled
+            if self.nodes[b as usize].ends[q].state != EndState::Open {
+                continue;
             }
-            let lat = self.latency();
-            let t = (self.now + lat).max(e.last_arrival);
             self.nodes[b as usize].ends[q].state = EndState::Broken;
+            let t = (self.now + self.latency()).max(e.last_arrival);
             self.push(
                 t,
-                EventKind::Lost {
+                EventKind::Broken {
                     node: b,
                     peer: i,
                     conn: e.conn,
@@ -559,12 +672,12 @@ impl<P: Protocol> Sim<P> {
         self.kill(i);
     }
 
-    /// Splits live and future nodes by `group` (set per node beforehand):
-    /// every open cross-cut end breaks and is reported lost after the
-    /// failure timeout.
+    /// Cuts the network between nodes of different `groups[i]` (nodes past
+    /// the slice are in group 0). Every open cross-cut end breaks and is
+    /// noticed after the failure timeout.
     pub fn partition(&mut self, groups: &[u8]) {
-        for (n, &g) in self.nodes.iter_mut().zip(groups) {
-            n.group = g;
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            n.group = groups.get(i).copied().unwrap_or(0);
         }
         self.partitioned = true;
         let t = self.now + self.net.failure_timeout;
@@ -579,7 +692,7 @@ impl<P: Protocol> Sim<P> {
             }
         }
         for (node, peer, conn) in losses {
-            self.push(t, EventKind::Lost { node, peer, conn });
+            self.push(t, EventKind::Broken { node, peer, conn });
         }
     }
 
@@ -627,7 +740,7 @@ impl<P: Protocol> Sim<P> {
             views[i as usize] = self.active_indices(i);
         }
         let mut visited = vec![false; self.nodes.len()];
-        let mut queue = std::collections::VecDeque::new();
+        let mut queue = VecDeque::new();
         let mut total = 0.0;
         for _ in 0..n {
             let src = live[self.rng.gen_range(0..live.len())];
@@ -664,9 +777,6 @@ impl<P: Protocol> Sim<P> {
 
     /// `u`'s transport finds the connection to dead `v` gone on a send.
     fn detect_dead(&mut self, u: u32, v: u32) {
-        if !self.nodes[u as usize].alive {
-            return;
-        }
         if let Some(p) = self.end_pos(u, v) {
             // This report replaces the pending one.
             self.nodes[u as usize].ends.swap_remove(p);
@@ -703,6 +813,13 @@ mod tests {
         fn passive_view(&self) -> Vec<&Peer> {
             Vec::new()
         }
+        fn is_active(&self, id: &str) -> bool {
+            self.active.iter().any(|p| p.id == id)
+        }
+    }
+
+    fn activate(s: &mut Sim<Script>, a: u32, b: u32) {
+        s.nodes[a as usize].node.active.push(peer_of(b));
     }
 
     fn sim(n: u32) -> Sim<Script> {
@@ -796,6 +913,8 @@ mod tests {
     #[test]
     fn killed_peer_is_reported_lost_once_after_its_last_message() {
         let mut s = sim(3);
+        activate(&mut s, 0, 1);
+        activate(&mut s, 2, 1);
         send(&mut s, 0, 1, numbered(0));
         send(&mut s, 2, 1, numbered(0));
         s.run_until(1_000);
@@ -833,7 +952,9 @@ mod tests {
     #[test]
     fn partition_cuts_reports_after_failure_timeout_and_heals() {
         let mut s = sim(4);
-        // 0,1 | 2,3 ; 0-2 connected before the cut, 1-3 not.
+        // 0,1 | 2,3 ; 0-2 connected (active) before the cut, 1-3 not.
+        activate(&mut s, 0, 2);
+        activate(&mut s, 2, 0);
         send(&mut s, 0, 2, numbered(0));
         s.run_until(1_000);
         s.partition(&[0, 0, 1, 1]);
@@ -885,6 +1006,55 @@ mod tests {
         s.nodes[0].node.active = vec![peer_of(1)];
         let r = s.reliability(10);
         assert!((r - 0.5).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn losses_are_reported_only_for_active_peers() {
+        let mut s = sim(3);
+        activate(&mut s, 0, 2);
+        send(&mut s, 0, 1, numbered(0));
+        send(&mut s, 0, 2, numbered(0));
+        s.run_until(1_000);
+        s.kill(1);
+        s.kill(2);
+        s.run_until(1_500);
+        assert_eq!(
+            inbox(&s, 0)
+                .iter()
+                .map(|(_, x)| x.clone())
+                .collect::<Vec<_>>(),
+            vec![Input::ConnectionLost { peer: peer_of(2) }]
+        );
+    }
+
+    #[test]
+    fn idle_connections_to_non_active_peers_are_retired() {
+        let mut s = sim(3);
+        activate(&mut s, 0, 1);
+        activate(&mut s, 2, 0);
+        send(&mut s, 0, 1, numbered(0));
+        send(&mut s, 0, 2, numbered(0));
+        s.run_until(1_000);
+        send(&mut s, 0, 2, numbered(1));
+        s.run_until(2_900);
+        // 0's connection to 2 was used at 1000: not idle yet.
+        assert_eq!(s.connection_count(2), 1);
+        s.run_until(5_000);
+        // 0 retired its idle connection to 2; 2 (which holds 0 as active)
+        // reads the EOF and reports the loss. 1 does not hold 0 as active:
+        // it retires its end, and 0, which holds 1 as active, reports that.
+        assert_eq!(s.connection_count(0), 0);
+        assert_eq!(s.connection_count(1), 0);
+        assert_eq!(s.connection_count(2), 0);
+        assert_eq!(count(&s, 2, is_lost), 1);
+        assert_eq!(
+            inbox(&s, 0)
+                .iter()
+                .map(|(_, x)| x.clone())
+                .collect::<Vec<_>>(),
+            vec![Input::ConnectionLost { peer: peer_of(1) }]
+        );
+        assert_eq!(s.counters.idle_closed, 2);
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub struct Report {
     pub messages_by_kind: BTreeMap<&'static str, u64>,
     pub dial_failures: u64,
     pub connections_lost: u64,
+    /// Idle connections to non-active peers retired by the transport model.
+    pub idle_closed: u64,
     pub peer_up_events: u64,
     pub peer_down_events: u64,
     /// Live nodes whose PeerUp − PeerDown count differs from their active view size.
@@ -431,6 +433,7 @@ pub fn run(p: &Params) -> Report {
         messages_by_kind: sim.counters.by_kind.clone(),
         dial_failures: sim.counters.dial_failures,
         connections_lost: sim.counters.connections_lost,
+        idle_closed: sim.counters.idle_closed,
         peer_up_events: ups,
         peer_down_events: downs,
         peer_event_mismatch: snap.peer_event_mismatch,
@@ -518,8 +521,8 @@ impl fmt::Display for Report {
         writeln!(f, "{:<28} {:?}", "messages by kind", self.messages_by_kind)?;
         writeln!(
             f,
-            "{:<28} dial failures {} / connections lost {}",
-            "transport", self.dial_failures, self.connections_lost
+            "{:<28} dial failures {} / connections lost {} / idle closed {}",
+            "transport", self.dial_failures, self.connections_lost, self.idle_closed
         )?;
         writeln!(
             f,
