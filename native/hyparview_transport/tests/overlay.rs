@@ -1,0 +1,135 @@
+//! Several in-process servers on loopback form and repair an overlay.
+
+mod common;
+
+use common::*;
+use hyparview_transport::Event;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+
+#[test]
+fn two_nodes_join() {
+    let mut a = TestNode::start(options("join_a", vec![]));
+    let mut b = TestNode::start(options("join_b", vec![a.contact()]));
+    let (aid, bid) = (a.id.clone(), b.id.clone());
+    let up_b = a.wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == bid));
+    let up_a = b.wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == aid));
+    // The peer reported up carries the advertised address and incarnation.
+    assert_eq!(up_b, Some(Event::PeerUp(b.peer.clone())));
+    assert_eq!(up_a, Some(Event::PeerUp(a.peer.clone())));
+    assert!(wait_until(T, || a.active_ids().contains(&bid)
+        && b.active_ids().contains(&aid)));
+
+    let (sa, sb) = (a.snap(), b.snap());
+    assert_eq!(sb.counters.dials, 1);
+    assert_eq!(sb.counters.message_out("join"), 1);
+    assert_eq!(sa.counters.message_in("join"), 1);
+    assert_eq!(sa.counters.connections_accepted, 1);
+    // One connection serves both directions.
+    assert!(wait_until(T, || a.snap().counters.connections == 1
+        && b.snap().counters.connections == 1));
+    assert_eq!(sa.listen_port, a.addr().port());
+    assert!(sa.running);
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn ten_nodes_form_connected_symmetric_overlay() {
+    let nodes = start_overlay("ten", 10);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut last = None;
+    let ok = wait_until(T, || {
+        last = overlay_problem(&refs, 4);
+        last.is_none()
+    });
+    assert!(ok, "overlay never became valid: {last:?}");
+    // Shuffles ran and filled passive views over the wire.
+    assert!(wait_until(T, || nodes
+        .iter()
+        .all(|n| !n.snap().passive_view.is_empty())));
+    let shuffles: u64 = nodes
+        .iter()
+        .map(|n| n.snap().counters.message_in("shuffle"))
+        .sum();
+    assert!(shuffles > 0);
+    for mut n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn stopping_a_node_reports_peer_down_and_views_refill() {
+    let mut nodes = start_overlay("fail", 8);
+    {
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        let mut last = None;
+        assert!(
+            wait_until(T, || {
+                last = overlay_problem(&refs, 4);
+                last.is_none()
+            }),
+            "overlay never became valid: {last:?}"
+        );
+    }
+    let victim = 3;
+    let vid = nodes[victim].id.clone();
+    let neighbours: Vec<usize> = (0..nodes.len())
+        .filter(|&i| i != victim && nodes[i].active_ids().contains(&vid))
+        .collect();
+    assert!(!neighbours.is_empty());
+    nodes[victim].stop();
+    let stopped = nodes.remove(victim);
+    for &i in &neighbours {
+        let i = if i > victim { i - 1 } else { i };
+        let vid = vid.clone();
+        assert!(
+            nodes[i]
+                .wait_event(T, |e| matches!(e, Event::PeerDown(p) if p.id == vid))
+                .is_some(),
+            "{} saw no PeerDown for {vid}",
+            nodes[i].id
+        );
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut last = None;
+    assert!(
+        wait_until(T, || {
+            last = overlay_problem(&refs, 4);
+            last.is_none()
+        }),
+        "overlay did not heal: {last:?}"
+    );
+    let detected: u64 = nodes
+        .iter()
+        .map(|n| n.snap().counters.failures_detected)
+        .sum();
+    assert!(detected >= 1);
+    drop(stopped);
+    for mut n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn graceful_leave_disconnects_neighbours() {
+    let mut a = TestNode::start(options("leave_a", vec![]));
+    let mut b = TestNode::start(options("leave_b", vec![a.contact()]));
+    let bid = b.id.clone();
+    assert!(a
+        .wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == bid))
+        .is_some());
+    b.server().leave();
+    assert!(a
+        .wait_event(T, |e| matches!(e, Event::PeerDown(p) if p.id == bid))
+        .is_some());
+    assert!(wait_until(T, || b.snap().active_view.is_empty()));
+    assert!(wait_until(T, || b
+        .snap()
+        .counters
+        .message_out("disconnect")
+        >= 1));
+    a.stop();
+    b.stop();
+}
