@@ -1,0 +1,192 @@
+defmodule Cluster.Strategy.HyParViewUnitTest do
+  # Strategy logic that needs no second VM: pre-flight checks and the event
+  # handling, driven through the GenServer callbacks with fake MFAs.
+  use ExUnit.Case, async: false
+
+  # Logs of connect/disconnect attempts are expected noise here.
+  @moduletag :capture_log
+
+  import ExUnit.CaptureLog
+
+  alias Cluster.Strategy.HyParView, as: Strategy
+  alias Cluster.Strategy.State
+  alias HyParView.Peer
+
+  defmodule Net do
+    # connect/disconnect report to the test pid; results and the connected
+    # list come from an Agent so tests can change them.
+    def start(connect_result \\ true) do
+      {:ok, agent} = Agent.start_link(fn -> %{connect: connect_result, nodes: []} end)
+      agent
+    end
+
+    def connect(pid, agent, node) do
+      send(pid, {:connect, node})
+      result = Agent.get(agent, & &1.connect)
+      if result == true, do: Agent.update(agent, &%{&1 | nodes: [node | &1.nodes]})
+      result
+    end
+
+    def disconnect(pid, agent, node) do
+      send(pid, {:disconnect, node})
+      Agent.update(agent, &%{&1 | nodes: List.delete(&1.nodes, node)})
+      true
+    end
+
+    def list(agent), do: Agent.get(agent, & &1.nodes)
+    def set(agent, key, value), do: Agent.update(agent, &Map.put(&1, key, value))
+  end
+
+  defp strategy_state(agent) do
+    %Strategy{
+      topology: :unit,
+      connect: {Net, :connect, [self(), agent]},
+      disconnect: {Net, :disconnect, [self(), agent]},
+      list_nodes: {Net, :list, [agent]},
+      server: nil
+    }
+  end
+
+  defp peer(name), do: Peer.new(name, {{127, 0, 0, 1}, 4000})
+
+  defp up(state, name), do: handle(state, {:hyparview, {:peer_up, peer(name)}})
+  defp down(state, name), do: handle(state, {:hyparview, {:peer_down, peer(name)}})
+
+  defp handle(state, msg) do
+    {:noreply, state} = Strategy.handle_info(msg, state)
+    state
+  end
+
+  describe "pre-flight" do
+    test "local_peer is required and must be a peer" do
+      assert {:error, :missing_local_peer, msg} = Strategy.preflight(%State{config: []})
+      assert msg =~ "local_peer"
+
+      assert {:error, :invalid_local_peer, _} =
+               Strategy.preflight(%State{config: [local_peer: :nope]})
+    end
+
+    test "local_peer id must equal node()" do
+      config = [local_peer: Peer.new(:"other@127.0.0.1", {{127, 0, 0, 1}, 0})]
+
+      assert {:error, {:local_peer_mismatch, :"other@127.0.0.1", _}, msg} =
+               Strategy.preflight(%State{config: config})
+
+      assert msg =~ "node()"
+    end
+
+    test "refuses a non-distributed node, without crashing the caller" do
+      refute Node.alive?()
+      config = [local_peer: Peer.new(node(), {{127, 0, 0, 1}, 0})]
+      assert {:error, :not_distributed, _} = Strategy.preflight(%State{config: config})
+
+      log =
+        capture_log([level: :error], fn ->
+          assert {:error, :not_distributed} =
+                   Strategy.start_link([%State{topology: :unit, config: config}])
+        end)
+
+      assert log =~ "not distributed"
+      assert Process.alive?(self())
+    end
+  end
+
+  describe "events" do
+    test "peer_up connects the peer id; peer_down disconnects it" do
+      agent = Net.start()
+      state = strategy_state(agent) |> up(:a@h)
+      assert_received {:connect, :a@h}
+      assert MapSet.member?(state.ours, :a@h)
+      assert state.retries == %{}
+
+      state = down(state, :a@h)
+      assert_received {:disconnect, :a@h}
+      refute Map.has_key?(state.active, :a@h)
+      refute MapSet.member?(state.ours, :a@h)
+    end
+
+    test "a failed connect is retried while the peer stays active" do
+      agent = Net.start(false)
+      state = strategy_state(agent) |> up(:a@h)
+      assert_received {:connect, :a@h}
+      assert %{a@h: _} = state.retries
+
+      # The retry timer fires: still failing, so another retry is scheduled.
+      assert_receive {:retry_connect, :a@h, 1} = retry, 2_000
+      state = handle(state, retry)
+      assert_received {:connect, :a@h}
+      assert %{a@h: _} = state.retries
+
+      # Now it works.
+      Net.set(agent, :connect, true)
+      assert_receive {:retry_connect, :a@h, 2} = retry, 2_000
+      state = handle(state, retry)
+      assert_received {:connect, :a@h}
+      assert state.retries == %{}
+      assert :a@h in Net.list(agent)
+    end
+
+    test "no retry once the peer left the active view" do
+      agent = Net.start(false)
+      state = strategy_state(agent) |> up(:a@h)
+      assert_received {:connect, :a@h}
+      state = down(state, :a@h)
+      assert state.retries == %{}
+      # A stale timer message must not reconnect.
+      handle(state, {:retry_connect, :a@h, 1})
+      refute_received {:connect, _}
+    end
+
+    test "nodedown of an active peer reconnects with backoff" do
+      agent = Net.start()
+      state = strategy_state(agent) |> up(:a@h)
+      assert_received {:connect, :a@h}
+
+      # Distribution drops while the overlay link is fine.
+      Agent.update(agent, &%{&1 | nodes: []})
+      state = handle(state, {:nodedown, :a@h, []})
+      assert %{a@h: _} = state.retries
+      assert_receive {:retry_connect, :a@h, 0} = retry, 2_000
+      state = handle(state, retry)
+      assert_received {:connect, :a@h}
+      assert state.retries == %{}
+
+      # nodedown of a non-active node is ignored.
+      state = handle(state, {:nodedown, :z@h, []})
+      assert state.retries == %{}
+    end
+
+    test "nodes outside the active view are left alone unless we connected them" do
+      agent = Net.start()
+      state = strategy_state(agent)
+
+      Net.set(agent, :nodes, [:other@h])
+      state = handle(state, {:nodeup, :other@h, []})
+      refute_received {:disconnect, _}
+
+      # A node we connected whose peer is no longer active is disconnected.
+      state = %{state | ours: MapSet.put(state.ours, :stale@h)}
+      Net.set(agent, :nodes, [:stale@h])
+      state = handle(state, {:nodeup, :stale@h, []})
+      assert_received {:disconnect, :stale@h}
+      refute MapSet.member?(state.ours, :stale@h)
+    end
+
+    test "the strategy stops when its server exits" do
+      server = spawn(fn -> :ok end)
+      state = %{strategy_state(Net.start()) | server: server}
+      assert {:stop, :boom, _} = Strategy.handle_info({:EXIT, server, :boom}, state)
+    end
+  end
+
+  test "backoff grows and is capped" do
+    assert Strategy.backoff(0) in 200..250
+    assert Strategy.backoff(3) in 1_600..2_000
+    assert Strategy.backoff(50) in 15_000..18_750
+  end
+
+  test "server_name/1 and server/1" do
+    assert Strategy.server_name(:topo) == :"Elixir.HyParView.Server.topo"
+    assert Strategy.server(:no_such_topology_here) == nil
+  end
+end
