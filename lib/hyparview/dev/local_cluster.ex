@@ -1,0 +1,613 @@
+defmodule HyParView.Dev.LocalCluster do
+  @moduledoc """
+  Demo and test tooling — not part of the library's runtime API.
+
+  Boots real BEAM nodes on this machine with OTP's `:peer`, each running
+  `Cluster.Supervisor` with one `Cluster.Strategy.HyParView` topology on
+  `127.0.0.1`, and inspects, kills and restarts them. `mix hyparview.demo`
+  and the multi-node ExUnit suite (`test/cluster/`) both drive it.
+
+  Nodes are controlled over `connection: :standard_io`, so the controlling
+  VM never joins their distribution mesh (it does not even need to be
+  distributed) and every node's `Node.list/0` shows only the links the
+  strategy made. Each node is started with `-connect_all false`, a shared
+  random cookie and `-pa` for every code path of the controlling VM, so it
+  runs exactly the code of this build.
+
+  The cluster is a process (`start_link/1`); stopping it stops every node.
+  Node `i` (1-based) is `:"<prefix>n<i>@127.0.0.1"` and keeps the same
+  HyParView port across restarts. By default nodes `1` and `2` are every
+  node's contacts.
+
+      {:ok, c} = HyParView.Dev.LocalCluster.start_link([])
+      {:ok, _nodes} = HyParView.Dev.LocalCluster.boot(c, 1..8)
+      {:ok, _snaps, ms} =
+        HyParView.Dev.LocalCluster.wait_until(
+          fn -> HyParView.Dev.LocalCluster.check(c) end,
+          30_000
+        )
+  """
+
+  use GenServer
+
+  @ip {127, 0, 0, 1}
+  @topology :hyparview_local_cluster
+  @root_sup HyParView.Dev.LocalCluster.Root
+  @cluster_sup HyParView.Dev.LocalCluster.ClusterSupervisor
+
+  # Fast timings so that convergence and repair take seconds, not minutes.
+  @default_hyparview_config [
+    active_view_size: 5,
+    passive_view_size: 30,
+    shuffle_interval: 500,
+    neighbor_timeout: 500,
+    rejoin_backoff_min: 200,
+    rejoin_backoff_max: 2_000,
+    promotion_interval: 2_000,
+    heartbeat_interval: 200,
+    failure_timeout: 1_500,
+    connect_timeout: 1_000,
+    handshake_timeout: 1_000
+  ]
+
+  @typedoc "A running cluster (the controlling process)."
+  @type cluster :: GenServer.server()
+
+  @typedoc "What one node reports about itself; see `snapshot/1`."
+  @type node_state :: %{
+          index: pos_integer(),
+          node: node(),
+          node_list: [node()],
+          active_view: [node()],
+          passive_view: [node()]
+        }
+
+  # ---------------------------------------------------------------------------
+  # Public API (controlling VM)
+
+  @doc """
+  Starts the cluster controller (no nodes yet).
+
+  Options:
+    * `:prefix` — node name prefix (default unique per OS process and call)
+    * `:hyparview_config` — merged over fast test timings, passed as the
+      topology's `hyparview_config`
+    * `:contacts` — default contact indexes of every node (default `[1, 2]`)
+    * `:log_level` — Logger level inside the nodes (default `:error`)
+    * `:extra_config` — extra keys for the topology's `config`
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
+
+  @doc "Stops every node and the controller."
+  @spec stop(cluster()) :: :ok
+  def stop(cluster), do: GenServer.stop(cluster, :normal, 60_000)
+
+  @doc """
+  Boots the nodes with the given indexes in parallel and starts the strategy
+  on each. Per-call option `:contacts` overrides the contact indexes.
+  Returns the node names, or the first failure.
+  """
+  @spec boot(cluster(), Enumerable.t(), keyword()) :: {:ok, [node()]} | {:error, term()}
+  def boot(cluster, indexes, opts \\ []),
+    do: GenServer.call(cluster, {:boot, Enum.to_list(indexes), opts}, :infinity)
+
+  @doc """
+  Kills the OS processes of the given nodes with `kill -9` (no goodbye to
+  anyone) and waits until they are gone.
+  """
+  @spec kill(cluster(), Enumerable.t()) :: :ok | {:error, term()}
+  def kill(cluster, indexes),
+    do: GenServer.call(cluster, {:kill, Enum.to_list(indexes)}, :infinity)
+
+  @doc "Name node `index` has (or would have) in this cluster."
+  @spec node_name(cluster(), pos_integer()) :: node()
+  def node_name(cluster, index), do: GenServer.call(cluster, {:node_name, index})
+
+  @doc "Indexes of nodes currently running, ascending."
+  @spec running(cluster()) :: [pos_integer()]
+  def running(cluster), do: GenServer.call(cluster, :running)
+
+  @doc "The `active_view_size` the nodes run with."
+  @spec active_view_size(cluster()) :: pos_integer()
+  def active_view_size(cluster), do: GenServer.call(cluster, :active_view_size)
+
+  @doc "The nodes that are known to this cluster but not running (killed)."
+  @spec dead_nodes(cluster()) :: [node()]
+  def dead_nodes(cluster), do: GenServer.call(cluster, :dead_nodes)
+
+  @doc """
+  Asks every running node (in parallel) for its `Node.list/0`, active view
+  and passive view (as node atoms). A node that cannot answer yields
+  `{:error, index, reason}` in place of its map.
+  """
+  @spec snapshot(cluster()) :: [node_state() | {:error, pos_integer(), term()}]
+  def snapshot(cluster) do
+    members = GenServer.call(cluster, :members)
+
+    members
+    |> Task.async_stream(
+      fn {index, peer} ->
+        try do
+          :peer.call(peer, __MODULE__, :remote_state, [@topology], 5_000)
+          |> case do
+            {:ok, state} -> Map.put(state, :index, index)
+            {:error, reason} -> {:error, index, reason}
+          end
+        catch
+          kind, reason -> {:error, index, {kind, reason}}
+        end
+      end,
+      timeout: 10_000,
+      on_timeout: :kill_task,
+      max_concurrency: 8
+    )
+    |> Enum.zip(members)
+    |> Enum.map(fn
+      {{:ok, result}, _} -> result
+      {{:exit, reason}, {index, _}} -> {:error, index, reason}
+    end)
+  end
+
+  @doc """
+  Takes a snapshot and checks the partial-mesh properties:
+
+    1. every node's `Node.list/0` equals its active view;
+    2. no node has more than `active_view_size` links;
+    3. the undirected graph of all `Node.list/0` links is connected;
+    4. no node links to a node that is not running (killed or foreign).
+
+  Returns `{:ok, snapshots}` or `{:error, problems}` (human-readable).
+  """
+  @spec check(cluster()) :: {:ok, [node_state()]} | {:error, [String.t()]}
+  def check(cluster) do
+    snaps = snapshot(cluster)
+    check_snapshots(snaps, active_view_size(cluster), dead_nodes(cluster))
+  end
+
+  @doc "The pure part of `check/1`, for snapshots taken earlier."
+  @spec check_snapshots([node_state() | tuple()], pos_integer(), [node()]) ::
+          {:ok, [node_state()]} | {:error, [String.t()]}
+  def check_snapshots(snaps, active_view_size, dead) do
+    {ok, failed} = Enum.split_with(snaps, &is_map/1)
+    alive = MapSet.new(ok, & &1.node)
+    dead = MapSet.new(dead)
+
+    problems =
+      Enum.map(failed, fn {:error, i, reason} ->
+        "node #{i} did not answer: #{inspect(reason)}"
+      end) ++
+        Enum.flat_map(ok, &node_problems(&1, active_view_size, alive, dead)) ++
+        connectivity_problems(ok)
+
+    if problems == [], do: {:ok, ok}, else: {:error, problems}
+  end
+
+  defp node_problems(s, active_view_size, alive, dead) do
+    links = MapSet.new(s.node_list)
+    active = MapSet.new(s.active_view)
+
+    [
+      if(links != active,
+        do:
+          "#{s.node}: Node.list #{inspect(Enum.sort(s.node_list))} != active view #{inspect(Enum.sort(s.active_view))}"
+      ),
+      if(length(s.node_list) > active_view_size,
+        do: "#{s.node}: #{length(s.node_list)} links > active_view_size #{active_view_size}"
+      ),
+      case Enum.filter(s.node_list, &MapSet.member?(dead, &1)) do
+        [] -> nil
+        d -> "#{s.node}: still linked to dead #{inspect(d)}"
+      end,
+      case Enum.reject(s.node_list, &(MapSet.member?(alive, &1) or MapSet.member?(dead, &1))) do
+        [] -> nil
+        f -> "#{s.node}: linked to foreign #{inspect(f)}"
+      end
+    ]
+    |> Enum.reject(&is_nil/1)
+  end
+
+  defp connectivity_problems([]), do: []
+
+  defp connectivity_problems(snaps) do
+    nodes = MapSet.new(snaps, & &1.node)
+    adj = adjacency(snaps)
+    [start | _] = Enum.sort(MapSet.to_list(nodes))
+    reached = reach(adj, [start], MapSet.new([start]))
+    missing = MapSet.difference(nodes, reached)
+
+    if MapSet.size(missing) == 0 do
+      []
+    else
+      [
+        "graph not connected: #{MapSet.size(reached)} of #{MapSet.size(nodes)} reachable " <>
+          "from #{start}; unreachable #{inspect(Enum.sort(MapSet.to_list(missing)))}"
+      ]
+    end
+  end
+
+  # Undirected adjacency among the running nodes only.
+  defp adjacency(snaps) do
+    nodes = MapSet.new(snaps, & &1.node)
+
+    for s <- snaps, n <- s.node_list, MapSet.member?(nodes, n), reduce: %{} do
+      acc ->
+        acc
+        |> Map.update(s.node, MapSet.new([n]), &MapSet.put(&1, n))
+        |> Map.update(n, MapSet.new([s.node]), &MapSet.put(&1, s.node))
+    end
+  end
+
+  defp reach(_adj, [], seen), do: seen
+
+  defp reach(adj, [n | rest], seen) do
+    next = adj |> Map.get(n, MapSet.new()) |> Enum.reject(&MapSet.member?(seen, &1))
+    reach(adj, next ++ rest, Enum.reduce(next, seen, &MapSet.put(&2, &1)))
+  end
+
+  @doc "Number of distinct undirected distribution links among `snaps`."
+  @spec link_count([node_state()]) :: non_neg_integer()
+  def link_count(snaps) do
+    snaps |> edges() |> length()
+  end
+
+  defp edges(snaps) do
+    nodes = MapSet.new(snaps, & &1.node)
+
+    for s <- snaps, n <- s.node_list, MapSet.member?(nodes, n), uniq: true do
+      if s.node < n, do: {s.node, n}, else: {n, s.node}
+    end
+  end
+
+  @doc """
+  Graphviz DOT (undirected) of the distribution links in `snaps`; an edge
+  both ends report is drawn solid, a one-sided one dashed.
+  """
+  @spec to_dot([node_state()]) :: String.t()
+  def to_dot(snaps) do
+    have = MapSet.new(for s <- snaps, n <- s.node_list, do: {s.node, n})
+
+    lines =
+      Enum.map(Enum.sort_by(snaps, & &1.index), fn s ->
+        ~s(  "#{s.node}" [label="#{short(s.node)}\\n#{length(s.node_list)} links"];)
+      end) ++
+        Enum.map(Enum.sort(edges(snaps)), fn {a, b} ->
+          style =
+            if MapSet.member?(have, {a, b}) and MapSet.member?(have, {b, a}),
+              do: "",
+              else: " [style=dashed]"
+
+          ~s(  "#{a}" -- "#{b}"#{style};)
+        end)
+
+    Enum.join(["graph hyparview {", "  node [shape=ellipse];" | lines] ++ ["}", ""], "\n")
+  end
+
+  @doc "Short display name: the part of a node name before `@`, minus the cluster prefix."
+  @spec short(node()) :: String.t()
+  def short(node) do
+    node |> Atom.to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
+  end
+
+  @doc """
+  Polls `fun` every `interval_ms` until it returns `:ok`, `true` or
+  `{:ok, value}`, or until `timeout_ms` have passed.
+
+  Returns `{:ok, value, elapsed_ms}` or `{:error, {:timeout, last_result}}`.
+  The deadline bounds the whole wait, including the time `fun` itself takes.
+  """
+  @spec wait_until((() -> term()), non_neg_integer(), pos_integer()) ::
+          {:ok, term(), non_neg_integer()} | {:error, {:timeout, term()}}
+  def wait_until(fun, timeout_ms, interval_ms \\ 100) do
+    start = System.monotonic_time(:millisecond)
+    do_wait(fun, start, start + timeout_ms, interval_ms)
+  end
+
+  defp do_wait(fun, start, deadline, interval) do
+    result = fun.()
+    now = System.monotonic_time(:millisecond)
+
+    case result do
+      :ok ->
+        {:ok, :ok, now - start}
+
+      true ->
+        {:ok, true, now - start}
+
+      {:ok, value} ->
+        {:ok, value, now - start}
+
+      _ when now >= deadline ->
+        {:error, {:timeout, result}}
+
+      _ ->
+        Process.sleep(min(interval, max(deadline - now, 1))) &&
+          do_wait(fun, start, deadline, interval)
+    end
+  end
+
+  # ---------------------------------------------------------------------------
+  # Remote side: runs inside the booted nodes via :peer.call.
+
+  @doc false
+  def remote_start(topologies, log_level) do
+    {:ok, _} = Application.ensure_all_started(:logger)
+    Logger.configure(level: log_level)
+    caller = self()
+
+    # :peer.call runs us in a short-lived process; a supervisor linked to it
+    # would shut down when it exits. A holder process owns the tree instead.
+    holder =
+      :erlang.spawn(fn ->
+        result =
+          Supervisor.start_link(
+            [{Cluster.Supervisor, [topologies, [name: @cluster_sup]]}],
+            strategy: :one_for_one,
+            name: @root_sup
+          )
+
+        send(caller, {:local_cluster_started, self(), result})
+        Process.sleep(:infinity)
+      end)
+
+    receive do
+      {:local_cluster_started, ^holder, {:ok, _}} -> :ok
+      {:local_cluster_started, ^holder, error} -> error
+    after
+      15_000 -> {:error, :strategy_start_timeout}
+    end
+  end
+
+  @doc false
+  def remote_state(topology) do
+    case find_server(topology) do
+      nil ->
+        {:error, :server_not_found}
+
+      server ->
+        {:ok,
+         %{
+           node: node(),
+           node_list: Node.list(),
+           active_view: Enum.map(HyParView.active_view(server), & &1.id),
+           passive_view: Enum.map(HyParView.passive_view(server), & &1.id)
+         }}
+    end
+  catch
+    kind, reason -> {:error, {kind, reason}}
+  end
+
+  defp find_server(topology) do
+    Cluster.Strategy.HyParView.server(topology)
+  end
+
+  # ---------------------------------------------------------------------------
+  # Controller
+
+  @impl true
+  def init(opts) do
+    Process.flag(:trap_exit, true)
+    unique = System.unique_integer([:positive])
+
+    hp_config = Keyword.merge(@default_hyparview_config, Keyword.get(opts, :hyparview_config, []))
+
+    {:ok,
+     %{
+       prefix: Keyword.get(opts, :prefix, "hpv#{:os.getpid()}x#{unique}"),
+       cookie: Keyword.get(opts, :cookie, :"hpv_#{unique}_#{:rand.uniform(1_000_000_000_000)}"),
+       hyparview_config: hp_config,
+       contacts: Keyword.get(opts, :contacts, [1, 2]),
+       log_level: Keyword.get(opts, :log_level, :error),
+       extra_config: Keyword.get(opts, :extra_config, []),
+       ports: %{},
+       # index => %{peer: pid, ref: monitor ref, os_pid: charlist}
+       members: %{},
+       # every index ever booted
+       known: MapSet.new()
+     }}
+  end
+
+  @impl true
+  def handle_call({:boot, indexes, opts}, _from, state) do
+    contacts = Keyword.get(opts, :contacts, state.contacts)
+    state = Enum.reduce(indexes ++ contacts, state, &ensure_port(&2, &1))
+
+    results =
+      indexes
+      |> Task.async_stream(&boot_one(state, &1, contacts), timeout: 60_000, max_concurrency: 8)
+      |> Enum.zip(indexes)
+      |> Enum.map(fn
+        {{:ok, result}, _i} -> result
+        {{:exit, reason}, i} -> {:error, i, reason}
+      end)
+
+    state =
+      Enum.reduce(results, state, fn
+        {:ok, i, member}, st ->
+          # Monitored here, not in the boot task: the monitor must outlive it.
+          member = Map.put(member, :ref, Process.monitor(member.peer))
+          %{st | members: Map.put(st.members, i, member), known: MapSet.put(st.known, i)}
+
+        _, st ->
+          st
+      end)
+
+    case Enum.filter(results, &(elem(&1, 0) == :error)) do
+      [] -> {:reply, {:ok, Enum.map(indexes, &name(state, &1))}, state}
+      errors -> {:reply, {:error, errors}, state}
+    end
+  end
+
+  def handle_call({:kill, indexes}, _from, state) do
+    {reply, state} =
+      Enum.reduce(indexes, {:ok, state}, fn i, {acc, st} ->
+        case Map.pop(st.members, i) do
+          {nil, _} ->
+            {acc, st}
+
+          {member, members} ->
+            kill9(member.os_pid)
+            result = await_down(member, 10_000)
+            {if(acc == :ok, do: result, else: acc), %{st | members: members}}
+        end
+      end)
+
+    {:reply, reply, state}
+  end
+
+  def handle_call({:node_name, i}, _from, state), do: {:reply, name(state, i), state}
+
+  def handle_call(:running, _from, state),
+    do: {:reply, state.members |> Map.keys() |> Enum.sort(), state}
+
+  def handle_call(:members, _from, state),
+    do: {:reply, state.members |> Enum.sort() |> Enum.map(fn {i, m} -> {i, m.peer} end), state}
+
+  def handle_call(:active_view_size, _from, state),
+    do: {:reply, Keyword.fetch!(state.hyparview_config, :active_view_size), state}
+
+  def handle_call(:dead_nodes, _from, state) do
+    dead =
+      state.known |> Enum.reject(&Map.has_key?(state.members, &1)) |> Enum.map(&name(state, &1))
+
+    {:reply, dead, state}
+  end
+
+  @impl true
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
+    # A node died behind our back (crash, halt): it is no longer running.
+    members = state.members |> Enum.reject(fn {_i, m} -> m.ref == ref end) |> Map.new()
+    {:noreply, %{state | members: members}}
+  end
+
+  def handle_info(_msg, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state) do
+    state.members
+    |> Map.values()
+    |> Enum.each(fn m ->
+      # A graceful stop can hang on a wedged node; kill -9 cannot.
+      kill9(m.os_pid)
+      await_down(m, 5_000)
+    end)
+  end
+
+  # The shell's builtin kill: no dependency on procps being installed.
+  defp kill9(os_pid) when is_list(os_pid), do: :os.cmd('kill -9 ' ++ os_pid)
+
+  defp await_down(member, timeout) do
+    receive do
+      {:DOWN, ref, :process, _, _} when ref == member.ref -> :ok
+    after
+      timeout -> {:error, {:still_running, member.os_pid}}
+    end
+  end
+
+  defp name(state, i), do: :"#{state.prefix}n#{i}@127.0.0.1"
+
+  defp ensure_port(state, i) do
+    if Map.has_key?(state.ports, i) do
+      state
+    else
+      %{state | ports: Map.put(state.ports, i, free_port(Map.values(state.ports)))}
+    end
+  end
+
+  # Below the kernel's ephemeral range (32768+), so no outgoing connection
+  # can take the port between this probe and the node binding it.
+  defp free_port(taken) do
+    Stream.repeatedly(fn -> 20_000 + :rand.uniform(12_000) end)
+    |> Stream.reject(&(&1 in taken))
+    |> Enum.find(fn port ->
+      case :gen_tcp.listen(port, ip: @ip, reuseaddr: true) do
+        {:ok, sock} ->
+          :gen_tcp.close(sock)
+          true
+
+        {:error, _} ->
+          false
+      end
+    end)
+  end
+
+  defp boot_one(state, i, contacts) do
+    node = name(state, i)
+
+    paths =
+      :code.get_path()
+      |> Enum.map(&List.to_string/1)
+      |> Enum.reject(&String.starts_with?(&1, List.to_string(:code.root_dir())))
+      |> Enum.uniq()
+      |> Enum.flat_map(&['-pa', String.to_charlist(&1)])
+
+    args =
+      ['-connect_all', 'false', '-setcookie', Atom.to_charlist(state.cookie)] ++
+        ['-kernel', 'prevent_overlapping_partitions', 'false'] ++ paths
+
+    case start_peer(node, args, 3) do
+      {:ok, peer} ->
+        os_pid = :peer.call(peer, :os, :getpid, [])
+
+        topologies = [
+          {@topology,
+           [
+             strategy: Cluster.Strategy.HyParView,
+             config:
+               [
+                 local_peer: HyParView.Peer.new(node, {@ip, state.ports[i]}),
+                 contacts:
+                   for(
+                     c <- contacts,
+                     c != i,
+                     do: HyParView.Peer.new(name(state, c), {@ip, state.ports[c]})
+                   ),
+                 hyparview_config: state.hyparview_config
+               ] ++ state.extra_config
+           ]}
+        ]
+
+        member = %{peer: peer, os_pid: os_pid}
+
+        case :peer.call(peer, __MODULE__, :remote_start, [topologies, state.log_level], 30_000) do
+          :ok ->
+            {:ok, i, member}
+
+          error ->
+            kill9(os_pid)
+            {:error, i, {:strategy_start_failed, error}}
+        end
+
+      {:error, reason} ->
+        {:error, i, {:peer_start_failed, reason}}
+    end
+  end
+
+  # A restarted node can briefly find its name still registered in epmd.
+  defp start_peer(node, args, attempts) do
+    [sname, host] = node |> Atom.to_string() |> String.split("@")
+
+    :peer.start(%{
+      name: String.to_atom(sname),
+      host: String.to_charlist(host),
+      longnames: true,
+      connection: :standard_io,
+      args: args,
+      wait_boot: 30_000
+    })
+    |> case do
+      {:ok, peer, ^node} ->
+        {:ok, peer}
+
+      {:ok, peer} ->
+        {:ok, peer}
+
+      {:error, _} = error when attempts <= 1 ->
+        error
+
+      {:error, _} ->
+        Process.sleep(500)
+        start_peer(node, args, attempts - 1)
+    end
+  end
+end
