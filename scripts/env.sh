@@ -4,6 +4,8 @@
 
 export LANG="${LANG:-C.UTF-8}" LC_ALL="${LC_ALL:-C.UTF-8}"
 export DEBIAN_FRONTEND=noninteractive
+# Never reach for Hex: use the bundled libcluster stand-in (a path dep).
+export HYPARVIEW_LIBCLUSTER="${HYPARVIEW_LIBCLUSTER:-standin}"
 
 # rustup installs into ~/.cargo/bin, which non-login shells often lack.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

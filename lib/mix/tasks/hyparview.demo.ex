@@ -77,7 +77,7 @@ defmodule Mix.Tasks.Hyparview.Demo do
     with {:ok, _nodes} <- boot,
          say("  booted in #{boot_ms} ms; waiting for the overlay to converge ..."),
          {:ok, snaps, ms} <- wait(cluster, timeout, "convergence") do
-      say("Converged #{ms} ms after boot.\n")
+      say("Converged #{ms} ms after the last node booted.\n")
       print_state(snaps, avs)
 
       victims = Enum.take_random(1..n, k) |> Enum.sort()
@@ -154,7 +154,10 @@ defmodule Mix.Tasks.Hyparview.Demo do
       end)
 
     line = fn cols ->
-      cols |> Enum.zip(widths) |> Enum.map_join("  ", fn {v, w} -> String.pad_trailing(v, w) end)
+      cols
+      |> Enum.zip(widths)
+      |> Enum.map_join("  ", fn {v, w} -> String.pad_trailing(v, w) end)
+      |> String.trim_trailing()
     end
 
     say(line.(header))
