@@ -281,6 +281,8 @@ fn decode_config(map: Term) -> Result<(Config, TransportConfig), Invalid> {
     let usize_key = |key, def: usize| opt_range(map, key, def as u64, 0, BIG).map(|v| v as usize);
     let u32_key = |key, def: u32| opt_range(map, key, def as u64, 0, BIG).map(|v| v as u32);
     let ms_key = |key, def: u64| opt_range(map, key, def, 0, BIG);
+    // `..d` keeps this compiling if the core grows fields the NIF does not set.
+    #[allow(clippy::needless_update)]
     let protocol = Config {
         active_view_size: usize_key(atoms::active_view_size(), d.active_view_size)?,
         passive_view_size: usize_key(atoms::passive_view_size(), d.passive_view_size)?,
