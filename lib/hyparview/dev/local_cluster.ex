@@ -75,6 +75,11 @@ defmodule HyParView.Dev.LocalCluster do
     * `:contacts` — default contact indexes of every node (default `[1, 2]`)
     * `:log_level` — Logger level inside the nodes (default `:error`)
     * `:extra_config` — extra keys for the topology's `config`
+    * `:placement` — `fn index -> {netns, ip} end` puts node `index` in the
+      network namespace `netns` (`nil` = this one; started via
+      `ip netns exec`, so it needs root) with node-name host, HyParView
+      listen address and distribution address `ip` (default
+      `{nil, {127, 0, 0, 1}}` for every node)
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
@@ -164,6 +169,27 @@ defmodule HyParView.Dev.LocalCluster do
     snaps = snapshot(cluster)
     check_snapshots(snaps, active_view_size(cluster), dead_nodes(cluster))
   end
+
+  @doc """
+  Like `check/1`, but only for the running nodes in `indexes`, as if every
+  other node were dead: the group must form a partial mesh of its own with
+  no link leaving it (what each side of a partition should converge to).
+  """
+  @spec check(cluster(), Enumerable.t()) :: {:ok, [node_state()]} | {:error, [String.t()]}
+  def check(cluster, indexes) do
+    indexes = MapSet.new(indexes)
+    snaps = Enum.filter(snapshot(cluster), &MapSet.member?(indexes, index_of(&1)))
+    members = MapSet.new(snaps, &if(is_map(&1), do: &1.node))
+
+    outsiders =
+      GenServer.call(cluster, :all_nodes)
+      |> Enum.reject(&MapSet.member?(members, &1))
+
+    check_snapshots(snaps, active_view_size(cluster), outsiders)
+  end
+
+  defp index_of(%{index: i}), do: i
+  defp index_of({:error, i, _}), do: i
 
   @doc "The pure part of `check/1`, for snapshots taken earlier."
   @spec check_snapshots([node_state() | tuple()], pos_integer(), [node()]) ::
@@ -399,6 +425,7 @@ defmodule HyParView.Dev.LocalCluster do
        contacts: Keyword.get(opts, :contacts, [1, 2]),
        log_level: Keyword.get(opts, :log_level, :error),
        extra_config: Keyword.get(opts, :extra_config, []),
+       placement: Keyword.get(opts, :placement, fn _ -> {nil, @ip} end),
        ports: %{},
        # index => %{peer: pid, ref: monitor ref, os_pid: charlist}
        members: %{},
@@ -457,6 +484,9 @@ defmodule HyParView.Dev.LocalCluster do
 
   def handle_call({:node_name, i}, _from, state), do: {:reply, name(state, i), state}
 
+  def handle_call(:all_nodes, _from, state),
+    do: {:reply, Enum.map(state.known, &name(state, &1)), state}
+
   def handle_call(:running, _from, state),
     do: {:reply, state.members |> Map.keys() |> Enum.sort(), state}
 
@@ -504,7 +534,10 @@ defmodule HyParView.Dev.LocalCluster do
     end
   end
 
-  defp name(state, i), do: :"#{state.prefix}n#{i}@127.0.0.1"
+  defp name(state, i), do: :"#{state.prefix}n#{i}@#{:inet.ntoa(ip(state, i))}"
+
+  defp ip(state, i), do: state.placement.(i) |> elem(1)
+  defp netns(state, i), do: state.placement.(i) |> elem(0)
 
   defp ensure_port(state, i) do
     if Map.has_key?(state.ports, i) do
@@ -541,11 +574,15 @@ defmodule HyParView.Dev.LocalCluster do
       |> Enum.uniq()
       |> Enum.flat_map(&['-pa', String.to_charlist(&1)])
 
+    # Distribution listens on the node's own address only (loopback by default).
+    dist_ip = ip(state, i) |> Tuple.to_list() |> Enum.join(",")
+
     args =
       ['-connect_all', 'false', '-setcookie', Atom.to_charlist(state.cookie)] ++
-        ['-kernel', 'prevent_overlapping_partitions', 'false'] ++ paths
+        ['-kernel', 'prevent_overlapping_partitions', 'false'] ++
+        ['-kernel', 'inet_dist_use_interface', String.to_charlist("{#{dist_ip}}")] ++ paths
 
-    case start_peer(node, args, 3) do
+    case start_peer(node, netns(state, i), args, 3) do
       {:ok, peer} ->
         os_pid = :peer.call(peer, :os, :getpid, [])
 
@@ -555,12 +592,12 @@ defmodule HyParView.Dev.LocalCluster do
              strategy: Cluster.Strategy.HyParView,
              config:
                [
-                 local_peer: HyParView.Peer.new(node, {@ip, state.ports[i]}),
+                 local_peer: HyParView.Peer.new(node, {ip(state, i), state.ports[i]}),
                  contacts:
                    for(
                      c <- contacts,
                      c != i,
-                     do: HyParView.Peer.new(name(state, c), {@ip, state.ports[c]})
+                     do: HyParView.Peer.new(name(state, c), {ip(state, c), state.ports[c]})
                    ),
                  hyparview_config: state.hyparview_config
                ] ++ state.extra_config
@@ -584,17 +621,31 @@ defmodule HyParView.Dev.LocalCluster do
   end
 
   # A restarted node can briefly find its name still registered in epmd.
-  defp start_peer(node, args, attempts) do
+  defp start_peer(node, netns, args, attempts) do
     [sname, host] = node |> Atom.to_string() |> String.split("@")
 
-    :peer.start(%{
+    exec =
+      if netns do
+        erl = Path.join([:code.root_dir(), "bin", "erl"])
+
+        %{
+          exec:
+            {:os.find_executable('ip'), ['netns', 'exec', to_charlist(netns), to_charlist(erl)]}
+        }
+      else
+        %{}
+      end
+
+    %{
       name: String.to_atom(sname),
       host: String.to_charlist(host),
       longnames: true,
       connection: :standard_io,
       args: args,
       wait_boot: 30_000
-    })
+    }
+    |> Map.merge(exec)
+    |> :peer.start()
     |> case do
       {:ok, peer, ^node} ->
         {:ok, peer}
@@ -607,7 +658,7 @@ defmodule HyParView.Dev.LocalCluster do
 
       {:error, _} ->
         Process.sleep(500)
-        start_peer(node, args, attempts - 1)
+        start_peer(node, netns, args, attempts - 1)
     end
   end
 end
