@@ -23,7 +23,7 @@
 use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, Timer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -161,32 +161,9 @@ enum EventKind {
     },
 }
 
-struct Event {
-    time: Millis,
-    seq: u64,
-    kind: EventKind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.time == other.time && self.seq == other.seq
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Event {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest event.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .time
-            .cmp(&self.time)
-            .then_with(|| other.seq.cmp(&self.seq))
-    }
-}
+/// Heap entry: (time, sequence, payload slot). Kept small because the heap
+/// moves entries on every push/pop; payloads stay put in a slab.
+type EventKey = Reverse<(Millis, u64, u32)>;
 
 /// Transport counters, reset at the start of a measured phase.
 #[derive(Clone, Debug, Default)]
@@ -205,7 +182,9 @@ pub struct Sim<P: Protocol = Node> {
     pub nodes: Vec<SimNode<P>>,
     factory: Factory<P>,
     index: HashMap<String, u32>,
-    events: BinaryHeap<Event>,
+    events: BinaryHeap<EventKey>,
+    payloads: Vec<Option<EventKind>>,
+    free_slots: Vec<u32>,
     seq: u64,
     next_conn: u64,
     rng: SmallRng,
@@ -256,6 +235,8 @@ impl<P: Protocol> Sim<P> {
             nodes: Vec::new(),
             index: HashMap::new(),
             events: BinaryHeap::new(),
+            payloads: Vec::new(),
+            free_slots: Vec::new(),
             seq: 0,
             next_conn: 0,
             // The sim's own stream is separate from every node's stream.
@@ -327,11 +308,17 @@ impl<P: Protocol> Sim<P> {
 
     fn push(&mut self, time: Millis, kind: EventKind) {
         self.seq += 1;
-        self.events.push(Event {
-            time,
-            seq: self.seq,
-            kind,
-        });
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.payloads[slot as usize] = Some(kind);
+                slot
+            }
+            None => {
+                self.payloads.push(Some(kind));
+                (self.payloads.len() - 1) as u32
+            }
+        };
+        self.events.push(Reverse((time, self.seq, slot)));
     }
 
     fn latency(&mut self) -> Millis {
@@ -361,14 +348,18 @@ impl<P: Protocol> Sim<P> {
 
     /// Processes every event up to and including time `t`, then sets now = t.
     pub fn run_until(&mut self, t: Millis) {
-        while let Some(ev) = self.events.peek() {
-            if ev.time > t {
+        while let Some(&Reverse((time, _, slot))) = self.events.peek() {
+            if time > t {
                 break;
             }
-            let ev = self.events.pop().expect("peeked");
-            self.now = ev.time;
+            self.events.pop();
+            let kind = self.payloads[slot as usize]
+                .take()
+                .expect("every queued slot holds a payload");
+            self.free_slots.push(slot);
+            self.now = time;
             self.events_processed += 1;
-            self.dispatch(ev.kind);
+            self.dispatch(kind);
         }
         self.now = self.now.max(t);
     }

@@ -150,6 +150,8 @@ pub struct Report {
     pub dead_links: usize,
     pub active_view: MinMeanMax,
     pub passive_view: MinMeanMax,
+    /// Open connections (transport model) per live node.
+    pub connections: MinMeanMax,
     pub clustering_coefficient: f64,
     pub avg_shortest_path: Option<f64>,
     pub max_shortest_path_seen: u32,
@@ -196,6 +198,7 @@ pub struct Snapshot {
     pub dead_links: usize,
     pub active_view: MinMeanMax,
     pub passive_view: MinMeanMax,
+    pub connections: MinMeanMax,
     pub peer_event_mismatch: usize,
     /// Compact undirected graph of live nodes (for path metrics).
     pub und: Vec<Vec<u32>>,
@@ -243,6 +246,7 @@ pub fn snapshot(sim: &Sim) -> Snapshot {
         dead_links,
         active_view: metrics::min_mean_max(active_sizes),
         passive_view: metrics::min_mean_max(passive_sizes),
+        connections: metrics::min_mean_max(live.iter().map(|&i| sim.connection_count(i))),
         peer_event_mismatch: mismatch,
         und,
     }
@@ -421,6 +425,7 @@ pub fn run(p: &Params) -> Report {
         dead_links: snap.dead_links,
         active_view: snap.active_view,
         passive_view: snap.passive_view,
+        connections: snap.connections,
         clustering_coefficient: metrics::clustering_coefficient(&snap.und),
         avg_shortest_path: asp,
         max_shortest_path_seen: asp_max,
@@ -467,6 +472,7 @@ impl fmt::Display for Report {
         writeln!(f, "{:<28} {}", "dead links", self.dead_links)?;
         writeln!(f, "{:<28} {}", "active view", mmm(&self.active_view))?;
         writeln!(f, "{:<28} {}", "passive view", mmm(&self.passive_view))?;
+        writeln!(f, "{:<28} {}", "connections", mmm(&self.connections))?;
         writeln!(
             f,
             "{:<28} {:.4}",
