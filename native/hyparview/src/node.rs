@@ -25,6 +25,9 @@ use std::collections::VecDeque;
 
 /// Peer lists longer than this in a received message are truncated.
 const MAX_PEERS_IN_MESSAGE: usize = 64;
+/// A node with a full active view probes a suspect on one promotion tick in
+/// this many (see `try_merge`).
+const MERGE_ODDS: u32 = 4;
 /// Contacts beyond this are ignored.
 const MAX_CONTACTS: usize = 1024;
 
@@ -260,6 +263,14 @@ impl Node {
     /// True when a node with this id is in the passive view.
     pub fn is_passive(&self, id: &str) -> bool {
         self.passive.iter().any(|p| p.peer.id == id)
+    }
+
+    /// Epoch of the active link to `id` (see [`Message::Neighbor`]).
+    pub fn active_epoch(&self, id: &str) -> Option<u64> {
+        self.active
+            .iter()
+            .find(|a| a.peer.id == id)
+            .map(|a| a.epoch)
     }
 
     /// Number of NEIGHBOR requests awaiting an answer.
@@ -931,6 +942,11 @@ impl Node {
             || self.suspects.is_empty()
             || self.pending.iter().any(|p| p.kind == PendingKind::Merge)
         {
+            return;
+        }
+        // A full node only probes with probability 1/MERGE_ODDS: a healed
+        // partition needs a few bridges, not one forced link per node.
+        if self.active.len() >= self.config.active_view_size && !self.rng.gen_ratio(1, MERGE_ODDS) {
             return;
         }
         let i = self.rng.gen_range(0..self.suspects.len());
