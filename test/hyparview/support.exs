@@ -86,3 +86,57 @@ defmodule HyParView.TestSupport do
   def os_threads, do: length(File.ls!("/proc/self/task"))
   def open_fds, do: length(File.ls!("/proc/self/fd"))
 end
+
+defmodule HyParView.TestSupport.Overlay do
+  @moduledoc false
+  # Checks on a set of servers, keyed by peer id.
+
+  @doc """
+  Returns `{:ok, views}` when every active view has 1..max peers, contains
+  only known live ids, is symmetric, and the overlay graph is connected;
+  otherwise `{:error, problem}`.
+  """
+  def check(servers, max) do
+    views =
+      Map.new(servers, fn {id, pid} ->
+        {id, pid |> HyParView.active_view() |> Enum.map(& &1.id)}
+      end)
+
+    ids = Map.keys(views)
+
+    with :ok <- each(views, fn {id, v} -> length(v) in 1..max or {:size, id, v} end),
+         :ok <- each(views, fn {id, v} -> Enum.all?(v, &(&1 in ids)) or {:unknown, id, v} end),
+         :ok <-
+           each(views, fn {id, v} ->
+             Enum.all?(v, &(id in Map.fetch!(views, &1))) or {:asymmetric, id, v}
+           end),
+         :ok <- connected(views) do
+      {:ok, views}
+    end
+  end
+
+  defp each(views, fun) do
+    Enum.find_value(views, :ok, fn entry ->
+      case fun.(entry) do
+        true -> nil
+        problem -> {:error, problem}
+      end
+    end)
+  end
+
+  defp connected(views) do
+    [start | _] = Map.keys(views)
+    seen = walk([start], MapSet.new([start]), views)
+
+    if MapSet.size(seen) == map_size(views),
+      do: :ok,
+      else: {:error, {:partitioned, MapSet.to_list(seen)}}
+  end
+
+  defp walk([], seen, _views), do: seen
+
+  defp walk([id | rest], seen, views) do
+    next = views |> Map.fetch!(id) |> Enum.reject(&MapSet.member?(seen, &1))
+    walk(next ++ rest, Enum.reduce(next, seen, &MapSet.put(&2, &1)), views)
+  end
+end
