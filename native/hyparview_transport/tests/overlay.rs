@@ -72,6 +72,16 @@ fn stopping_a_node_reports_peer_down_and_views_refill() {
             }),
             "overlay never became valid: {last:?}"
         );
+        // Healing needs passive candidates across any cut the failure makes:
+        // let shuffles spread knowledge until every node knows every other.
+        assert!(
+            wait_until(T, || refs.iter().all(|n| {
+                let s = n.snap();
+                s.active_view.len() + s.passive_view.len() == refs.len() - 1
+            })),
+            "shuffles never spread membership: {}",
+            dump(&refs)
+        );
     }
     let victim = 3;
     let vid = nodes[victim].id.clone();
@@ -99,7 +109,8 @@ fn stopping_a_node_reports_peer_down_and_views_refill() {
             last = overlay_problem(&refs, 4);
             last.is_none()
         }),
-        "overlay did not heal: {last:?}"
+        "overlay did not heal: {last:?}{}",
+        dump(&refs)
     );
     let detected: u64 = nodes
         .iter()

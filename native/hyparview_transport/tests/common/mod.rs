@@ -219,3 +219,29 @@ pub fn overlay_problem(nodes: &[&TestNode], max_active: usize) -> Option<String>
     }
     None
 }
+
+/// Views and counters of every node, for failure messages.
+pub fn dump(nodes: &[&TestNode]) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        let s = n.snap();
+        let ids = |v: &[Peer]| {
+            v.iter()
+                .map(|p| p.id.split('@').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        out.push_str(&format!(
+            "\n{}: active {:?} passive {:?} conns {} dials {} dial_failures {} failures {} in {:?} out {:?}",
+            n.id,
+            ids(&s.active_view),
+            ids(&s.passive_view),
+            s.counters.connections,
+            s.counters.dials,
+            s.counters.dial_failures,
+            s.counters.failures_detected,
+            s.counters.messages_in,
+            s.counters.messages_out,
+        ));
+    }
+    out
+}
