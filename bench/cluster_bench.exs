@@ -1,0 +1,927 @@
+# Multi-node benchmark: Cluster.Strategy.HyParView vs a full-mesh baseline
+# (vs an unclustered control node for idle cost), on real local BEAM nodes.
+#
+#   MIX_ENV=test mix run --no-start bench/cluster_bench.exs -- [--sizes 16,32,64] ...
+#   (normally through `bash bench/run.sh`, which also runs the simulator and report)
+#
+# The controller is NOT distributed: peers are driven over `:peer`'s
+# standard_io control channel, so the controller adds no distribution links.
+# Every peer gets identical VM flags and code paths; only the started
+# strategy differs between modes.
+
+Code.require_file("json.ex", __DIR__)
+
+[{BenchAgent, agent_bin}] = Code.compile_file(Path.join(__DIR__, "agent.ex"))
+
+defmodule Bench do
+  @moduledoc false
+
+  @defaults %{
+    sizes: [16, 32, 64],
+    modes: [:none, :fullmesh, :hyparview],
+    idle: 30,
+    settle: 3,
+    kill_frac: 0.25,
+    seed: 1,
+    conv_deadline: 60,
+    repair_deadline: 30,
+    refill_window: 15,
+    stable_ms: 1_000,
+    poll_ms: 100,
+    mesh_interval: 5_000,
+    out: "bench/results/cluster.json",
+    contacts: 2,
+    # Realistic-but-fast timings (the contract defaults are 10-30 s shuffles and
+    # a 5 s failure timeout; kill -9 closes the sockets, so detection does not
+    # depend on them).
+    hv: [
+      active_view_size: 5,
+      passive_view_size: 30,
+      shuffle_interval: 5_000,
+      heartbeat_interval: 500,
+      failure_timeout: 2_000
+    ]
+  }
+
+  def parse_args(argv) do
+    {opts, _, bad} =
+      OptionParser.parse(argv,
+        strict: [
+          sizes: :string,
+          modes: :string,
+          idle: :integer,
+          settle: :integer,
+          kill_frac: :float,
+          seed: :integer,
+          conv_deadline: :integer,
+          repair_deadline: :integer,
+          refill_window: :integer,
+          out: :string,
+          hv: :string,
+          contacts: :integer
+        ]
+      )
+
+    if bad != [], do: raise(ArgumentError, "unknown options: #{inspect(bad)}")
+
+    Enum.reduce(opts, @defaults, fn
+      {:sizes, s}, acc -> %{acc | sizes: ints(s)}
+      {:modes, s}, acc -> %{acc | modes: s |> String.split(",") |> Enum.map(&mode/1)}
+      {:hv, s}, acc -> %{acc | hv: Keyword.merge(acc.hv, kv(s))}
+      {k, v}, acc -> Map.put(acc, k, v)
+    end)
+  end
+
+  defp ints(s), do: s |> String.split(",", trim: true) |> Enum.map(&String.to_integer/1)
+  defp mode(m) when m in ["none", "fullmesh", "hyparview"], do: String.to_atom(m)
+  defp mode(m), do: raise(ArgumentError, "unknown mode #{m}")
+
+  defp kv(s) do
+    for pair <- String.split(s, ",", trim: true) do
+      [k, v] = String.split(pair, "=")
+      {String.to_atom(k), String.to_integer(v)}
+    end
+  end
+
+  # ------------------------------------------------------------------ peers
+
+  def peer_args do
+    otp = to_string(:code.lib_dir())
+
+    paths =
+      :code.get_path()
+      |> Enum.map(&to_string/1)
+      |> Enum.reject(&(String.starts_with?(&1, otp) or &1 == "."))
+
+    [~c"-connect_all", ~c"false", ~c"-setcookie", ~c"hyparview_bench"] ++
+      Enum.flat_map(paths, &[~c"-pa", String.to_charlist(&1)])
+  end
+
+  def boot(n, mode, agent_bin) do
+    args = peer_args()
+
+    peers =
+      1..n
+      |> Task.async_stream(
+        fn i ->
+          name = ~c"bench#{i}"
+
+          {:ok, pid, node} =
+            :peer.start(%{
+              name: name,
+              host: ~c"127.0.0.1",
+              longnames: true,
+              connection: :standard_io,
+              wait_boot: 120_000,
+              args: args
+            })
+
+          {:module, BenchAgent} =
+            :peer.call(pid, :code, :load_binary, [BenchAgent, ~c"bench/agent.ex", agent_bin])
+
+          %{os_pid: os_pid} = :peer.call(pid, BenchAgent, :boot, [mode], 60_000)
+          %{i: i, pid: pid, node: node, os_pid: os_pid}
+        end,
+        max_concurrency: 4,
+        timeout: 180_000,
+        ordered: true
+      )
+      |> Enum.map(fn {:ok, p} -> p end)
+
+    peers
+  end
+
+  def stop_all(peers) do
+    peers
+    |> Task.async_stream(
+      fn p ->
+        try do
+          :peer.stop(p.pid)
+        catch
+          _, _ -> :ok
+        end
+      end,
+      max_concurrency: 16,
+      timeout: 30_000
+    )
+    |> Stream.run()
+
+    # Next mode reuses the names: wait until epmd has forgotten them.
+    wait_until(30_000, fn ->
+      case :erl_epmd.names(~c"127.0.0.1") do
+        {:ok, names} -> not Enum.any?(names, fn {n, _} -> List.starts_with?(n, ~c"bench") end)
+        _ -> true
+      end
+    end)
+  end
+
+  def pcall(peers, fun, timeout \\ 15_000) do
+    peers
+    |> Task.async_stream(
+      fn p ->
+        try do
+          {p.node, fun.(p)}
+        catch
+          k, e -> {p.node, {:bench_error, k, e}}
+        end
+      end,
+      max_concurrency: 16,
+      timeout: timeout + 1_000,
+      ordered: true
+    )
+    |> Enum.map(fn {:ok, r} -> r end)
+  end
+
+  def call(p, f, a, timeout \\ 15_000), do: :peer.call(p.pid, BenchAgent, f, a, timeout)
+
+  # ---------------------------------------------------------------- analysis
+
+  def states(peers, mode) do
+    peers
+    |> pcall(fn p -> call(p, :state, [mode], 5_000) end, 5_000)
+    |> Enum.map(fn
+      {_n, %{} = s} -> s
+      {n, _err} -> %{node: n, nodes: [], active: nil, error: true}
+    end)
+  end
+
+  def edge(a, b) when a < b, do: {a, b}
+  def edge(a, b), do: {b, a}
+
+  def analyze(states, mode, alive) do
+    alive_set = MapSet.new(alive)
+
+    edges =
+      for s <- states, n <- s.nodes, MapSet.member?(alive_set, n), into: MapSet.new() do
+        edge(s.node, n)
+      end
+
+    degrees = Enum.map(states, &length(&1.nodes))
+    adj = Enum.reduce(edges, %{}, fn {a, b}, m -> m |> add(a, b) |> add(b, a) end)
+    connected = connected?(alive, adj)
+
+    symmetric =
+      Enum.all?(states, fn s ->
+        Enum.all?(s.nodes, fn n ->
+          not MapSet.member?(alive_set, n) or s.node in Map.get(adj, n, [])
+        end)
+      end)
+
+    {ok, mismatched} =
+      case mode do
+        :hyparview ->
+          bad =
+            Enum.count(states, fn s ->
+              s.active == nil or MapSet.new(s.active) != MapSet.new(s.nodes)
+            end)
+
+          # A killed node still listed (in Node.list or the active view) means
+          # the failure is not handled yet, even if both sides agree.
+          stale =
+            Enum.count(states, fn s ->
+              Enum.any?(s.nodes ++ (s.active || []), &(not MapSet.member?(alive_set, &1)))
+            end)
+
+          {bad == 0 and stale == 0 and connected, bad}
+
+        :fullmesh ->
+          bad = Enum.count(states, &(MapSet.new(&1.nodes) != MapSet.delete(alive_set, &1.node)))
+          {bad == 0, bad}
+      end
+
+    active_sizes = for s <- states, s.active != nil, do: length(s.active)
+
+    # For the log/report: which nodes break the property and how.
+    mismatch_detail =
+      if mode == :hyparview do
+        for s <- states,
+            s.active == nil or MapSet.new(s.active) != MapSet.new(s.nodes),
+            do: %{
+              node: s.node,
+              linked_not_active: s.nodes -- (s.active || []),
+              active_not_linked: (s.active || []) -- s.nodes
+            }
+      else
+        []
+      end
+
+    %{
+      ok: ok,
+      links: MapSet.size(edges),
+      max_links: Enum.max(degrees, fn -> 0 end),
+      mean_links: mean(degrees),
+      min_links: Enum.min(degrees, fn -> 0 end),
+      connected: connected,
+      symmetric: symmetric,
+      mismatched_nodes: mismatched,
+      mismatch_detail: Enum.take(mismatch_detail, 5),
+      active_view_max: Enum.max(active_sizes, fn -> nil end),
+      active_view_mean: if(active_sizes == [], do: nil, else: mean(active_sizes))
+    }
+  end
+
+  defp add(m, a, b), do: Map.update(m, a, [b], &[b | &1])
+
+  defp connected?([], _adj), do: true
+
+  defp connected?([first | _] = nodes, adj) do
+    seen = bfs([first], MapSet.new([first]), adj)
+    Enum.all?(nodes, &MapSet.member?(seen, &1))
+  end
+
+  defp bfs([], seen, _adj), do: seen
+
+  defp bfs([x | rest], seen, adj) do
+    new = Map.get(adj, x, []) |> Enum.reject(&MapSet.member?(seen, &1))
+    bfs(rest ++ new, Enum.reduce(new, seen, &MapSet.put(&2, &1)), adj)
+  end
+
+  @doc """
+  Polls until the property holds continuously for `stable_ms` (a single
+  lucky poll during churn does not count). Returns the time of the first
+  poll of that stable stretch, relative to t0 (monotonic ms).
+  """
+  def wait_converged(peers, mode, alive, t0, cfg, deadline_s) do
+    deadline = t0 + deadline_s * 1_000
+    loop_conv(peers, mode, alive, cfg, deadline, t0, nil, nil, 0)
+  end
+
+  defp loop_conv(peers, mode, alive, cfg, deadline, t0, since, last, polls) do
+    t = now()
+    a = analyze(states(peers, mode), mode, alive)
+
+    cond do
+      a.ok and since != nil and t - since >= cfg.stable_ms ->
+        %{converged: true, ms: since - t0, analysis: a, polls: polls + 1}
+
+      t > deadline ->
+        %{converged: false, ms: nil, analysis: a, polls: polls + 1}
+
+      true ->
+        since = if a.ok, do: since || t, else: nil
+        Process.sleep(cfg.poll_ms)
+        loop_conv(peers, mode, alive, cfg, deadline, t0, since, a || last, polls + 1)
+    end
+  end
+
+  # -------------------------------------------------------------- /proc stats
+
+  def proc_sample(os_pid) do
+    base = "/proc/#{os_pid}"
+
+    with {:ok, stat} <- File.read(base <> "/stat"),
+         {:ok, status} <- File.read(base <> "/status"),
+         {:ok, io} <- File.read(base <> "/io"),
+         {:ok, tasks} <- File.ls(base <> "/task") do
+      # Fields after the ")" of comm: state is field 3; utime/stime are 14/15.
+      [_, after_comm] = String.split(stat, ") ", parts: 2)
+      f = String.split(after_comm, " ")
+      ticks = String.to_integer(Enum.at(f, 11)) + String.to_integer(Enum.at(f, 12))
+      rss_kb = status_kb(status, "VmRSS")
+
+      %{
+        ticks: ticks,
+        rss_kb: rss_kb,
+        threads: length(tasks),
+        wchar: io_field(io, "wchar"),
+        rchar: io_field(io, "rchar")
+      }
+    else
+      _ -> nil
+    end
+  end
+
+  defp status_kb(status, key) do
+    [_, v] = Regex.run(~r/^#{key}:\s+(\d+) kB/m, status)
+    String.to_integer(v)
+  end
+
+  defp io_field(io, key) do
+    [_, v] = Regex.run(~r/^#{key}: (\d+)/m, io)
+    String.to_integer(v)
+  end
+
+  def clk_tck do
+    case System.cmd("getconf", ["CLK_TCK"]) do
+      {v, 0} -> String.to_integer(String.trim(v))
+      _ -> 100
+    end
+  end
+
+  # ------------------------------------------------------------- idle window
+
+  def idle_window(peers, mode, cfg) do
+    tck = clk_tck()
+    Process.sleep(cfg.settle * 1_000)
+
+    p0 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
+    s0 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
+    t0 = now()
+    Process.sleep(cfg.idle * 1_000)
+    s1 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
+    t1 = now()
+    p1 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
+    secs = (t1 - t0) / 1_000
+
+    per_node =
+      for p <- peers do
+        a = p0[p.node]
+        b = p1[p.node]
+        x = s0[p.node]
+        y = s1[p.node]
+
+        {dist_out, dist_in} = dist_delta(x.dist, y.dist)
+
+        %{
+          node: p.node,
+          cpu_pct: (b.ticks - a.ticks) / tck / secs * 100,
+          rss_mib: b.rss_kb / 1024,
+          threads: b.threads,
+          dist_out_bps: dist_out / secs,
+          dist_in_bps: dist_in / secs,
+          # All bytes the process wrote to any fd (distribution + HyParView TCP
+          # + the tiny control-pipe replies at the window edges).
+          wchar_bps: (b.wchar - a.wchar) / secs,
+          msgs_out: msg_delta(x.counters, y.counters, :messages_out),
+          msgs_in: msg_delta(x.counters, y.counters, :messages_in),
+          links_changed: MapSet.new(x.nodes) != MapSet.new(y.nodes)
+        }
+      end
+
+    summary = %{
+      window_s: secs,
+      nodes: length(per_node),
+      cpu_pct_mean: mean(Enum.map(per_node, & &1.cpu_pct)),
+      cpu_pct_max: Enum.max(Enum.map(per_node, & &1.cpu_pct)),
+      rss_mib_mean: mean(Enum.map(per_node, & &1.rss_mib)),
+      rss_mib_max: Enum.max(Enum.map(per_node, & &1.rss_mib)),
+      threads_mean: mean(Enum.map(per_node, & &1.threads)),
+      threads_max: Enum.max(Enum.map(per_node, & &1.threads)),
+      dist_out_bps_mean: mean(Enum.map(per_node, & &1.dist_out_bps)),
+      dist_out_bps_max: Enum.max(Enum.map(per_node, & &1.dist_out_bps)),
+      wchar_bps_mean: mean(Enum.map(per_node, & &1.wchar_bps)),
+      nodes_with_link_changes: Enum.count(per_node, & &1.links_changed)
+    }
+
+    summary =
+      case Enum.map(per_node, & &1.msgs_out) do
+        outs when mode == :hyparview ->
+          if Enum.any?(outs, &is_nil/1) do
+            Map.merge(summary, %{
+              overlay_msgs_per_node_per_shuffle: nil,
+              overlay_msgs_by_kind: nil
+            })
+          else
+            shuffles = cfg.idle * 1_000 / cfg.hv[:shuffle_interval]
+            by_kind = Enum.reduce(outs, %{}, &Map.merge(&2, &1, fn _k, a, b -> a + b end))
+            total = by_kind |> Map.values() |> Enum.sum()
+            n = length(outs)
+
+            Map.merge(summary, %{
+              overlay_msgs_per_node_per_shuffle: total / n / shuffles,
+              overlay_msgs_by_kind_per_node_per_shuffle:
+                Map.new(by_kind, fn {k, v} -> {k, v / n / shuffles} end)
+            })
+          end
+
+        _ ->
+          summary
+      end
+
+    %{summary: summary, per_node: per_node}
+  end
+
+  defp dist_delta(d0, d1) do
+    # Links that existed at both ends only (a changed link set is flagged).
+    Enum.reduce(d1, {0, 0}, fn {n, {o1, i1}}, {ao, ai} ->
+      case d0[n] do
+        {o0, i0} -> {ao + o1 - o0, ai + i1 - i0}
+        nil -> {ao + o1, ai + i1}
+      end
+    end)
+  end
+
+  defp msg_delta(nil, _, _), do: nil
+  defp msg_delta(_, nil, _), do: nil
+
+  defp msg_delta(c0, c1, key) do
+    a = Map.get(c0, key, %{})
+    b = Map.get(c1, key, %{})
+    Map.new(b, fn {k, v} -> {k, v - Map.get(a, k, 0)} end)
+  end
+
+  # ------------------------------------------------------------------ repair
+
+  def repair(peers, mode, cfg) do
+    alive_before = Enum.map(peers, & &1.node)
+    k = max(1, round(length(peers) * cfg.kill_frac))
+    :rand.seed(:exsss, {cfg.seed, length(peers), 7})
+    victims = Enum.take_random(peers, k)
+    victim_nodes = MapSet.new(victims, & &1.node)
+    survivors = Enum.reject(peers, &MapSet.member?(victim_nodes, &1.node))
+    alive = Enum.map(survivors, & &1.node)
+
+    recorders = pcall(survivors, &call(&1, :start_recorder, [mode]))
+    rec_errors = for {n, r} <- recorders, not match?({:ok, _}, r), do: {n, r}
+
+    # Who each survivor had as neighbours right before the kill: those are
+    # the (survivor, victim) pairs whose detection latency we measure.
+    before = states(survivors, mode)
+
+    neighbour_pairs =
+      for s <- before,
+          v <- if(mode == :hyparview, do: s.active || [], else: s.nodes),
+          MapSet.member?(victim_nodes, v),
+          do: {s.node, v}
+
+    kill_us = System.os_time(:microsecond)
+    t_kill = now()
+    {_, 0} = System.cmd("kill", ["-9" | Enum.map(victims, &Integer.to_string(&1.os_pid))])
+
+    conv = wait_converged(survivors, mode, alive, t_kill, cfg, cfg.repair_deadline)
+
+    # Keep watching so late events and the view refill are seen too.
+    pre = analyze(before, mode, alive_before)
+    refill = if mode == :hyparview, do: refill(survivors, mode, alive, t_kill, pre, cfg)
+
+    events = survivors |> pcall(&call(&1, :events, [])) |> Map.new()
+    down_kind = if mode == :hyparview, do: :peer_down, else: :nodedown
+
+    lat = latencies(neighbour_pairs, events, down_kind, kill_us)
+    dist_lat = latencies(neighbour_pairs, events, :nodedown, kill_us)
+
+    %{
+      killed: k,
+      victims: Enum.map(victims, & &1.node),
+      survivors: length(survivors),
+      recorder_errors: rec_errors |> Enum.map(&inspect/1),
+      repair_converged: conv.converged,
+      repair_ms: conv.ms,
+      after: conv.analysis,
+      refill: refill,
+      detection: Map.put(lat, :event, down_kind),
+      dist_nodedown: dist_lat
+    }
+    |> Map.put(:survivor_peers, survivors)
+  end
+
+  # After repair: how long until the survivors' active views are back to the
+  # pre-kill fill (mean degree within 95 %, nobody below the old minimum).
+  defp refill(survivors, mode, alive, t_kill, pre, cfg) do
+    deadline = t_kill + cfg.refill_window * 1_000
+    target_mean = min(pre.mean_links * 0.95, length(alive) - 1)
+    target_min = min(pre.min_links, length(alive) - 1)
+
+    Stream.repeatedly(fn ->
+      a = analyze(states(survivors, mode), mode, alive)
+      {now(), a}
+    end)
+    |> Enum.reduce_while(nil, fn {t, a}, _ ->
+      cond do
+        a.mean_links >= target_mean and a.min_links >= target_min ->
+          {:halt, %{ms: t - t_kill, mean_links: a.mean_links, min_links: a.min_links}}
+
+        t > deadline ->
+          {:halt, %{ms: nil, mean_links: a.mean_links, min_links: a.min_links}}
+
+        true ->
+          Process.sleep(cfg.poll_ms)
+          {:cont, nil}
+      end
+    end)
+    |> Map.merge(%{target_mean: target_mean, target_min: target_min})
+  end
+
+  defp latencies(pairs, events, kind, kill_us) do
+    ls =
+      for {s, v} <- pairs do
+        evs = Map.get(events, s, [])
+        evs = if is_list(evs), do: evs, else: []
+
+        case Enum.find(evs, fn {k, n, t} -> k == kind and n == v and t >= kill_us end) do
+          {_, _, t} -> (t - kill_us) / 1_000
+          nil -> nil
+        end
+      end
+
+    got = ls |> Enum.reject(&is_nil/1) |> Enum.sort()
+
+    %{
+      pairs: length(pairs),
+      detected: length(got),
+      missed: length(pairs) - length(got),
+      median_ms: median(got),
+      p90_ms: pct(got, 0.9),
+      max_ms: List.last(got)
+    }
+  end
+
+  # ---------------------------------------------------------------- one run
+
+  def run_mode(n, mode, agent_bin, cfg) do
+    log("#{mode} N=#{n}: booting #{n} peers")
+    t_boot = now()
+    peers = boot(n, mode, agent_bin)
+    boot_ms = now() - t_boot
+    nodes = Enum.map(peers, & &1.node)
+
+    try do
+      result = %{mode: mode, n: n, boot_ms: boot_ms}
+
+      case mode do
+        :none ->
+          log("none N=#{n}: idle window #{cfg.idle}s")
+          Map.put(result, :idle, idle_window(peers, mode, cfg))
+
+        _ ->
+          {start_spread_ms, t0} = start_strategy(peers, mode, cfg)
+          log("#{mode} N=#{n}: started (spread #{start_spread_ms} ms), waiting for convergence")
+          conv = wait_converged(peers, mode, nodes, t0, cfg, cfg.conv_deadline)
+
+          log(
+            "#{mode} N=#{n}: converged=#{conv.converged} in #{inspect(conv.ms)} ms: #{inspect(conv.analysis)}"
+          )
+
+          debug = if conv.converged, do: [], else: debug_mismatch(peers, conv.analysis)
+
+          result =
+            Map.merge(result, %{
+              start_spread_ms: start_spread_ms,
+              converged: conv.converged,
+              convergence_ms: conv.ms,
+              links_at_convergence: conv.analysis,
+              not_converged_debug: debug
+            })
+
+          log("#{mode} N=#{n}: idle window #{cfg.idle}s")
+          idle = idle_window(peers, mode, cfg)
+          # Steady-state links: after settle + idle window, i.e. ~idle+settle s
+          # after convergence, once the active views had time to fill.
+          links = analyze(states(peers, mode), mode, nodes)
+          log("#{mode} N=#{n}: steady state #{inspect(links)}")
+
+          log("#{mode} N=#{n}: kill -9 #{round(n * cfg.kill_frac)} nodes")
+          rep = repair(peers, mode, cfg)
+
+          log(
+            "#{mode} N=#{n}: repaired=#{rep.repair_converged} in #{inspect(rep.repair_ms)} ms, detection #{inspect(rep.detection)}"
+          )
+
+          Map.merge(result, %{
+            idle: idle,
+            links: links,
+            repair: Map.delete(rep, :survivor_peers)
+          })
+      end
+    after
+      stop_all(peers)
+    end
+  end
+
+  # When the property never held: what the offending nodes' strategies think.
+  defp debug_mismatch(peers, analysis) do
+    bad = MapSet.new(Map.get(analysis, :mismatch_detail, []), & &1.node)
+
+    peers
+    |> Enum.filter(&MapSet.member?(bad, &1.node))
+    |> pcall(&call(&1, :debug_state, []))
+    |> Enum.map(fn {_n, d} ->
+      log("not converged: #{inspect(d, limit: :infinity, printable_limit: 4_000)}")
+      d
+    end)
+  end
+
+  defp start_strategy(peers, mode, cfg) do
+    nodes = Enum.map(peers, & &1.node)
+
+    configs =
+      case mode do
+        :hyparview ->
+          ports = free_ports(length(peers))
+          ids = Enum.zip(nodes, ports)
+
+          contacts =
+            ids
+            |> Enum.take(cfg.contacts + 1)
+            |> Enum.map(fn {n, port} -> HyParView.Peer.new(n, {{127, 0, 0, 1}, port}) end)
+
+          Map.new(ids, fn {n, port} ->
+            {n,
+             [
+               local_peer: HyParView.Peer.new(n, {{127, 0, 0, 1}, port}),
+               contacts: contacts |> Enum.reject(&(&1.id == n)) |> Enum.take(cfg.contacts),
+               hyparview_config: cfg.hv,
+               secret: "hyparview-bench-secret"
+             ]}
+          end)
+
+        :fullmesh ->
+          nil
+      end
+
+    t0 = now()
+
+    res =
+      pcall(
+        peers,
+        fn p ->
+          case mode do
+            :hyparview -> call(p, :start_hyparview, [configs[p.node]], 35_000)
+            :fullmesh -> call(p, :start_fullmesh, [nodes, cfg.mesh_interval], 35_000)
+          end
+        end,
+        35_000
+      )
+
+    t1 = now()
+
+    case Enum.reject(res, fn {_, r} -> r == :ok end) do
+      [] -> :ok
+      bad -> raise "strategy start failed: #{inspect(Enum.take(bad, 3))}"
+    end
+
+    # Convergence is timed from the first start call: joins begin as soon as
+    # the first servers are up, so the start spread is part of convergence.
+    {t1 - t0, t0}
+  end
+
+  # Ports handed out by the kernel right now (so parallel test runs of other
+  # engineers cannot collide with a fixed range); released just before use.
+  defp free_ports(n) do
+    socks =
+      for _ <- 1..n do
+        {:ok, s} = :gen_tcp.listen(0, ip: {127, 0, 0, 1}, reuseaddr: true)
+        s
+      end
+
+    ports =
+      Enum.map(socks, fn s ->
+        {:ok, p} = :inet.port(s)
+        p
+      end)
+
+    Enum.each(socks, &:gen_tcp.close/1)
+    ports
+  end
+
+  # ---------------------------------------------------------------- machine
+
+  def machine do
+    cpu =
+      case File.read("/proc/cpuinfo") do
+        {:ok, s} ->
+          case Regex.run(~r/^model name\s*:\s*(.+)$/m, s) do
+            [_, m] -> m
+            _ -> "unknown"
+          end
+
+        _ ->
+          "unknown"
+      end
+
+    os =
+      case File.read("/etc/os-release") do
+        {:ok, s} ->
+          case Regex.run(~r/^PRETTY_NAME="?([^"\n]+)"?/m, s) do
+            [_, m] -> m
+            _ -> "unknown"
+          end
+
+        _ ->
+          "unknown"
+      end
+
+    mem_mib =
+      case File.read("/proc/meminfo") do
+        {:ok, s} -> div(String.to_integer(Enum.at(Regex.run(~r/MemTotal:\s+(\d+)/, s), 1)), 1024)
+        _ -> nil
+      end
+
+    %{
+      cores: System.schedulers_online(),
+      logical_cpus: :erlang.system_info(:logical_processors_available),
+      cpu_model: cpu,
+      mem_mib: mem_mib,
+      os: os,
+      kernel: String.trim(elem(System.cmd("uname", ["-sr"]), 0)),
+      otp: to_string(:erlang.system_info(:otp_release)),
+      erts: to_string(:erlang.system_info(:version)),
+      elixir: System.version(),
+      rustc: cmd_version("rustc"),
+      cargo: cmd_version("cargo"),
+      nif_build: nif_build(),
+      loadavg: load_avg()
+    }
+  end
+
+  defp cmd_version(c) do
+    try do
+      {v, 0} = System.cmd(c, ["--version"])
+      String.trim(v)
+    catch
+      _, _ -> nil
+    end
+  end
+
+  defp nif_build do
+    so =
+      Path.wildcard(Path.join(to_string(:code.lib_dir(:libcluster_hyparview)), "priv/native/*"))
+
+    %{files: so, mix_env: to_string(Mix.env())}
+  rescue
+    _ -> nil
+  end
+
+  def load_avg do
+    case File.read("/proc/loadavg") do
+      {:ok, s} -> s |> String.split(" ") |> Enum.take(3) |> Enum.join(" ")
+      _ -> nil
+    end
+  end
+
+  # ------------------------------------------------------------------ utils
+
+  def now, do: System.monotonic_time(:millisecond)
+  def mean([]), do: nil
+  def mean(xs), do: Enum.sum(xs) / length(xs)
+  def median([]), do: nil
+  def median(xs), do: pct(xs, 0.5)
+  def pct([], _), do: nil
+
+  def pct(xs, q) do
+    s = Enum.sort(xs)
+    Enum.at(s, min(length(s) - 1, floor(q * (length(s) - 1) + 0.5)))
+  end
+
+  def wait_until(timeout, fun) do
+    deadline = now() + timeout
+
+    Stream.repeatedly(fn -> fun.() end)
+    |> Enum.reduce_while(false, fn ok, _ ->
+      cond do
+        ok -> {:halt, true}
+        now() > deadline -> {:halt, false}
+        true -> Process.sleep(100) && {:cont, false}
+      end
+    end)
+  end
+
+  def log(msg) do
+    t = DateTime.utc_now() |> DateTime.truncate(:second) |> DateTime.to_time()
+    IO.puts(:stderr, "[bench #{t}] #{msg}")
+  end
+
+  # ------------------------------------------------------------------- table
+
+  def print_table(results) do
+    rows =
+      for r <- results, r.mode != :none do
+        l = r.links || %{}
+        rep = r[:repair] || %{}
+        det = rep[:detection] || %{}
+        idle = r[:idle][:summary] || %{}
+
+        [
+          "#{r.mode}",
+          "#{r.n}",
+          fmt(l[:links]),
+          fmt(l[:max_links]),
+          fmt(l[:mean_links]),
+          fmt(r[:convergence_ms]),
+          fmt(rep[:repair_ms]),
+          fmt(det[:median_ms]),
+          fmt(det[:max_ms]),
+          fmt(idle[:cpu_pct_mean]),
+          fmt(idle[:rss_mib_mean]),
+          fmt(idle[:threads_mean]),
+          fmt(idle[:dist_out_bps_mean]),
+          fmt(idle[:overlay_msgs_per_node_per_shuffle])
+        ]
+      end
+
+    controls =
+      for r <- results, r.mode == :none do
+        idle = r.idle.summary
+
+        [
+          "none",
+          "#{r.n}",
+          "-",
+          "-",
+          "-",
+          "-",
+          "-",
+          "-",
+          "-",
+          fmt(idle.cpu_pct_mean),
+          fmt(idle.rss_mib_mean),
+          fmt(idle.threads_mean),
+          fmt(idle.dist_out_bps_mean),
+          "-"
+        ]
+      end
+
+    header = ~w(mode N links max/node mean/node conv_ms repair_ms detect_med_ms detect_max_ms
+                cpu_% rss_MiB threads dist_B/s msgs/node/shuffle)
+
+    all = [header | rows ++ controls]
+
+    widths =
+      all
+      |> Enum.zip()
+      |> Enum.map(fn t -> t |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max() end)
+
+    for row <- all do
+      row
+      |> Enum.zip(widths)
+      |> Enum.map(fn {c, w} -> String.pad_leading(c, w) end)
+      |> Enum.join("  ")
+      |> IO.puts()
+    end
+  end
+
+  defp fmt(nil), do: "n/a"
+  defp fmt(x) when is_float(x), do: :erlang.float_to_binary(x, decimals: 2)
+  defp fmt(x), do: to_string(x)
+end
+
+cfg = Bench.parse_args(System.argv())
+Process.flag(:trap_exit, true)
+Bench.log("config: #{inspect(Map.take(cfg, [:sizes, :modes, :idle, :kill_frac, :hv]))}")
+machine_before = Bench.machine()
+
+results =
+  for n <- cfg.sizes, mode <- cfg.modes do
+    try do
+      Bench.run_mode(n, mode, agent_bin, cfg)
+    rescue
+      e ->
+        Bench.log("#{mode} N=#{n} FAILED: #{Exception.message(e)}")
+        %{mode: mode, n: n, error: Exception.format(:error, e, __STACKTRACE__)}
+    end
+  end
+
+report = %{
+  generated_at: DateTime.utc_now() |> DateTime.to_iso8601(),
+  machine: Map.put(machine_before, :loadavg_end, Bench.load_avg()),
+  config: %{
+    sizes: cfg.sizes,
+    modes: cfg.modes,
+    idle_s: cfg.idle,
+    settle_s: cfg.settle,
+    kill_frac: cfg.kill_frac,
+    seed: cfg.seed,
+    contacts_per_node: cfg.contacts,
+    stable_ms: cfg.stable_ms,
+    poll_ms: cfg.poll_ms,
+    fullmesh_recheck_ms: cfg.mesh_interval,
+    hyparview: Map.new(cfg.hv),
+    vm_flags: "-connect_all false -setcookie hyparview_bench (otherwise OTP defaults)"
+  },
+  results: results
+}
+
+File.mkdir_p!(Path.dirname(cfg.out))
+File.write!(cfg.out, BenchJSON.encode(report))
+Bench.print_table(Enum.reject(results, &Map.has_key?(&1, :error)))
+Bench.log("wrote #{cfg.out}")
