@@ -118,6 +118,8 @@ pub struct SimNode<P = Node> {
     /// Has been started (a scheduled join has not yet).
     pub started: bool,
     pub group: u8,
+    /// The contacts it joined through.
+    pub contacts: Vec<u32>,
     ends: Vec<End>,
     pub peer_ups: u64,
     pub peer_downs: u64,
@@ -266,6 +268,7 @@ impl<P: Protocol> Sim<P> {
             alive: false,
             started: false,
             group: 0,
+            contacts: Vec::new(),
             ends: Vec::new(),
             peer_ups: 0,
             peer_downs: 0,
@@ -462,6 +465,7 @@ impl<P: Protocol> Sim<P> {
         assert!(!n.started, "node {node} started twice");
         n.started = true;
         n.alive = true;
+        n.contacts = contacts.clone();
         let contacts = contacts
             .into_iter()
             .map(|c| self.nodes[c as usize].peer.clone())

@@ -75,7 +75,7 @@ impl Params {
             shuffle_interval: Config::default().shuffle_interval,
             join_spacing: 10,
             settle_rounds: 2,
-            broadcasts: 20,
+            broadcasts: 50,
         }
     }
 }
@@ -161,6 +161,10 @@ pub struct Report {
     /// sample per round.
     pub reliability: Vec<f64>,
     pub rounds_to_full_reliability: Option<usize>,
+    /// Components and isolated nodes at each reliability sample (taken
+    /// just before its broadcasts).
+    pub components_by_sample: Vec<usize>,
+    pub isolated_by_sample: Vec<usize>,
     pub broadcasts_per_sample: usize,
     pub messages_per_node_per_round: f64,
     pub messages_by_kind: BTreeMap<&'static str, u64>,
@@ -172,6 +176,9 @@ pub struct Report {
     pub peer_down_events: u64,
     /// Live nodes whose PeerUp − PeerDown count differs from their active view size.
     pub peer_event_mismatch: usize,
+    /// Up to 10 isolated nodes at the end, for diagnosis.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub isolated_detail: Vec<IsolatedDetail>,
     /// Partition only: components after heal (index 0 = at heal, then per round).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub components_per_round: Option<Vec<usize>>,
@@ -187,6 +194,46 @@ pub struct Report {
     pub virtual_ms: Millis,
     pub events: u64,
     pub wall_ms: u128,
+}
+
+/// Why an isolated node stays isolated.
+#[derive(Clone, Debug, Serialize)]
+pub struct IsolatedDetail {
+    pub id: String,
+    pub passive: usize,
+    pub passive_live: usize,
+    /// Live nodes holding it in their passive view.
+    pub known_by: usize,
+    pub contacts_live: usize,
+    pub connections: usize,
+}
+
+pub fn isolated_detail(sim: &Sim, limit: usize) -> Vec<IsolatedDetail> {
+    let live = sim.live_nodes();
+    let isolated: Vec<u32> = live
+        .iter()
+        .copied()
+        .filter(|&i| sim.nodes[i as usize].node.active_view().is_empty())
+        .take(limit)
+        .collect();
+    isolated
+        .into_iter()
+        .map(|i| {
+            let n = &sim.nodes[i as usize];
+            let passive = sim.passive_indices(i);
+            IsolatedDetail {
+                id: n.peer.id.clone(),
+                passive: passive.len(),
+                passive_live: passive.iter().filter(|&&p| sim.is_alive(p)).count(),
+                known_by: live
+                    .iter()
+                    .filter(|&&j| sim.passive_indices(j).contains(&i))
+                    .count(),
+                contacts_live: n.contacts.iter().filter(|&&c| sim.is_alive(c)).count(),
+                connections: sim.connection_count(i),
+            }
+        })
+        .collect()
 }
 
 /// Structural snapshot of the live overlay.
@@ -301,7 +348,7 @@ pub fn run(p: &Params) -> Report {
 
     sim.counters = Default::default();
     let mut live_sum = 0usize;
-    let mut reliability = Vec::new();
+    let mut series = Series::default();
     let mut components_per_round = None;
     let (mut left, mut killed, mut joined) = (0, 0, 0);
 
@@ -315,12 +362,12 @@ pub fn run(p: &Params) -> Report {
                     sim.kill(i);
                 }
             }
-            reliability.push(reliability_now(&mut sim, b));
+            sample(&mut sim, b, &mut series);
             for _ in 0..p.rounds {
                 let t = sim.now + round;
                 sim.run_until(t);
                 live_sum += sim.live_nodes().len();
-                reliability.push(reliability_now(&mut sim, b));
+                sample(&mut sim, b, &mut series);
             }
         }
         Scenario::Churn => {
@@ -343,12 +390,12 @@ pub fn run(p: &Params) -> Report {
                 schedule_joins(&mut sim, k, p.join_spacing, &mut survivors, false);
                 joined += k;
                 if r == 0 {
-                    reliability.push(reliability_now(&mut sim, b));
+                    sample(&mut sim, b, &mut series);
                 }
                 let t = sim.now + round;
                 sim.run_until(t);
                 live_sum += sim.live_nodes().len();
-                reliability.push(reliability_now(&mut sim, b));
+                sample(&mut sim, b, &mut series);
             }
         }
         Scenario::Partition => {
@@ -359,12 +406,12 @@ pub fn run(p: &Params) -> Report {
                 groups[i as usize] = 1;
             }
             sim.partition(&groups);
-            reliability.push(reliability_now(&mut sim, b));
+            sample(&mut sim, b, &mut series);
             for _ in 0..p.rounds {
                 let t = sim.now + round;
                 sim.run_until(t);
                 live_sum += sim.live_nodes().len();
-                reliability.push(reliability_now(&mut sim, b));
+                sample(&mut sim, b, &mut series);
             }
             sim.heal();
             let mut comps = vec![snapshot(&sim).components];
@@ -372,7 +419,7 @@ pub fn run(p: &Params) -> Report {
                 let t = sim.now + round;
                 sim.run_until(t);
                 live_sum += sim.live_nodes().len();
-                reliability.push(reliability_now(&mut sim, b));
+                sample(&mut sim, b, &mut series);
                 comps.push(snapshot(&sim).components);
             }
             components_per_round = Some(comps);
@@ -431,8 +478,10 @@ pub fn run(p: &Params) -> Report {
         max_shortest_path_seen: asp_max,
         avg_shortest_path_sources: sources.len(),
         avg_shortest_path_sampled: sampled,
-        rounds_to_full_reliability: reliability.iter().position(|&r| r == 1.0),
-        reliability,
+        rounds_to_full_reliability: series.reliability.iter().position(|&r| r == 1.0),
+        reliability: series.reliability,
+        components_by_sample: series.components,
+        isolated_by_sample: series.isolated,
         broadcasts_per_sample: b,
         messages_per_node_per_round,
         messages_by_kind: sim.counters.by_kind.clone(),
@@ -442,6 +491,7 @@ pub fn run(p: &Params) -> Report {
         peer_up_events: ups,
         peer_down_events: downs,
         peer_event_mismatch: snap.peer_event_mismatch,
+        isolated_detail: isolated_detail(&sim, 10),
         components_per_round,
         rounds_to_merge,
         churn_left: is_churn.then_some(left),
@@ -453,8 +503,21 @@ pub fn run(p: &Params) -> Report {
     }
 }
 
-fn reliability_now(sim: &mut Sim, b: usize) -> f64 {
-    sim.reliability(b)
+/// Per-sample series, aligned with `reliability`.
+#[derive(Default)]
+struct Series {
+    reliability: Vec<f64>,
+    components: Vec<usize>,
+    isolated: Vec<usize>,
+}
+
+/// Structure first (the broadcasts feed losses into the nodes), then
+/// reliability.
+fn sample(sim: &mut Sim, broadcasts: usize, series: &mut Series) {
+    let snap = snapshot(sim);
+    series.components.push(snap.components);
+    series.isolated.push(snap.isolated);
+    series.reliability.push(sim.reliability(broadcasts));
 }
 
 impl fmt::Display for Report {
@@ -494,11 +557,18 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "reliability (index 0 = event, then per round, {} broadcasts each):",
+            "per sample (index 0 = event, then per round; {} broadcasts each):",
             self.broadcasts_per_sample
         )?;
+        writeln!(
+            f,
+            "  {:>5}  {:>11}  {:>10}  {:>8}",
+            "index", "reliability", "components", "isolated"
+        )?;
         for (i, r) in self.reliability.iter().enumerate() {
-            writeln!(f, "  {i:>4}  {r:.4}")?;
+            let c = self.components_by_sample.get(i).copied().unwrap_or(0);
+            let n = self.isolated_by_sample.get(i).copied().unwrap_or(0);
+            writeln!(f, "  {i:>5}  {r:>11.4}  {c:>10}  {n:>8}")?;
         }
         writeln!(
             f,
