@@ -128,6 +128,7 @@ pub(crate) struct Actor {
     next_heartbeat: Instant,
     inbox: VecDeque<Input>,
     feeding: bool,
+    pending_events: Vec<Event>,
     counters: Counters,
     sink: Arc<dyn EventSink>,
     snapshot: SnapshotCell,
@@ -170,6 +171,7 @@ impl Actor {
             next_heartbeat,
             inbox: VecDeque::new(),
             feeding: false,
+            pending_events: Vec::new(),
             counters: Counters::new(),
             sink: init.sink,
             snapshot: init.snapshot,
@@ -186,6 +188,7 @@ impl Actor {
     ) {
         self.feed(Input::Join { contacts });
         self.publish();
+        self.flush_events();
         while self.stop.is_none() {
             let deadline = self.next_deadline();
             let accepting = self.listener.is_some() && self.accept_paused_until.is_none();
@@ -210,6 +213,7 @@ impl Actor {
             if self.stop.is_none() {
                 self.publish();
             }
+            self.flush_events();
         }
         let notify = self.stop.unwrap_or(false);
         self.listener = None;
@@ -283,14 +287,27 @@ impl Actor {
         }
     }
 
+    /// Events wait until the snapshot reflecting them is published, so an
+    /// owner that reads the snapshot after an event never sees older state.
     fn emit(&mut self, ev: Event) {
-        if !self.sink.send(ev) {
-            self.stop = Some(false);
+        self.pending_events.push(ev);
+    }
+
+    fn flush_events(&mut self) {
+        for ev in std::mem::take(&mut self.pending_events) {
+            if self.stop == Some(false) {
+                break;
+            }
+            if !self.sink.send(ev) {
+                self.stop = Some(false);
+            }
         }
     }
 
     fn send(&mut self, to: Peer, message: Message) {
         if to.id == self.local.id {
+            // Never dial ourselves (e.g. our own id among the contacts).
+            self.inbox.push_back(Input::DialFailed { peer: to });
             return;
         }
         if let Some(&cid) = self.by_peer.get(&to.id) {

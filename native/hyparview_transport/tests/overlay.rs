@@ -144,3 +144,67 @@ fn graceful_leave_disconnects_neighbours() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn simultaneous_dials_converge_on_one_connection() {
+    // Each names the other as contact, so both dial at about the same time.
+    let a_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let b_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let a_contact = hyparview::Peer::new("sim_a@127.0.0.1", a_port, 0);
+    let b_contact = hyparview::Peer::new("sim_b@127.0.0.1", b_port, 0);
+    let mut oa = options("sim_a", vec![b_contact]);
+    oa.listen = a_port;
+    let mut ob = options("sim_b", vec![a_contact]);
+    ob.listen = b_port;
+    let mut a = TestNode::start(oa);
+    let mut b = TestNode::start(ob);
+    assert!(wait_until(T, || {
+        a.active_ids().contains(&b.id)
+            && b.active_ids().contains(&a.id)
+            && a.snap().counters.connections == 1
+            && b.snap().counters.connections == 1
+    }));
+    // The duplicate connection was retired without a PeerDown.
+    assert!(!a.events().iter().any(|e| matches!(e, Event::PeerDown(_))));
+    assert!(!b.events().iter().any(|e| matches!(e, Event::PeerDown(_))));
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn ipv6_loopback_join() {
+    let mut oa = options("v6_a", vec![]);
+    oa.id = "v6_a@[::1]".into();
+    oa.listen = "[::1]:0".parse().unwrap();
+    oa.advertise_ip = "::1".parse().unwrap();
+    let mut a = TestNode::start(oa);
+    let mut ob = options("v6_b", vec![a.contact()]);
+    ob.id = "v6_b@[::1]".into();
+    ob.listen = "[::1]:0".parse().unwrap();
+    ob.advertise_ip = "::1".parse().unwrap();
+    let mut b = TestNode::start(ob);
+    let bid = b.id.clone();
+    let up = a.wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == bid));
+    assert!(matches!(up, Some(Event::PeerUp(p)) if p.addr == b.addr()));
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn peer_up_is_visible_in_the_snapshot_when_it_arrives() {
+    let mut a = TestNode::start(options("order_a", vec![]));
+    let b = TestNode::start(options("order_b", vec![a.contact()]));
+    let bid = b.id.clone();
+    assert!(a
+        .wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == bid))
+        .is_some());
+    // No waiting: events are only sent after the snapshot is republished.
+    assert!(a.active_ids().contains(&bid));
+    assert_eq!(a.snap().counters.message_in("join"), 1);
+}

@@ -302,3 +302,53 @@ fn frozen_active_peer_is_detected_by_heartbeats() {
     drop(stream);
     a.stop();
 }
+
+#[test]
+fn newer_incarnation_replaces_the_old_connection() {
+    let mut a = TestNode::start(options("incarn_a", vec![]));
+    let rt = runtime(2).unwrap();
+    let addr = a.addr();
+    let join_as = |incarnation: u64| {
+        rt.block_on(async {
+            let mut s = client("127.0.0.11", addr).await;
+            let mut me = identity("restarted@127.0.0.1", SECRET);
+            me.incarnation = incarnation;
+            wire::handshake(&mut s, &me, Role::Dialer, None)
+                .await
+                .unwrap();
+            s.write_all(&wire::encode(&Frame::Msg(Message::Join)))
+                .await
+                .unwrap();
+            s
+        })
+    };
+    let mut old = join_as(1);
+    assert!(a
+        .wait_event(
+            T,
+            |e| matches!(e, Event::PeerUp(p) if p.id == "restarted@127.0.0.1")
+        )
+        .is_some());
+    // The "restarted" process connects again; the old connection is dropped.
+    let _new = join_as(2);
+    rt.block_on(async {
+        let mut buf = [0u8; 4096];
+        let closed = tokio::time::timeout(T, async {
+            loop {
+                match old.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "old incarnation's connection was kept");
+    });
+    assert!(wait_until(T, || a
+        .snap()
+        .active_view
+        .iter()
+        .any(|p| p.id == "restarted@127.0.0.1" && p.incarnation == 2)));
+    assert_eq!(a.snap().counters.connections, 1);
+    a.stop();
+}
