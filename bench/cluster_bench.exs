@@ -231,6 +231,30 @@ defmodule Bench do
 
     active_sizes = for s <- states, s.active != nil, do: length(s.active)
 
+    # The overlay alone: active views symmetric and connected (among alive).
+    act = Map.new(states, &{&1.node, MapSet.new(&1.active || [])})
+
+    overlay_edges =
+      for s <- states, v <- s.active || [], MapSet.member?(alive_set, v), into: MapSet.new() do
+        edge(s.node, v)
+      end
+
+    overlay_symmetric =
+      Enum.all?(overlay_edges, fn {a, b} ->
+        MapSet.member?(Map.get(act, a, MapSet.new()), b) and
+          MapSet.member?(Map.get(act, b, MapSet.new()), a)
+      end)
+
+    overlay_adj = Enum.reduce(overlay_edges, %{}, fn {a, b}, m -> m |> add(a, b) |> add(b, a) end)
+
+    overlay_ok =
+      mode == :hyparview and overlay_symmetric and connected?(alive, overlay_adj) and
+        Enum.all?(states, fn s ->
+          s.active != nil and Enum.all?(s.active, &MapSet.member?(alive_set, &1))
+        end)
+
+    extra_links = Enum.sum(for s <- states, s.active != nil, do: length(s.nodes -- s.active))
+
     # For the log/report: which nodes break the property and how.
     mismatch_detail =
       if mode == :hyparview do
@@ -254,6 +278,10 @@ defmodule Bench do
       connected: connected,
       symmetric: symmetric,
       mismatched_nodes: mismatched,
+      overlay_ok: overlay_ok,
+      overlay_symmetric: overlay_symmetric,
+      # Directed count of Node.list entries that are not in the active view.
+      links_outside_active_view: extra_links,
       mismatch_detail: Enum.take(mismatch_detail, 5),
       active_view_max: Enum.max(active_sizes, fn -> nil end),
       active_view_mean: if(active_sizes == [], do: nil, else: mean(active_sizes))
@@ -282,25 +310,48 @@ defmodule Bench do
   poll of that stable stretch, relative to t0 (monotonic ms).
   """
   def wait_converged(peers, mode, alive, t0, cfg, deadline_s) do
-    deadline = t0 + deadline_s * 1_000
-    loop_conv(peers, mode, alive, cfg, deadline, t0, nil, nil, 0)
+    st = %{
+      deadline: t0 + deadline_s * 1_000,
+      t0: t0,
+      since: nil,
+      osince: nil,
+      overlay_ms: nil,
+      polls: 0
+    }
+
+    loop_conv(peers, mode, alive, cfg, st)
   end
 
-  defp loop_conv(peers, mode, alive, cfg, deadline, t0, since, last, polls) do
+  # Tracks two properties: `ok` (the full one, which is what we time) and
+  # `overlay_ok` (active views alone are symmetric and connected), so a miss
+  # can be attributed to the protocol core or to the strategy's dist links.
+  defp loop_conv(peers, mode, alive, cfg, st) do
     t = now()
     a = analyze(states(peers, mode), mode, alive)
+    st = %{st | polls: st.polls + 1}
+
+    osince = if a.overlay_ok, do: st.osince || t, else: nil
+
+    overlay_ms =
+      st.overlay_ms ||
+        if(osince != nil and t - osince >= cfg.stable_ms, do: osince - st.t0)
+
+    st = %{st | osince: osince, overlay_ms: overlay_ms}
+
+    res = fn conv, ms ->
+      %{converged: conv, ms: ms, overlay_ms: overlay_ms, analysis: a, polls: st.polls}
+    end
 
     cond do
-      a.ok and since != nil and t - since >= cfg.stable_ms ->
-        %{converged: true, ms: since - t0, analysis: a, polls: polls + 1}
+      a.ok and st.since != nil and t - st.since >= cfg.stable_ms ->
+        res.(true, st.since - st.t0)
 
-      t > deadline ->
-        %{converged: false, ms: nil, analysis: a, polls: polls + 1}
+      t > st.deadline ->
+        res.(false, nil)
 
       true ->
-        since = if a.ok, do: since || t, else: nil
         Process.sleep(cfg.poll_ms)
-        loop_conv(peers, mode, alive, cfg, deadline, t0, since, a || last, polls + 1)
+        loop_conv(peers, mode, alive, cfg, %{st | since: if(a.ok, do: st.since || t)})
     end
   end
 
@@ -497,6 +548,7 @@ defmodule Bench do
       recorder_errors: rec_errors |> Enum.map(&inspect/1),
       repair_converged: conv.converged,
       repair_ms: conv.ms,
+      overlay_repair_ms: conv.overlay_ms,
       after: conv.analysis,
       refill: refill,
       detection: Map.put(lat, :event, down_kind),
@@ -579,7 +631,7 @@ defmodule Bench do
           conv = wait_converged(peers, mode, nodes, t0, cfg, cfg.conv_deadline)
 
           log(
-            "#{mode} N=#{n}: converged=#{conv.converged} in #{inspect(conv.ms)} ms: #{inspect(conv.analysis)}"
+            "#{mode} N=#{n}: converged=#{conv.converged} in #{inspect(conv.ms)} ms (overlay alone #{inspect(conv.overlay_ms)} ms): #{inspect(conv.analysis)}"
           )
 
           debug = if conv.converged, do: [], else: debug_mismatch(peers, conv.analysis)
@@ -589,6 +641,7 @@ defmodule Bench do
               start_spread_ms: start_spread_ms,
               converged: conv.converged,
               convergence_ms: conv.ms,
+              overlay_convergence_ms: conv.overlay_ms,
               links_at_convergence: conv.analysis,
               not_converged_debug: debug
             })
@@ -604,7 +657,7 @@ defmodule Bench do
           rep = repair(peers, mode, cfg)
 
           log(
-            "#{mode} N=#{n}: repaired=#{rep.repair_converged} in #{inspect(rep.repair_ms)} ms, detection #{inspect(rep.detection)}"
+            "#{mode} N=#{n}: repaired=#{rep.repair_converged} in #{inspect(rep.repair_ms)} ms (overlay alone #{inspect(rep.overlay_repair_ms)} ms), refill #{inspect(rep.refill)}, detection #{inspect(rep.detection)}"
           )
 
           Map.merge(result, %{
@@ -911,6 +964,9 @@ report = %{
     settle_s: cfg.settle,
     kill_frac: cfg.kill_frac,
     seed: cfg.seed,
+    conv_deadline_s: cfg.conv_deadline,
+    repair_deadline_s: cfg.repair_deadline,
+    refill_window_s: cfg.refill_window,
     contacts_per_node: cfg.contacts,
     stable_ms: cfg.stable_ms,
     poll_ms: cfg.poll_ms,

@@ -75,11 +75,19 @@ def targets(cluster, sim):
             rows.append((f"{n} nodes: no node above active_view_size = {av} links",
                          f"max {f(mx)}", verdict(mx is not None and mx <= av)))
             c = h.get("convergence_ms")
-            rows.append((f"{n} nodes: convergence <= 10 s", f"{f(c)} ms",
+            extra = g(h, "links_at_convergence", "links_outside_active_view")
+            note = (f"{f(c)} ms" if c is not None else f"not within {cluster['config'].get('conv_deadline_s', '?')} s") + \
+                f" (active views alone: {f(h.get('overlay_convergence_ms'))} ms" + \
+                (f"; {extra} Node.list entries outside the active view at the deadline)" if c is None else ")")
+            rows.append((f"{n} nodes: convergence <= 10 s", note,
                          verdict(c is not None and c <= TARGETS["conv_ms"])))
             rep = h.get("repair", {})
             r = rep.get("repair_ms")
-            rows.append((f"{n} nodes: repair after kill -9 of {rep.get('killed')} <= 5 s", f"{f(r)} ms",
+            extra = g(rep, "after", "links_outside_active_view")
+            note = (f"{f(r)} ms" if r is not None else f"not within {cluster['config'].get('repair_deadline_s', '?')} s") + \
+                f" (active views alone: {f(rep.get('overlay_repair_ms'))} ms; views refilled: {f(g(rep, 'refill', 'ms'))} ms" + \
+                (f"; {extra} Node.list entries outside the active view at the deadline)" if r is None else ")")
+            rows.append((f"{n} nodes: repair after kill -9 of {rep.get('killed')} <= 5 s", note,
                          verdict(r is not None and r <= TARGETS["repair_ms"])))
             det = rep.get("detection", {})
             m = det.get("median_ms")
@@ -229,15 +237,23 @@ def markdown(cluster, sim, png):
             kinds = g(r, "idle", "summary", "overlay_msgs_by_kind_per_node_per_shuffle") or {}
             kinds = ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items()) if v)
             refill = rep.get("refill") or {}
-            extra.append([r["n"], f(r.get("start_spread_ms")), f(g(r, "links", "active_view_mean")),
-                          f(rep.get("killed")), f(g(rep, "dist_nodedown", "median_ms"), 1),
+            extra.append([r["n"], f(r.get("start_spread_ms")), f(r.get("overlay_convergence_ms")),
+                          f(g(r, "links", "active_view_mean")), f(g(r, "links", "links_outside_active_view")),
+                          f(rep.get("killed")), f(rep.get("overlay_repair_ms")),
+                          f(g(rep, "dist_nodedown", "median_ms"), 1),
                           f(refill.get("ms")), f(refill.get("mean_links")), kinds or "n/a",
                           f(g(r, "idle", "summary", "nodes_with_link_changes"))])
         if extra:
             out += ["### HyParView details", "",
-                    md_table(["N", "start spread ms", "mean active view", "killed",
-                              "dist nodedown median ms", "views refilled ms", "mean links after",
-                              "overlay msgs/node/shuffle by kind", "nodes whose links moved while idle"], extra), ""]
+                    md_table(["N", "start spread ms", "active views alone converge ms", "mean active view",
+                              "Node.list entries outside active view (steady)", "killed",
+                              "active views alone repair ms", "dist nodedown median ms",
+                              "views refilled ms", "mean links after refill",
+                              "overlay msgs/node/shuffle by kind", "nodes whose links moved while idle"], extra), "",
+                    "\"Active views alone\" is the same property on the HyParView active views only "
+                    "(symmetric, connected, no dead peer), ignoring `Node.list()`: it separates the protocol "
+                    "from the strategy's distribution links. \"Views refilled\": survivors back to >= 95 % of the "
+                    "pre-kill mean active-view size and nobody below the pre-kill minimum.", ""]
         errs = [r for r in cluster["results"] if "error" in r]
         for r in errs:
             out += [f"- **{r['mode']} N={r['n']} failed:** `{r['error'].splitlines()[0]}`"]
