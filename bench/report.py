@@ -78,7 +78,7 @@ def targets(cluster, sim):
             extra = g(h, "links_at_convergence", "links_outside_active_view")
             note = (f"{f(c)} ms" if c is not None else f"not within {cluster['config'].get('conv_deadline_s', '?')} s") + \
                 f" (active views alone: {f(h.get('overlay_convergence_ms'))} ms" + \
-                (f"; {extra} Node.list entries outside the active view at the deadline)" if c is None else ")")
+                (f"; {extra} Node.list entries outside the active view at the deadline)" if c is None and extra is not None else ")")
             rows.append((f"{n} nodes: convergence <= 10 s", note,
                          verdict(c is not None and c <= TARGETS["conv_ms"])))
             rep = h.get("repair", {})
@@ -86,7 +86,7 @@ def targets(cluster, sim):
             extra = g(rep, "after", "links_outside_active_view")
             note = (f"{f(r)} ms" if r is not None else f"not within {cluster['config'].get('repair_deadline_s', '?')} s") + \
                 f" (active views alone: {f(rep.get('overlay_repair_ms'))} ms; views refilled: {f(g(rep, 'refill', 'ms'))} ms" + \
-                (f"; {extra} Node.list entries outside the active view at the deadline)" if r is None else ")")
+                (f"; {extra} Node.list entries outside the active view at the deadline)" if r is None and extra is not None else ")")
             rows.append((f"{n} nodes: repair after kill -9 of {rep.get('killed')} <= 5 s", note,
                          verdict(r is not None and r <= TARGETS["repair_ms"])))
             det = rep.get("detection", {})
@@ -158,6 +158,7 @@ def plot(cluster, path):
         import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (used through matplotlib.ticker)
 
     res = cluster["results"]
     hv, fm = by(res, "hyparview"), by(res, "fullmesh")
@@ -169,32 +170,51 @@ def plot(cluster, path):
         xs = [n for n in ns if n in d and g(d[n], "links", key) is not None]
         return xs, [g(d[n], "links", key) for n in xs]
 
+    def annotate(ax, x, y, color, dy):
+        for xi, yi in zip(x, y):
+            ax.annotate(f"{yi:g}", (xi, yi), textcoords="offset points", xytext=(6, dy),
+                        fontsize=8, color=color)
+
     x, y = series(fm, "links")
     a1.plot(x, y, "o-", color="tab:red", label="full mesh (measured)")
+    annotate(a1, x, y, "tab:red", 4)
     x, y = series(hv, "links")
     a1.plot(x, y, "s-", color="tab:blue", label="HyParView (measured)")
+    annotate(a1, x, y, "tab:blue", -12)
     a1.plot(ns, [n * (n - 1) / 2 for n in ns], ":", color="tab:red", alpha=0.6, label="N(N-1)/2")
     a1.plot(ns, [n * av / 2 for n in ns], ":", color="tab:blue", alpha=0.6, label=f"N*{av}/2 bound")
     a1.set_yscale("log")
     a1.set_xlabel("nodes N")
     a1.set_ylabel("distribution links (undirected, total)")
     a1.set_title("Total links")
+    a1.set_xscale("log", base=2)
     a1.set_xticks(ns)
+    a1.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    a1.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     a1.grid(True, which="both", alpha=0.3)
     a1.legend(fontsize=8)
     for d, label, color, m in ((fm, "full mesh", "tab:red", "o"), (hv, "HyParView", "tab:blue", "s")):
         x, y = series(d, "max_links")
         a2.plot(x, y, m + "-", color=color, label=f"{label}: max per node")
+        annotate(a2, x, y, color, 4)
         x, y = series(d, "mean_links")
         a2.plot(x, y, m + "--", color=color, alpha=0.7, label=f"{label}: mean per node")
+        if d is hv:
+            annotate(a2, x, [round(v, 1) for v in y], color, -12)
     a2.axhline(av, color="tab:blue", ls=":", alpha=0.6, label=f"active_view_size = {av}")
+    a2.set_yscale("log")
+    a2.set_yticks([1, 2, 5, 10, 20, 50, 100])
+    a2.get_yaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     a2.set_xlabel("nodes N")
     a2.set_ylabel("distribution links per node")
     a2.set_title("Links per node")
+    a2.set_xscale("log", base=2)
     a2.set_xticks(ns)
+    a2.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    a2.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     a2.grid(True, alpha=0.3)
-    a2.legend(fontsize=8)
-    fig.suptitle("libcluster_hyparview: Erlang distribution links after convergence", fontsize=11)
+    a2.legend(fontsize=8, loc="center right")
+    fig.suptitle("libcluster_hyparview: Erlang distribution links in steady state (measured after the idle window)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
