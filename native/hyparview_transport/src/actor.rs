@@ -30,6 +30,8 @@ const MAX_REMEMBERED: usize = 4096;
 const MAX_DIAL_QUEUE: usize = 256;
 /// Capacity of the channel from connection tasks to the actor.
 const NET_CHANNEL: usize = 1024;
+/// Longest a shutdown waits for queued frames to be written.
+const SHUTDOWN_FLUSH_MS: u64 = 200;
 
 pub(crate) struct Init {
     pub node: Node,
@@ -217,11 +219,33 @@ impl Actor {
         }
         let notify = self.stop.unwrap_or(false);
         self.listener = None;
+        self.flush_on_shutdown().await;
         self.conns.clear();
         self.tasks.shutdown().await;
         self.publish_stopped();
         if notify {
             self.sink.send(Event::Stopped);
+        }
+    }
+
+    /// Frames already queued (the DISCONNECTs of a `leave` just before a
+    /// stop) get a short, bounded chance to reach the wire before every
+    /// task is aborted.
+    async fn flush_on_shutdown(&mut self) {
+        let deadline = Instant::now() + ms(SHUTDOWN_FLUSH_MS);
+        let writers: Vec<AbortHandle> = self
+            .conns
+            .values()
+            .map(|c| {
+                let _ = c.tx.try_send(WriterCmd::Close);
+                c.writer.clone()
+            })
+            .collect();
+        while writers.iter().any(|w| !w.is_finished()) {
+            tokio::select! {
+                r = self.tasks.join_next() => if r.is_none() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
         }
     }
 
@@ -480,8 +504,13 @@ impl Actor {
                                 });
                             }
                         }
-                        self.dialing.remove(&expected.id);
-                        self.feed(Input::DialFailed { peer: expected });
+                        if self.by_peer.contains_key(&expected.id) {
+                            // The peer dialed us meanwhile: deliver over that.
+                            self.flush_dial(&expected.id);
+                        } else {
+                            self.dialing.remove(&expected.id);
+                            self.feed(Input::DialFailed { peer: expected });
+                        }
                     }
                 }
             }

@@ -208,3 +208,26 @@ fn peer_up_is_visible_in_the_snapshot_when_it_arrives() {
     assert!(a.active_ids().contains(&bid));
     assert_eq!(a.snap().counters.message_in("join"), 1);
 }
+
+#[test]
+fn leave_then_stop_still_delivers_disconnect() {
+    let mut a = TestNode::start(options("lstop_a", vec![]));
+    let mut b = TestNode::start(options("lstop_b", vec![a.contact()]));
+    let bid = b.id.clone();
+    assert!(a
+        .wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == bid))
+        .is_some());
+    let aid = a.id.clone();
+    assert!(b
+        .wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == aid))
+        .is_some());
+    // Stop right behind the leave: the DISCONNECT must not be lost.
+    b.server().leave();
+    b.stop();
+    assert!(
+        wait_until(T, || a.snap().counters.message_in("disconnect") == 1),
+        "{}",
+        dump(&[&a, &b])
+    );
+    a.stop();
+}
