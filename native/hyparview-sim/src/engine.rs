@@ -195,6 +195,8 @@ pub struct Sim<P: Protocol = Node> {
     partitioned: bool,
     pub counters: Counters,
     pub events_processed: u64,
+    /// Diagnosis: print every event between these two nodes to stderr.
+    pub trace_pair: Option<(u32, u32)>,
 }
 
 /// SplitMix64 finaliser: decorrelates per-node seeds from the sim seed.
@@ -248,6 +250,7 @@ impl<P: Protocol> Sim<P> {
             partitioned: false,
             counters: Counters::default(),
             events_processed: 0,
+            trace_pair: None,
         }
     }
 
@@ -367,7 +370,48 @@ impl<P: Protocol> Sim<P> {
         self.now = self.now.max(t);
     }
 
+    fn traced(&self, a: u32, b: u32) -> bool {
+        self.trace_pair
+            .is_some_and(|(x, y)| (a, b) == (x, y) || (a, b) == (y, x))
+    }
+
+    fn trace(&self, a: u32, b: u32, what: std::fmt::Arguments<'_>) {
+        if self.traced(a, b) {
+            eprintln!("t={} n{a}/n{b}: {what}", self.now);
+        }
+    }
+
     fn dispatch(&mut self, kind: EventKind) {
+        if let Some((x, y)) = self.trace_pair {
+            let (node, peer, what) = match &kind {
+                EventKind::Deliver { to, from, message } => {
+                    (*to, *from, format!("n{to} receives {message:?}"))
+                }
+                EventKind::DialFailed { node, peer, .. } => {
+                    (*node, *peer, format!("n{node} dial failed"))
+                }
+                EventKind::Broken { node, peer, conn } => (
+                    *node,
+                    *peer,
+                    format!("n{node} notices break of conn {conn}"),
+                ),
+                EventKind::RemoteClosed { node, peer, conn } => {
+                    (*node, *peer, format!("n{node} reads EOF on conn {conn}"))
+                }
+                EventKind::IdleCheck { node, peer, conn } => {
+                    (*node, *peer, format!("n{node} idle check conn {conn}"))
+                }
+                _ => (u32::MAX, u32::MAX, String::new()),
+            };
+            if (node, peer) == (x, y) || (node, peer) == (y, x) {
+                eprintln!(
+                    "t={} {what} [active: n{x}->n{y} {} / n{y}->n{x} {}]",
+                    self.now,
+                    self.is_active(x, y),
+                    self.is_active(y, x)
+                );
+            }
+        }
         match kind {
             EventKind::Deliver { to, from, message } => {
                 // A message in flight across a new cut is lost with the link.
@@ -490,6 +534,18 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn apply(&mut self, a: u32, out: Output) {
+        if self.trace_pair.is_some() {
+            let b = match &out {
+                Output::Send { to: p, .. }
+                | Output::Disconnect { peer: p }
+                | Output::PeerUp(p)
+                | Output::PeerDown(p) => self.lookup(p),
+                Output::SetTimer { .. } => None,
+            };
+            if let Some(b) = b {
+                self.trace(a, b, format_args!("n{a} outputs {out:?}"));
+            }
+        }
         match out {
             Output::Send { to, message } => {
                 self.counters.sends += 1;

@@ -11,4 +11,4 @@ pub mod metrics;
 pub mod scenario;
 
 pub use engine::{NetConfig, Sim};
-pub use scenario::{parse_args, run, Params, Report, Scenario, USAGE};
+pub use scenario::{parse_args, run, run_keep, snapshot, Params, Report, Scenario, USAGE};

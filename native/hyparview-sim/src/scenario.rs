@@ -58,6 +58,8 @@ pub struct Params {
     pub settle_rounds: usize,
     /// Broadcasts averaged per reliability sample.
     pub broadcasts: usize,
+    /// Diagnosis only (no flag): trace every event between two nodes.
+    pub trace_pair: Option<(u32, u32)>,
 }
 
 impl Params {
@@ -76,6 +78,7 @@ impl Params {
             join_spacing: 10,
             settle_rounds: 2,
             broadcasts: 50,
+            trace_pair: None,
         }
     }
 }
@@ -327,6 +330,12 @@ fn schedule_joins(
 }
 
 pub fn run(p: &Params) -> Report {
+    run_keep(p).0
+}
+
+/// Runs the scenario and also returns the simulator in its final state (for
+/// tests and diagnosis that keep stepping it).
+pub fn run_keep(p: &Params) -> (Report, Sim) {
     let wall = Instant::now();
     let config = Config {
         shuffle_interval: p.shuffle_interval,
@@ -339,6 +348,7 @@ pub fn run(p: &Params) -> Report {
     };
     let round = p.shuffle_interval;
     let mut sim = Sim::new(p.seed, config, net);
+    sim.trace_pair = p.trace_pair;
     let b = p.broadcasts;
 
     // Build.
@@ -459,7 +469,7 @@ pub fn run(p: &Params) -> Report {
         .as_ref()
         .map(|c: &Vec<usize>| c.iter().position(|&x| x == 1));
     let is_churn = p.scenario == Scenario::Churn;
-    Report {
+    let report = Report {
         scenario: p.scenario.name(),
         nodes: p.nodes,
         seed: p.seed,
@@ -500,7 +510,8 @@ pub fn run(p: &Params) -> Report {
         virtual_ms: sim.now,
         events: sim.events_processed,
         wall_ms: wall.elapsed().as_millis(),
-    }
+    };
+    (report, sim)
 }
 
 /// Per-sample series, aligned with `reliability`.

@@ -1,0 +1,62 @@
+//! Diagnosis: are asymmetric active-view links at the end of a run transient
+//! (a NeighborReply in flight) or persistent? Steps the final state forward
+//! with no further churn and tracks the same pairs.
+//!
+//!     cargo run --release -p hyparview-sim --example asym -- churn --latency-min 200 --latency-max 1500
+
+use hyparview_sim::{parse_args, run_keep};
+
+fn asym_pairs(sim: &hyparview_sim::Sim) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for a in sim.live_nodes() {
+        for b in sim.active_indices(a) {
+            if sim.is_alive(b) && !sim.active_indices(b).contains(&a) {
+                out.push((a, b));
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut p = parse_args(&args).expect("arguments");
+    let trace: Option<(u32, u32)> = std::env::var("TRACE_PAIR").ok().map(|v| {
+        let (a, b) = v.split_once(',').expect("TRACE_PAIR=a,b");
+        (a.parse().expect("a"), b.parse().expect("b"))
+    });
+    p.trace_pair = trace;
+    let (report, mut sim) = run_keep(&p);
+    println!("asymmetric at end: {}", report.asymmetric_links);
+    let first = asym_pairs(&sim);
+    for step in 1..=12 {
+        let t = sim.now + 5_000;
+        sim.run_until(t);
+        let now = asym_pairs(&sim);
+        let persisting = first.iter().filter(|p| now.contains(p)).count();
+        println!(
+            "+{:>3} s: asymmetric {:>4}, of the initial ones still asymmetric {:>4}",
+            step * 5,
+            now.len(),
+            persisting
+        );
+    }
+    for &(a, b) in asym_pairs(&sim).iter().take(5) {
+        let na = &sim.nodes[a as usize];
+        let nb = &sim.nodes[b as usize];
+        println!(
+            "{} holds {} active; {} holds: active {:?} passive has it: {} conns a={} b={}",
+            na.peer.id,
+            nb.peer.id,
+            nb.peer.id,
+            nb.node
+                .active_view()
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>(),
+            nb.node.passive_view().iter().any(|p| p.id == na.peer.id),
+            sim.connection_count(a),
+            sim.connection_count(b),
+        );
+    }
+}
