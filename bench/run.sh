@@ -25,3 +25,4 @@ timeout 3600 mix run --no-start bench/cluster_bench.exs "${args[@]}"
 if [ "$sim" = 1 ]; then bash bench/sim.sh; fi
 python3 bench/report.py >/dev/null
 echo "report: bench/results/latest.md, plot: bench/results/links.png" >&2
+sed -n '/^## Targets/,$p' bench/results/latest.md
