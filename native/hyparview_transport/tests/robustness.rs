@@ -352,3 +352,31 @@ fn newer_incarnation_replaces_the_old_connection() {
     assert_eq!(a.snap().counters.connections, 1);
     a.stop();
 }
+
+#[test]
+fn idle_connection_of_a_non_active_peer_is_retired_and_pings_are_answered() {
+    let mut o = options("idle_a", vec![]);
+    o.transport.idle_timeout = 300;
+    let a = TestNode::start(o);
+    let rt = runtime(2).unwrap();
+    let addr = a.addr();
+    rt.block_on(async {
+        let mut s = client("127.0.0.12", addr).await;
+        let me = identity("visitor@127.0.0.1", SECRET);
+        wire::handshake(&mut s, &me, Role::Dialer, None)
+            .await
+            .unwrap();
+        wire::write_frame(&mut s, &Frame::Ping).await.unwrap();
+        let reply = tokio::time::timeout(T, wire::read_frame(&mut s, 1024)).await;
+        assert!(matches!(reply, Ok(Ok(Frame::Pong))), "no Pong: {reply:?}");
+        // Not in the active view and unused: closed after idle_timeout, not before.
+        let since = Instant::now();
+        let mut rest = Vec::new();
+        assert!(tokio::time::timeout(T, s.read_to_end(&mut rest))
+            .await
+            .is_ok());
+        assert!(since.elapsed() >= Duration::from_millis(250));
+    });
+    assert!(wait_until(T, || a.snap().counters.connections == 0));
+    assert_eq!(a.snap().counters.failures_detected, 0);
+}
