@@ -89,6 +89,10 @@ struct Conn {
     writer: AbortHandle,
     last_rx: Instant,
     last_used: Instant,
+    /// Not retired as idle before this: a request (JOIN, NEIGHBOR) sent on
+    /// it may still be answered, and over a slow link the answer can take
+    /// longer than the idle timeout.
+    hold_until: Instant,
     /// Set once a graceful close started: hard close at this deadline.
     closing: Option<Instant>,
 }
@@ -135,6 +139,8 @@ pub(crate) struct Actor {
     sink: Arc<dyn EventSink>,
     snapshot: SnapshotCell,
     rejected_ips: HashSet<IpAddr>,
+    /// Active peers already reported lost for lack of a connection.
+    orphans: HashSet<String>,
     logged: HashSet<(IpAddr, &'static str)>,
     stop: Option<bool>,
 }
@@ -178,6 +184,7 @@ impl Actor {
             sink: init.sink,
             snapshot: init.snapshot,
             rejected_ips: HashSet::new(),
+            orphans: HashSet::new(),
             logged: HashSet::new(),
             stop: None,
         }
@@ -212,6 +219,7 @@ impl Actor {
                 Wake::Reaped => {}
             }
             self.drain_inbox();
+            self.check_orphans();
             if self.stop.is_none() {
                 self.publish();
             }
@@ -361,10 +369,20 @@ impl Actor {
 
     fn enqueue_msg(&mut self, cid: ConnId, message: Message) {
         let kind = message.kind();
+        let request = matches!(message, Message::Join | Message::Neighbor { .. });
+        let hold = ms(self
+            .node
+            .config()
+            .neighbor_timeout
+            .max(self.cfg.idle_timeout));
         if self.enqueue(cid, &Frame::Msg(message)) {
             bump(&mut self.counters.messages_out, kind);
             if let Some(c) = self.conns.get_mut(&cid) {
-                c.last_used = Instant::now();
+                let now = Instant::now();
+                c.last_used = now;
+                if request {
+                    c.hold_until = c.hold_until.max(now + hold);
+                }
             }
         }
     }
@@ -604,9 +622,11 @@ impl Actor {
                 writer,
                 last_rx: now,
                 last_used: now,
+                hold_until: now,
                 closing: None,
             },
         );
+        self.orphans.remove(&peer.id);
         let Some(&old) = self.by_peer.get(&peer.id) else {
             self.by_peer.insert(peer.id.clone(), cid);
             return;
@@ -637,6 +657,33 @@ impl Actor {
         } else {
             self.close_gracefully(old);
         }
+    }
+
+    /// An active peer must have a connection (or a dial under way): without
+    /// one there are no heartbeats and its loss would never be noticed. This
+    /// happens when an answer arrives on a connection that was already being
+    /// retired (e.g. a NEIGHBOR reply slower than the idle timeout); the
+    /// other end sees that connection close, so report the link lost here
+    /// too and keep both views symmetric. Reported once per episode.
+    fn check_orphans(&mut self) {
+        let node = &self.node;
+        self.orphans.retain(|id| node.is_active(id));
+        let orphans: Vec<Peer> = node
+            .active_view()
+            .into_iter()
+            .filter(|p| {
+                !self.by_peer.contains_key(&p.id)
+                    && !self.dialing.contains_key(&p.id)
+                    && !self.orphans.contains(&p.id)
+            })
+            .cloned()
+            .collect();
+        for peer in orphans {
+            self.orphans.insert(peer.id.clone());
+            self.counters.failures_detected += 1;
+            self.inbox.push_back(Input::ConnectionLost { peer });
+        }
+        self.drain_inbox();
     }
 
     /// Sends what was queued while dialing `id` on whatever connection is now
@@ -746,7 +793,7 @@ impl Actor {
                 } else {
                     ping.push(cid);
                 }
-            } else if now.duration_since(c.last_used) >= idle {
+            } else if now.duration_since(c.last_used) >= idle && now >= c.hold_until {
                 retire.push(cid);
             }
         }
