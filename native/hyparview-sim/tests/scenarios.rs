@@ -14,7 +14,13 @@ fn describe(r: &Report) -> String {
 
 #[test]
 fn stable_overlay_is_connected_symmetric_and_reliable() {
-    let r = sim("stable --nodes 1000 --seed 1 --rounds 10");
+    for seed in [1, 2, 3] {
+        check_stable(seed);
+    }
+}
+
+fn check_stable(seed: u64) {
+    let r = sim(&format!("stable --nodes 1000 --seed {seed} --rounds 10"));
     let d = describe(&r);
     assert_eq!(r.live_nodes, 1000, "{d}");
     assert_eq!(r.components, 1, "{d}");
@@ -29,7 +35,15 @@ fn stable_overlay_is_connected_symmetric_and_reliable() {
 
 #[test]
 fn half_of_the_nodes_failing_heals_within_two_rounds() {
-    let r = sim("failure --nodes 1000 --seed 2 --fail 0.5 --rounds 5");
+    for seed in [1, 2, 3] {
+        check_failure(seed);
+    }
+}
+
+fn check_failure(seed: u64) {
+    let r = sim(&format!(
+        "failure --nodes 1000 --seed {seed} --fail 0.5 --rounds 5"
+    ));
     let d = describe(&r);
     assert_eq!(r.live_nodes, 500, "{d}");
     let full = r.rounds_to_full_reliability;
@@ -40,7 +54,13 @@ fn half_of_the_nodes_failing_heals_within_two_rounds() {
 
 #[test]
 fn healed_partition_merges_within_five_rounds() {
-    let r = sim("partition --nodes 1000 --seed 3 --rounds 6");
+    for seed in [1, 2] {
+        check_partition(seed);
+    }
+}
+
+fn check_partition(seed: u64) {
+    let r = sim(&format!("partition --nodes 1000 --seed {seed} --rounds 6"));
     let d = describe(&r);
     let comps = r
         .components_per_round
@@ -56,11 +76,37 @@ fn healed_partition_merges_within_five_rounds() {
 
 #[test]
 fn churn_leaves_no_node_isolated() {
-    let r = sim("churn --nodes 1000 --seed 4 --churn 0.05 --rounds 10");
+    for seed in [1, 2, 3] {
+        check_churn(seed);
+    }
+}
+
+fn check_churn(seed: u64) {
+    let r = sim(&format!(
+        "churn --nodes 1000 --seed {seed} --churn 0.05 --rounds 10"
+    ));
     let d = describe(&r);
     assert_eq!(r.churn_joined, Some(500), "{d}");
     assert_eq!(r.live_nodes, 1000, "{d}");
     assert_eq!(r.isolated, 0, "{d}");
+}
+
+#[test]
+fn long_partition_still_merges() {
+    // Long enough for passive views to forget most of the other side.
+    let r = sim("partition --nodes 500 --seed 5 --rounds 20");
+    let d = describe(&r);
+    assert!(r.rounds_to_merge.flatten().is_some_and(|i| i <= 5), "{d}");
+    assert_eq!(r.isolated, 0, "{d}");
+}
+
+#[test]
+#[ignore = "FINDINGS.md F1: fails until idle retirement no longer races Neighbor round trips"]
+fn high_latency_churn_keeps_links_symmetric() {
+    let r = sim("churn --nodes 1000 --seed 1 --latency-min 200 --latency-max 1500");
+    let d = describe(&r);
+    // A few links may be mid-handshake at the sampling instant.
+    assert!(r.asymmetric_links <= 10, "{d}");
 }
 
 #[test]
