@@ -102,7 +102,8 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       state = down(state, :a@h)
       assert_received {:disconnect, :a@h}
       refute Map.has_key?(state.active, :a@h)
-      refute MapSet.member?(state.ours, :a@h)
+      # Still remembered as ours, so a stray link to it can be removed later.
+      assert MapSet.member?(state.ours, :a@h)
     end
 
     test "a failed connect is retried while the peer stays active" do
@@ -162,14 +163,44 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
       Net.set(agent, :nodes, [:other@h])
       state = handle(state, {:nodeup, :other@h, []})
+      assert state.stray_checks == MapSet.new()
+      state = handle(state, {:check_stray, :other@h})
       refute_received {:disconnect, _}
 
-      # A node we connected whose peer is no longer active is disconnected.
-      state = %{state | ours: MapSet.put(state.ours, :stale@h)}
-      Net.set(agent, :nodes, [:stale@h])
-      state = handle(state, {:nodeup, :stale@h, []})
+      # A node we connected earlier whose peer is no longer active: after the
+      # grace period it is disconnected.
+      state = state |> up(:stale@h) |> down(:stale@h)
+      assert_received {:connect, :stale@h}
       assert_received {:disconnect, :stale@h}
-      refute MapSet.member?(state.ours, :stale@h)
+      Net.set(agent, :nodes, [:other@h, :stale@h])
+      state = handle(state, {:nodeup, :stale@h, []})
+      assert MapSet.member?(state.stray_checks, :stale@h)
+      assert_receive {:check_stray, :stale@h} = check, 3_000
+      state = handle(state, check)
+      assert_received {:disconnect, :stale@h}
+      refute_received {:disconnect, :other@h}
+      assert state.stray_checks == MapSet.new()
+    end
+
+    test "a stray check does nothing if the peer became active meanwhile" do
+      agent = Net.start()
+      state = strategy_state(agent) |> up(:a@h) |> down(:a@h)
+      assert_received {:disconnect, :a@h}
+      state = handle(state, {:nodeup, :a@h, []})
+      state = up(state, :a@h)
+      handle(state, {:check_stray, :a@h})
+      refute_received {:disconnect, _}
+    end
+
+    test "reconcile finds stray links of ours and active peers without a link" do
+      agent = Net.start()
+      state = strategy_state(agent) |> up(:a@h) |> up(:b@h) |> down(:b@h)
+      # b is connected again behind our back; a lost its link silently.
+      Net.set(agent, :nodes, [:b@h, :x@h])
+      state = handle(state, :reconcile)
+      assert MapSet.equal?(state.stray_checks, MapSet.new([:b@h]))
+      assert Map.has_key?(state.retries, :a@h)
+      assert_receive :reconcile, 4_000
     end
 
     test "the strategy stops when its server exits" do

@@ -35,14 +35,18 @@ defmodule Cluster.Strategy.HyParView do
   To keep `Node.list/0` equal to the active view over time it monitors
   nodes: a connect that fails for a peer still in the active view, and a
   `:nodedown` of an active peer whose overlay link is still up, are retried
-  with exponential backoff (#{200} ms doubling to #{15_000} ms) for as long as
+  with exponential backoff (200 ms doubling to 15 s) for as long as
   the peer stays in the active view.
 
-  A node that is *not* in the active view but shows up connected (some
-  other code called `Node.connect/1`, `:rpc`, `:global`, ...) is left alone:
-  disconnecting it would break whatever made that connection. The exception
-  is a node this strategy connected itself and whose peer has since left the
-  active view (a connect racing a peer_down): it is disconnected again.
+  A node that is *not* in the active view but shows up connected is left
+  alone (some other code connected it on purpose: a remote shell, `:rpc`,
+  observer, ...) *unless it is ours*, i.e. this strategy connected it at some
+  point. Such a stray link (left over from connect/disconnect races between
+  the two ends, or re-established by a message sent to it) is disconnected
+  once it has been outside the active view for 2 s; the delay lets
+  the other end's peer_up, which may be a moment ahead of ours, arrive
+  first. Every 3 s the strategy also reconciles `list_nodes` with the
+  active view (stray links of ours, active peers that lost their link).
   """
   use GenServer
   @behaviour Cluster.Strategy
@@ -54,6 +58,8 @@ defmodule Cluster.Strategy.HyParView do
 
   @backoff_min 200
   @backoff_max 15_000
+  @stray_grace 2_000
+  @reconcile_interval 3_000
   @config_keys [
     :local_peer,
     :contacts,
@@ -71,7 +77,8 @@ defmodule Cluster.Strategy.HyParView do
     :server,
     active: %{},
     ours: MapSet.new(),
-    retries: %{}
+    retries: %{},
+    stray_checks: MapSet.new()
   ]
 
   @doc "Child specification used when the strategy is started directly."
@@ -127,6 +134,7 @@ defmodule Cluster.Strategy.HyParView do
           {:ok, server} ->
             Process.link(caller)
             :ok = HyParView.subscribe(server, self(), replay: true)
+            Process.send_after(self(), :reconcile, @reconcile_interval)
 
             {:ok,
              %__MODULE__{
@@ -205,8 +213,9 @@ defmodule Cluster.Strategy.HyParView do
   def handle_info({:hyparview, {:peer_down, %Peer{id: id}}}, state) do
     state = cancel_retry(%{state | active: Map.delete(state.active, id)}, id)
 
+    # `ours` is kept: a later stray link to this node is ours to remove.
     Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [id])
-    {:noreply, %{state | ours: MapSet.delete(state.ours, id)}}
+    {:noreply, state}
   end
 
   def handle_info({:retry_connect, id, attempt}, state) do
@@ -225,17 +234,47 @@ defmodule Cluster.Strategy.HyParView do
         {:noreply, cancel_retry(state, node)}
 
       MapSet.member?(state.ours, node) ->
-        # We connected it, but its peer left the active view meanwhile.
-        Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [
-          node
-        ])
-
-        {:noreply, %{state | ours: MapSet.delete(state.ours, node)}}
+        {:noreply, schedule_stray_check(state, node)}
 
       true ->
         # Not ours: someone else connected it on purpose; leave it alone.
         {:noreply, state}
     end
+  end
+
+  def handle_info({:check_stray, node}, state) do
+    state = %{state | stray_checks: MapSet.delete(state.stray_checks, node)}
+
+    if not Map.has_key?(state.active, node) and MapSet.member?(state.ours, node) and
+         connected?(state, node) do
+      Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [
+        node
+      ])
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info(:reconcile, state) do
+    Process.send_after(self(), :reconcile, @reconcile_interval)
+    {m, f, a} = state.list_nodes
+    connected = MapSet.new(apply(m, f, a))
+
+    state =
+      Enum.reduce(connected, state, fn node, acc ->
+        if MapSet.member?(acc.ours, node) and not Map.has_key?(acc.active, node),
+          do: schedule_stray_check(acc, node),
+          else: acc
+      end)
+
+    state =
+      Enum.reduce(Map.keys(state.active), state, fn node, acc ->
+        if MapSet.member?(connected, node) or Map.has_key?(acc.retries, node),
+          do: acc,
+          else: schedule_retry(acc, node, 0)
+      end)
+
+    {:noreply, state}
   end
 
   def handle_info({:nodedown, node, _info}, state) do
@@ -286,6 +325,15 @@ defmodule Cluster.Strategy.HyParView do
   defp connected?(state, id) do
     {m, f, a} = state.list_nodes
     id in apply(m, f, a)
+  end
+
+  defp schedule_stray_check(state, node) do
+    if MapSet.member?(state.stray_checks, node) do
+      state
+    else
+      Process.send_after(self(), {:check_stray, node}, @stray_grace)
+      %{state | stray_checks: MapSet.put(state.stray_checks, node)}
+    end
   end
 
   defp schedule_retry(state, id, attempt) do
