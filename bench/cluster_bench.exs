@@ -558,11 +558,11 @@ defmodule Bench do
   end
 
   # After repair: how long until the survivors' active views are back to the
-  # pre-kill fill (mean degree within 95 %, nobody below the old minimum).
+  # pre-kill fill (mean degree within 95 %); the minimum is reported, not
+  # required (HyParView does not promise every view full).
   defp refill(survivors, mode, alive, t_kill, pre, cfg) do
     deadline = t_kill + cfg.refill_window * 1_000
     target_mean = min(pre.mean_links * 0.95, length(alive) - 1)
-    target_min = min(pre.min_links, length(alive) - 1)
 
     Stream.repeatedly(fn ->
       a = analyze(states(survivors, mode), mode, alive)
@@ -570,7 +570,7 @@ defmodule Bench do
     end)
     |> Enum.reduce_while(nil, fn {t, a}, _ ->
       cond do
-        a.mean_links >= target_mean and a.min_links >= target_min ->
+        a.mean_links >= target_mean ->
           {:halt, %{ms: t - t_kill, mean_links: a.mean_links, min_links: a.min_links}}
 
         t > deadline ->
@@ -581,7 +581,7 @@ defmodule Bench do
           {:cont, nil}
       end
     end)
-    |> Map.merge(%{target_mean: target_mean, target_min: target_min})
+    |> Map.merge(%{target_mean: target_mean, pre_kill_min: pre.min_links})
   end
 
   defp latencies(pairs, events, kind, kill_us) do

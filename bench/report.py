@@ -273,7 +273,7 @@ def markdown(cluster, sim, png):
                     "\"Active views alone\" is the same property on the HyParView active views only "
                     "(symmetric, connected, no dead peer), ignoring `Node.list()`: it separates the protocol "
                     "from the strategy's distribution links. \"Views refilled\": survivors back to >= 95 % of the "
-                    "pre-kill mean active-view size and nobody below the pre-kill minimum.", ""]
+                    "pre-kill mean active-view size.", ""]
         errs = [r for r in cluster["results"] if "error" in r]
         for r in errs:
             out += [f"- **{r['mode']} N={r['n']} failed:** `{r['error'].splitlines()[0]}`"]
