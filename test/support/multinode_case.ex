@@ -25,6 +25,9 @@ defmodule HyParView.MultinodeCase do
   @doc "Starts a `LocalCluster` owned by the current test (see `LocalCluster.start_link/1`)."
   @spec start_cluster(keyword()) :: pid()
   def start_cluster(opts \\ []) do
+    # HPV_NODE_LOG_LEVEL=info shows every connect/disconnect inside the nodes.
+    opts = Keyword.put_new(opts, :log_level, node_log_level())
+
     # A unique child id, so a test may run more than one cluster.
     start_supervised!(%{
       id: make_ref(),
@@ -72,6 +75,13 @@ defmodule HyParView.MultinodeCase do
     do: Enum.map_join(problems, "\n", &("  - " <> &1))
 
   defp format_problems(other), do: inspect(other, pretty: true)
+
+  defp node_log_level do
+    case System.get_env("HPV_NODE_LOG_LEVEL") do
+      level when level in ~w(debug info notice warning error) -> String.to_atom(level)
+      _ -> :error
+    end
+  end
 
   @doc "Prints one line to stdout when `HPV_TEST_VERBOSE` is set (timings of the scenario)."
   @spec note(String.t()) :: :ok

@@ -359,6 +359,8 @@ defmodule HyParView.Dev.LocalCluster do
   def remote_start(topologies, log_level) do
     {:ok, _} = Application.ensure_all_started(:logger)
     Logger.configure(level: log_level)
+    # Many nodes share one console: say which one is talking.
+    Logger.configure_backend(:console, format: "$time #{node()} [$level] $message\n")
     caller = self()
 
     # :peer.call runs us in a short-lived process; a supervisor linked to it
