@@ -8,6 +8,7 @@ defmodule HyParView.Native do
   @on_load :load_nif
 
   @doc false
+  @spec load_nif() :: :ok
   def load_nif do
     path = nif_path()
 
@@ -24,6 +25,7 @@ defmodule HyParView.Native do
   end
 
   @doc false
+  @spec nif_path() :: String.t()
   def nif_path do
     priv =
       case :code.priv_dir(:libcluster_hyparview) do
@@ -36,6 +38,7 @@ defmodule HyParView.Native do
 
   @doc false
   # :ok or {:error, message} explaining what to do.
+  @spec loaded() :: :ok | {:error, String.t()}
   def loaded do
     case :persistent_term.get({__MODULE__, :load_result}, nil) do
       {:ok, _} ->
@@ -52,9 +55,13 @@ defmodule HyParView.Native do
     end
   end
 
+  @spec start(pid, map) :: {:ok, reference} | {:error, term}
   def start(_owner, _opts), do: not_loaded()
+  @spec leave(reference) :: :ok
   def leave(_resource), do: not_loaded()
+  @spec stop(reference) :: :ok
   def stop(_resource), do: not_loaded()
+  @spec snapshot(reference) :: map
   def snapshot(_resource), do: not_loaded()
 
   defp not_loaded do

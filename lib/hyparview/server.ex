@@ -63,9 +63,18 @@ defmodule HyParView.Server do
     end
 
     case GenServer.start(__MODULE__, {self(), nif_opts, state}, gen_opts) do
-      {:ok, pid} -> {:ok, pid}
-      {:error, {:shutdown, reason}} -> {:error, reason}
-      other -> other
+      {:ok, pid} ->
+        {:ok, pid}
+
+      # The NIF re-validates; a key Elixir let through is still a bad argument.
+      {:error, {:shutdown, {:invalid_config, key, message}}} ->
+        raise ArgumentError, "invalid HyParView config #{key}: #{message}"
+
+      {:error, {:shutdown, reason}} ->
+        {:error, reason}
+
+      other ->
+        other
     end
   catch
     # Address resolution failures are runtime conditions, not bad arguments.

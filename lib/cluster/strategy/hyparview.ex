@@ -162,6 +162,7 @@ defmodule Cluster.Strategy.HyParView do
 
   @doc false
   # Checks the topology config and the node; returns HyParView.Server options.
+  @spec preflight(State.t()) :: {:ok, keyword} | {:error, term, String.t()}
   def preflight(%State{config: config}) do
     config = config || []
 
@@ -356,6 +357,7 @@ defmodule Cluster.Strategy.HyParView do
 
   @doc false
   # Exponential backoff with up to 25% jitter, capped.
+  @spec backoff(non_neg_integer) :: pos_integer
   def backoff(attempt) do
     base = min(@backoff_max, @backoff_min * Bitwise.bsl(1, min(attempt, 16)))
     base + :rand.uniform(max(div(base, 4), 1))
