@@ -28,15 +28,18 @@ hpv_ensure_tools() {
   local need=()
   command -v mix >/dev/null 2>&1 || need+=(elixir)
   command -v erl >/dev/null 2>&1 || need+=(erlang-base)
-  # Parts of OTP that Debian ships separately and Mix/ExUnit/the build use.
+  # Parts of OTP that Debian ships separately and Mix/ExUnit/the build use;
+  # only when Erlang is (or will be) Debian's, not e.g. an asdf/kerl install.
   local pkg
-  for pkg in erlang-dev erlang-parsetools erlang-xmerl erlang-crypto erlang-syntax-tools \
-             erlang-tools erlang-runtime-tools erlang-inets erlang-public-key erlang-ssl; do
-    if command -v dpkg-query >/dev/null 2>&1 &&
-       ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
-      need+=("$pkg")
-    fi
-  done
+  if command -v dpkg-query >/dev/null 2>&1 &&
+     { ! command -v erl >/dev/null 2>&1 || dpkg -S "$(readlink -f "$(command -v erl)")" >/dev/null 2>&1; }; then
+    for pkg in erlang-dev erlang-parsetools erlang-xmerl erlang-crypto erlang-syntax-tools \
+               erlang-tools erlang-runtime-tools erlang-inets erlang-public-key erlang-ssl; do
+      if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+        need+=("$pkg")
+      fi
+    done
+  fi
   # The Rust linker driver.
   command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
   if [ "${#need[@]}" -gt 0 ]; then hpv_apt_install "${need[@]}"; fi

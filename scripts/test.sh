@@ -33,6 +33,8 @@ step() {
 
 hpv_ensure_tools
 hpv_ensure_rust_components
+# The partition test uses network namespaces (it skips itself without root/netns).
+command -v ip >/dev/null 2>&1 || hpv_apt_install iproute2
 
 export MIX_ENV=test
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
