@@ -93,7 +93,10 @@ defmodule HyParView.OverlayTest do
         end
       end,
       15_000,
-      "overlay did not refill"
+      fn ->
+        "overlay did not refill: victim #{victim}, neighbours #{inspect(neighbours)}, " <>
+          "links needed #{links_needed}, now #{inspect(Overlay.check(rest, 3), limit: :infinity)}"
+      end
     )
   end
 end

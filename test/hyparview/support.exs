@@ -60,7 +60,8 @@ defmodule HyParView.TestSupport do
 
   @doc """
   Polls `fun` every `interval` ms until it returns a truthy value (returned)
-  or `timeout` ms pass (the test fails with `message` and the last value).
+  or `timeout` ms pass (the test fails with `message`, a string or a 0-arity
+  function building one, and the last value).
   """
   def eventually(fun, timeout \\ 5_000, message \\ "condition not met", interval \\ 25) do
     deadline = System.monotonic_time(:millisecond) + timeout
@@ -75,6 +76,7 @@ defmodule HyParView.TestSupport do
         value
 
       System.monotonic_time(:millisecond) > deadline ->
+        message = if is_function(message, 0), do: message.(), else: message
         flunk("#{message} (last value: #{inspect(value, limit: 20)})")
 
       true ->
