@@ -48,7 +48,15 @@ defmodule HyParView.Server do
   @default_secret "libcluster_hyparview insecure default secret"
   @option_keys [:peer, :contacts, :transport, :config, :name, :secret, :advertise_address]
 
-  defstruct [:resource, :peer, :advertise_ip, :advertise_port, subscribers: %{}, active: %{}]
+  defstruct [
+    :resource,
+    :parent,
+    :peer,
+    :advertise_ip,
+    :advertise_port,
+    subscribers: %{},
+    active: %{}
+  ]
 
   @doc """
   Starts a server; see `HyParView.start_link/1`.
@@ -271,7 +279,7 @@ defmodule HyParView.Server do
       {:ok, resource} ->
         # Linked only now: a failed start must not send an exit signal to the caller.
         Process.link(caller)
-        {:ok, %{state | resource: resource}}
+        {:ok, %{state | resource: resource, parent: caller}}
 
       {:error, reason} ->
         # {:shutdown, _} avoids a crash report; start_link/1 unwraps it.
@@ -395,7 +403,10 @@ defmodule HyParView.Server do
     end
   end
 
-  # The only link is to the process that started us (parent or supervisor).
+  # The starter (parent or supervisor) exiting stops us, whatever the reason;
+  # other linked processes only when they fail (as without trap_exit).
+  def handle_info({:EXIT, pid, reason}, %{parent: pid} = state), do: {:stop, reason, state}
+  def handle_info({:EXIT, _pid, :normal}, state), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
 
   def handle_info(msg, state) do

@@ -207,6 +207,12 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       server = spawn(fn -> :ok end)
       state = %{strategy_state(Net.start()) | server: server}
       assert {:stop, :boom, _} = Strategy.handle_info({:EXIT, server, :boom}, state)
+      assert {:stop, :normal, _} = Strategy.handle_info({:EXIT, server, :normal}, state)
+
+      # Other linked processes only matter when they fail.
+      other = spawn(fn -> :ok end)
+      assert {:noreply, _} = Strategy.handle_info({:EXIT, other, :normal}, state)
+      assert {:stop, :oops, _} = Strategy.handle_info({:EXIT, other, :oops}, state)
     end
   end
 

@@ -128,6 +128,34 @@ defmodule HyParView.ServerTest do
     :ok = HyParView.stop(c)
   end
 
+  test "the server stops with its starter, but not when another linked process exits normally" do
+    test_pid = self()
+
+    starter =
+      spawn(fn ->
+        {:ok, pid} =
+          HyParView.start_link(
+            peer: Peer.new(:"link_a@127.0.0.1", {{127, 0, 0, 1}, 0}),
+            secret: secret()
+          )
+
+        send(test_pid, {:server, pid})
+        receive do: (:exit -> :ok)
+      end)
+
+    assert_receive {:server, server}, 2_000
+    ref = Process.monitor(server)
+
+    # A linked helper exiting normally (the server traps exits, so this is
+    # exactly what it would receive) does not stop it.
+    send(server, {:EXIT, spawn(fn -> :ok end), :normal})
+    _ = :sys.get_state(server)
+    assert Process.alive?(server)
+
+    send(starter, :exit)
+    assert_receive {:DOWN, ^ref, :process, ^server, :normal}, 5_000
+  end
+
   test "wildcard listen address advertises the node name's host" do
     a = start_server(:"wild@127.0.0.1", peer: Peer.new(:"wild@127.0.0.1", {{0, 0, 0, 0}, 0}))
     assert %Peer{address: {{127, 0, 0, 1}, port}} = HyParView.local_peer(a)

@@ -75,6 +75,7 @@ defmodule Cluster.Strategy.HyParView do
     :disconnect,
     :list_nodes,
     :server,
+    :parent,
     active: %{},
     ours: MapSet.new(),
     retries: %{},
@@ -142,7 +143,8 @@ defmodule Cluster.Strategy.HyParView do
                connect: cluster_state.connect,
                disconnect: cluster_state.disconnect,
                list_nodes: cluster_state.list_nodes,
-               server: server
+               server: server,
+               parent: caller
              }}
 
           {:error, reason} ->
@@ -291,6 +293,8 @@ defmodule Cluster.Strategy.HyParView do
     {:stop, reason, state}
   end
 
+  def handle_info({:EXIT, pid, reason}, %{parent: pid} = state), do: {:stop, reason, state}
+  def handle_info({:EXIT, _pid, :normal}, state), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
 
   def handle_info(_msg, state), do: {:noreply, state}
