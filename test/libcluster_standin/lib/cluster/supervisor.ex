@@ -9,9 +9,12 @@ defmodule Cluster.Supervisor do
   `topologies` is a keyword list `[name: spec]`; each spec takes `:strategy`
   (required), `:config` (default `[]`), `:connect` (default
   `{:net_kernel, :connect_node, []}`), `:disconnect` (default
-  `{:erlang, :disconnect_node, []}`), `:list_nodes` (default
-  `{:erlang, :nodes, [:connected]}`) and `:child_spec` (overrides applied to
-  the strategy's child spec, e.g. `[restart: :transient]`).
+  `{:erlang, :disconnect_node, []}`) and `:list_nodes` (default
+  `{:erlang, :nodes, [:connected]}`).
+
+  Each topology's child is `%{id: topology, start: {strategy, :start_link,
+  [[state]]}}` (the strategy's own `child_spec/1` is not consulted, as in
+  libcluster 3.x), so several topologies may use the same strategy.
   """
   use Supervisor
 
@@ -45,9 +48,6 @@ defmodule Cluster.Supervisor do
       meta: nil
     }
 
-    Supervisor.child_spec(
-      %{id: topology, start: {strategy, :start_link, [[state]]}},
-      Keyword.get(spec, :child_spec, [])
-    )
+    %{id: topology, start: {strategy, :start_link, [[state]]}}
   end
 end
