@@ -28,6 +28,8 @@ const MAX_PEERS_IN_MESSAGE: usize = 64;
 /// A node with a full active view probes a suspect on one promotion tick in
 /// this many (see `try_merge`).
 const MERGE_ODDS: u32 = 4;
+/// The reserve holds this many times `passive_view_size` peers.
+const RESERVE_FACTOR: usize = 3;
 /// Contacts beyond this are ignored.
 const MAX_CONTACTS: usize = 1024;
 
@@ -103,14 +105,27 @@ pub struct Stats {
     pub stale_ignored: u64,
 }
 
+/// FNV-1a of a peer id: compared before the id itself, so scanning the
+/// views costs integer compares rather than string compares (hot path).
+fn id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 #[derive(Clone, Debug)]
 struct ActiveEntry {
+    h: u64,
     peer: Peer,
     epoch: u64,
 }
 
 #[derive(Clone, Debug)]
 struct PassiveEntry {
+    h: u64,
     peer: Peer,
     /// Not a preferred promotion candidate before this time (just
     /// disconnected or rejected us).
@@ -119,6 +134,7 @@ struct PassiveEntry {
 
 #[derive(Clone, Debug)]
 struct Suspect {
+    h: u64,
     peer: Peer,
     failures: u32,
 }
@@ -135,6 +151,7 @@ enum PendingKind {
 
 #[derive(Clone, Debug)]
 struct Pending {
+    h: u64,
     peer: Peer,
     epoch: u64,
     kind: PendingKind,
@@ -178,6 +195,14 @@ pub struct Node {
     rejoin_attempts: u32,
     shuffle_sent: Vec<Peer>,
     shuffle_outstanding: bool,
+    /// Peers recently evicted from the passive view (most recent at the
+    /// back). Not a view: only drawn from when no promotion candidate is
+    /// left, so a node whose whole neighbourhood died still knows whom else
+    /// to try before falling back to its contacts.
+    reserve: VecDeque<Peer>,
+    /// The contact that accepted our JOIN, until its passive-view seed
+    /// (a `ShuffleReply`) arrives.
+    join_seed_from: Option<String>,
     merge_quiet_until: Millis,
     stats: Stats,
 }
@@ -207,6 +232,8 @@ impl Node {
             rejoin_attempts: 0,
             shuffle_sent: Vec::new(),
             shuffle_outstanding: false,
+            reserve: VecDeque::new(),
+            join_seed_from: None,
             merge_quiet_until: 0,
             stats: Stats::default(),
         })
@@ -257,20 +284,23 @@ impl Node {
 
     /// True when a node with this id is in the active view.
     pub fn is_active(&self, id: &str) -> bool {
-        self.active.iter().any(|a| a.peer.id == id)
+        self.active_index(id).is_some()
     }
 
     /// True when a node with this id is in the passive view.
     pub fn is_passive(&self, id: &str) -> bool {
-        self.passive.iter().any(|p| p.peer.id == id)
+        self.passive_index(id).is_some()
     }
 
     /// Epoch of the active link to `id` (see [`Message::Neighbor`]).
     pub fn active_epoch(&self, id: &str) -> Option<u64> {
-        self.active
-            .iter()
-            .find(|a| a.peer.id == id)
-            .map(|a| a.epoch)
+        self.active_index(id).map(|i| self.active[i].epoch)
+    }
+
+    /// True while a NEIGHBOR or JOIN sent to `id` awaits its answer. A
+    /// transport should not retire an idle connection to such a peer.
+    pub fn awaiting_reply(&self, id: &str) -> bool {
+        self.pending_index(id).is_some() || self.join.as_ref().is_some_and(|j| j.contact.id == id)
     }
 
     /// Number of NEIGHBOR requests awaiting an answer.
@@ -318,6 +348,7 @@ impl Node {
         }
         self.pending.clear();
         self.join = None;
+        self.join_seed_from = None;
         self.join_queue.clear();
         self.shuffle_outstanding = false;
         self.rejoin_scheduled = false;
@@ -390,7 +421,7 @@ impl Node {
             }
             Message::Disconnect { epoch } => self.on_disconnect(now, from, epoch),
             Message::Shuffle { origin, ttl, peers } => self.on_shuffle(from, origin, ttl, peers),
-            Message::ShuffleReply { peers } => self.on_shuffle_reply(peers),
+            Message::ShuffleReply { peers } => self.on_shuffle_reply(&from, peers),
         }
     }
 
@@ -417,6 +448,12 @@ impl Node {
                 epoch,
             },
         );
+        // Seed the joiner's passive view: if its contact and neighbours die
+        // early it has more than a handful of peers to fall back on.
+        let seed = self.sample_passive(self.config.passive_view_size);
+        if !seed.is_empty() {
+            self.send(from.clone(), Message::ShuffleReply { peers: seed });
+        }
         let ttl = self.config.arwl;
         let targets: Vec<Peer> = self
             .active
@@ -519,6 +556,7 @@ impl Node {
             if accepted {
                 self.join = None;
                 self.join_queue.clear();
+                self.join_seed_from = Some(from.id.clone());
                 self.link_accepted(now, from, epoch, true);
             } else {
                 self.try_next_join(now);
@@ -641,7 +679,14 @@ impl Node {
         self.close_if_idle(&origin);
     }
 
-    fn on_shuffle_reply(&mut self, mut peers: Vec<Peer>) {
+    fn on_shuffle_reply(&mut self, from: &Peer, mut peers: Vec<Peer>) {
+        if self.join_seed_from.as_deref() == Some(from.id.as_str()) {
+            // The passive-view seed from the contact that accepted our JOIN.
+            self.join_seed_from = None;
+            peers.truncate(MAX_PEERS_IN_MESSAGE);
+            self.integrate(peers, &[]);
+            return;
+        }
         if !self.shuffle_outstanding {
             return;
         }
@@ -755,6 +800,13 @@ impl Node {
         if !self.active.is_empty() {
             self.rejoin_attempts = 0;
         }
+        if self.passive.is_empty()
+            && self.pending.is_empty()
+            && self.active.len() < self.config.active_view_size
+            && !self.reserve.is_empty()
+        {
+            self.refill_from_reserve();
+        }
         self.fill_active(now);
         if self.joined
             && self.is_isolated()
@@ -775,13 +827,25 @@ impl Node {
             // takes anyone (each failure removes the candidate, so this ends).
             let mut cands: Vec<usize> = Vec::new();
             for (i, p) in self.passive.iter().enumerate() {
-                if p.cooldown_until <= now && !self.pending.iter().any(|q| q.peer.id == p.peer.id) {
+                if p.cooldown_until <= now
+                    && !self
+                        .pending
+                        .iter()
+                        .any(|q| q.h == p.h && q.peer.id == p.peer.id)
+                {
                     cands.push(i);
                 }
             }
-            if cands.is_empty() && self.active.is_empty() {
+            // Cooled-down entries only when nothing is in flight: the request
+            // is then high priority, which a live peer does not refuse, so
+            // this cannot ping-pong with a rejecting peer.
+            if cands.is_empty() && self.active.is_empty() && self.pending.is_empty() {
                 for (i, p) in self.passive.iter().enumerate() {
-                    if !self.pending.iter().any(|q| q.peer.id == p.peer.id) {
+                    if !self
+                        .pending
+                        .iter()
+                        .any(|q| q.h == p.h && q.peer.id == p.peer.id)
+                    {
                         cands.push(i);
                     }
                 }
@@ -811,6 +875,7 @@ impl Node {
             },
         );
         self.pending.push(Pending {
+            h: id_hash(&peer.id),
             peer,
             epoch,
             kind,
@@ -974,7 +1039,11 @@ impl Node {
             self.suspects.remove(i);
         }
         self.outputs.push_back(Output::PeerUp(peer.clone()));
-        self.active.push(ActiveEntry { peer, epoch });
+        self.active.push(ActiveEntry {
+            h: id_hash(&peer.id),
+            peer,
+            epoch,
+        });
         self.rejoin_attempts = 0;
     }
 
@@ -1015,17 +1084,56 @@ impl Node {
             return;
         }
         if self.passive.len() >= cap {
-            let victim = self
-                .passive
+            let victim = prefer_evict
                 .iter()
-                .position(|p| prefer_evict.iter().any(|s| s.id == p.peer.id))
+                .find_map(|s| self.passive_index(&s.id))
                 .unwrap_or_else(|| self.rng.gen_range(0..self.passive.len()));
-            self.passive.remove(victim);
+            let old = self.passive.remove(victim);
+            self.remember(old.peer);
         }
         self.passive.push(PassiveEntry {
+            h: id_hash(&peer.id),
             peer,
             cooldown_until,
         });
+    }
+
+    fn reserve_capacity(&self) -> usize {
+        self.config.passive_view_size.saturating_mul(RESERVE_FACTOR)
+    }
+
+    fn remember(&mut self, peer: Peer) {
+        let cap = self.reserve_capacity();
+        if cap == 0 {
+            return;
+        }
+        // Duplicates are possible and harmless: known peers are skipped
+        // when drawing.
+        if self.reserve.len() >= cap {
+            self.reserve.pop_front();
+        }
+        self.reserve.push_back(peer);
+    }
+
+    /// No promotion candidate left: move some remembered peers back into the
+    /// passive view (most recent first). Dead ones fail and become suspects.
+    fn refill_from_reserve(&mut self) {
+        let want = (self.config.passive_view_size / 2).max(1);
+        let mut moved = 0;
+        while moved < want {
+            let Some(p) = self.reserve.pop_back() else {
+                break;
+            };
+            if p.id == self.local.id
+                || self.is_active(&p.id)
+                || self.passive_index(&p.id).is_some()
+                || self.suspect_index(&p.id).is_some()
+            {
+                continue;
+            }
+            self.insert_passive(p, 0, &[]);
+            moved += 1;
+        }
     }
 
     fn add_suspect(&mut self, peer: Peer) {
@@ -1054,7 +1162,11 @@ impl Node {
             }
             self.suspects.remove(worst);
         }
-        self.suspects.push(Suspect { peer, failures: 0 });
+        self.suspects.push(Suspect {
+            h: id_hash(&peer.id),
+            peer,
+            failures: 0,
+        });
     }
 
     fn suspect_failed(&mut self, id: &str) {
@@ -1134,19 +1246,23 @@ impl Node {
     }
 
     fn freshness(&self, peer: &Peer) -> Freshness {
-        let known = self
-            .active
-            .iter()
-            .map(|a| &a.peer)
-            .chain(self.pending.iter().map(|p| &p.peer))
-            .chain(self.passive.iter().map(|p| &p.peer))
-            .chain(self.suspects.iter().map(|s| &s.peer))
-            .find(|p| p.id == peer.id);
-        match known {
-            None => Freshness::Unknown,
-            Some(k) if k.incarnation == peer.incarnation => Freshness::Same,
-            Some(k) if k.incarnation > peer.incarnation => Freshness::Older,
-            Some(_) => Freshness::Newer,
+        let h = id_hash(&peer.id);
+        let id = peer.id.as_str();
+        let known = if let Some(i) = self.active_index_h(h, id) {
+            &self.active[i].peer
+        } else if let Some(i) = self.pending_index_h(h, id) {
+            &self.pending[i].peer
+        } else if let Some(i) = self.passive_index_h(h, id) {
+            &self.passive[i].peer
+        } else if let Some(i) = self.suspect_index_h(h, id) {
+            &self.suspects[i].peer
+        } else {
+            return Freshness::Unknown;
+        };
+        match known.incarnation.cmp(&peer.incarnation) {
+            std::cmp::Ordering::Equal => Freshness::Same,
+            std::cmp::Ordering::Greater => Freshness::Older,
+            std::cmp::Ordering::Less => Freshness::Newer,
         }
     }
 
@@ -1181,19 +1297,41 @@ impl Node {
     }
 
     fn active_index(&self, id: &str) -> Option<usize> {
-        self.active.iter().position(|a| a.peer.id == id)
+        self.active_index_h(id_hash(id), id)
     }
 
     fn passive_index(&self, id: &str) -> Option<usize> {
-        self.passive.iter().position(|p| p.peer.id == id)
+        self.passive_index_h(id_hash(id), id)
     }
 
     fn suspect_index(&self, id: &str) -> Option<usize> {
-        self.suspects.iter().position(|s| s.peer.id == id)
+        self.suspect_index_h(id_hash(id), id)
     }
 
     fn pending_index(&self, id: &str) -> Option<usize> {
-        self.pending.iter().position(|p| p.peer.id == id)
+        self.pending_index_h(id_hash(id), id)
+    }
+
+    fn active_index_h(&self, h: u64, id: &str) -> Option<usize> {
+        self.active.iter().position(|a| a.h == h && a.peer.id == id)
+    }
+
+    fn passive_index_h(&self, h: u64, id: &str) -> Option<usize> {
+        self.passive
+            .iter()
+            .position(|p| p.h == h && p.peer.id == id)
+    }
+
+    fn suspect_index_h(&self, h: u64, id: &str) -> Option<usize> {
+        self.suspects
+            .iter()
+            .position(|s| s.h == h && s.peer.id == id)
+    }
+
+    fn pending_index_h(&self, h: u64, id: &str) -> Option<usize> {
+        self.pending
+            .iter()
+            .position(|p| p.h == h && p.peer.id == id)
     }
 
     fn new_epoch(&mut self) -> u64 {

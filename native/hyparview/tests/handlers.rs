@@ -766,3 +766,114 @@ fn messages_round_trip_through_postcard() {
         assert_eq!(back, m);
     }
 }
+
+#[test]
+fn join_seeds_the_joiner_passive_view_once() {
+    let mut c = node("c");
+    with_active(&mut c, &["x"]);
+    with_passive(&mut c, &["s1", "s2", "s3"]);
+    c.handle(0, msg(&peer("j"), Message::Join));
+    let s = sent(&drain(&mut c));
+    let to_j: Vec<&Message> = s
+        .iter()
+        .filter(|(to, _)| to == "j")
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        matches!(to_j[0], Message::NeighborReply { accepted: true, .. }),
+        "accept first"
+    );
+    let Message::ShuffleReply { peers } = to_j[1].clone() else {
+        panic!("{to_j:?}")
+    };
+    assert!(peers.iter().any(|p| p.id == "s1"));
+
+    let mut j = node("j");
+    j.handle(
+        0,
+        Input::Join {
+            contacts: vec![peer("c")],
+        },
+    );
+    drain(&mut j);
+    assert!(!j.awaiting_reply("x"));
+    assert!(j.awaiting_reply("c"), "transport must keep the connection");
+    j.handle(1, msg(&peer("c"), to_j[0].clone()));
+    j.handle(
+        1,
+        msg(
+            &peer("c"),
+            Message::ShuffleReply {
+                peers: peers.clone(),
+            },
+        ),
+    );
+    drain(&mut j);
+    assert!(!j.awaiting_reply("c"));
+    assert!(j.is_passive("s1") || j.is_active("s1") || j.pending_requests() > 0);
+    // A second unsolicited list is ignored.
+    j.handle(
+        2,
+        msg(
+            &peer("c"),
+            Message::ShuffleReply {
+                peers: vec![peer("junk")],
+            },
+        ),
+    );
+    assert!(!j.is_passive("junk"));
+}
+
+#[test]
+fn evicted_passive_peers_are_tried_when_no_candidate_is_left() {
+    let cfg = Config {
+        passive_view_size: 4,
+        shuffle_passive_count: 4,
+        ..Config::default()
+    };
+    let mut n = Node::new(peer("n"), cfg, 3).unwrap();
+    with_active(&mut n, &["p1", "p2", "p3", "p4", "p5"]);
+    // 12 peers pass through a passive view of 4: 8 are evicted.
+    for k in 0..3 {
+        let peers: Vec<Peer> = (0..4).map(|i| peer(&format!("r{}", k * 4 + i))).collect();
+        n.handle(
+            0,
+            msg(
+                &peer("p1"),
+                Message::Shuffle {
+                    origin: peer("o"),
+                    ttl: 1,
+                    peers,
+                },
+            ),
+        );
+    }
+    drain(&mut n);
+    assert_eq!(n.passive_view().len(), 4);
+    // Everything fails: the active peers, then every passive candidate.
+    let mut asked = std::collections::BTreeSet::new();
+    for p in ["p1", "p2", "p3", "p4", "p5"] {
+        n.handle(1, Input::ConnectionLost { peer: peer(p) });
+    }
+    for _ in 0..50 {
+        let outs = drain(&mut n);
+        let reqs: Vec<String> = sent(&outs)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::Neighbor { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        if reqs.is_empty() {
+            break;
+        }
+        for r in reqs {
+            asked.insert(r.clone());
+            n.handle(2, Input::DialFailed { peer: peer(&r) });
+        }
+    }
+    let from_reserve = asked.iter().filter(|id| id.starts_with('r')).count();
+    assert!(
+        from_reserve >= 10,
+        "passive + evicted peers tried: {asked:?}"
+    );
+    assert!(n.active_view().is_empty() && n.passive_view().is_empty());
+}
