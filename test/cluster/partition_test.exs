@@ -44,7 +44,11 @@ defmodule HyParView.Cluster.PartitionTest do
           ok
 
         {:error, {:timeout, last}} ->
-          flunk("sides did not settle apart: #{inspect(last, pretty: true)}")
+          flunk("""
+          sides did not settle apart: #{inspect(last, pretty: true)}
+          views now:
+          #{LocalCluster.describe(LocalCluster.snapshot(cluster))}
+          """)
       end
 
     note("partitioned sides settled in #{ms} ms")

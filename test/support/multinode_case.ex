@@ -67,6 +67,8 @@ defmodule HyParView.MultinodeCase do
         flunk("""
         partial-mesh properties did not hold within #{timeout_ms} ms; last check:
         #{format_problems(last)}
+        views now:
+        #{LocalCluster.describe(LocalCluster.snapshot(cluster))}
         """)
     end
   end

@@ -271,6 +271,24 @@ defmodule HyParView.Dev.LocalCluster do
     reach(adj, next ++ rest, Enum.reduce(next, seen, &MapSet.put(&2, &1)))
   end
 
+  @doc """
+  One line per node of `snaps` (as from `snapshot/1`): short name, links,
+  active view and passive view, for failure reports.
+  """
+  @spec describe([node_state() | tuple()]) :: String.t()
+  def describe(snaps) do
+    Enum.map_join(snaps, "\n", fn
+      %{} = s ->
+        names = fn nodes -> nodes |> Enum.map(&short/1) |> Enum.sort() |> Enum.join(" ") end
+
+        "#{short(s.node)}: links [#{names.(s.node_list)}] active [#{names.(s.active_view)}] " <>
+          "passive [#{names.(s.passive_view)}]"
+
+      {:error, i, reason} ->
+        "n#{i}: no answer (#{inspect(reason)})"
+    end)
+  end
+
   @doc "Number of distinct undirected distribution links among `snaps`."
   @spec link_count([node_state()]) :: non_neg_integer()
   def link_count(snaps) do
