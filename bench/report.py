@@ -227,17 +227,18 @@ def markdown(cluster, sim, png):
                 "## Machine", "",
                 f"- {m['logical_cpus']} logical CPUs ({m['cpu_model']}), {m['mem_mib']:,} MiB RAM, {m['os']}, {m['kernel']}",
                 f"- OTP {m['otp']} (erts {m['erts']}), Elixir {m['elixir']}, {m['rustc']}",
-                f"- NIF: {m.get('nif_build')}",
+                f"- NIF: release build (`cargo build --release` via the project's Mix compiler), "
+                f"MIX_ENV={g(m, 'nif_build', 'mix_env')}",
                 f"- load average at start {m['loadavg']}, at end {m.get('loadavg_end')} "
                 "(the machine is shared; compare ratios within this run, not absolute numbers across runs)", ""]
         c = cluster["config"]
         out += ["## Setup", "",
                 f"- Real BEAM nodes on 127.0.0.1 started with `:peer` (`connection: :standard_io`, "
                 f"`-name benchN@127.0.0.1`, `{c['vm_flags']}`); the controller is not distributed, so it adds no links.",
-                f"- HyParView timings: `{c['hyparview']}`; each node gets the first {c['contacts_per_node']} nodes as contacts.",
+                f"- HyParView config: `{', '.join(f'{k}: {v}' for k, v in c['hyparview'].items())}` (other keys default); each node gets the first {c['contacts_per_node']} nodes as contacts.",
                 f"- Full-mesh baseline: each node `Node.connect/1`s every other node, re-checking every "
                 f"{c['fullmesh_recheck_ms']} ms (what libcluster's Epmd/Gossip strategies amount to).",
-                "- Convergence is timed from the moment every node's strategy is running until every "
+                "- Convergence is timed from the first strategy start (all nodes are started in parallel right after the VMs are up) until every "
                 "`Node.list()` equals the node's active view and the link graph is connected "
                 f"(full mesh: everyone sees everyone), holding for {c['stable_ms']} ms (polled every {c['poll_ms']} ms).",
                 f"- Repair: `kill -9` of {int(c['kill_frac']*100)} % of the nodes (seeded random choice); same property on the survivors. "
