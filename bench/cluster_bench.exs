@@ -316,7 +316,8 @@ defmodule Bench do
       since: nil,
       osince: nil,
       overlay_ms: nil,
-      polls: 0
+      polls: 0,
+      timeline: []
     }
 
     loop_conv(peers, mode, alive, cfg, st)
@@ -336,10 +337,34 @@ defmodule Bench do
       st.overlay_ms ||
         if(osince != nil and t - osince >= cfg.stable_ms, do: osince - st.t0)
 
-    st = %{st | osince: osince, overlay_ms: overlay_ms}
+    # Compact timeline (only changes) to show where time goes: overlay vs links.
+    short = fn n -> n |> Atom.to_string() |> String.split("@") |> hd() end
+
+    why =
+      for d <- Enum.take(a.mismatch_detail, 2) do
+        "#{short.(d.node)} +#{Enum.map_join(d.linked_not_active, ",", short)} " <>
+          "-#{Enum.map_join(d.active_not_linked, ",", short)}"
+      end
+
+    point = [t - st.t0, a.ok, a.overlay_ok, a.mismatched_nodes, a.links, why]
+
+    timeline =
+      case st.timeline do
+        [[_ | same] | _] when same == tl(point) -> st.timeline
+        tlist -> [point | tlist]
+      end
+
+    st = %{st | osince: osince, overlay_ms: overlay_ms, timeline: timeline}
 
     res = fn conv, ms ->
-      %{converged: conv, ms: ms, overlay_ms: overlay_ms, analysis: a, polls: st.polls}
+      %{
+        converged: conv,
+        ms: ms,
+        overlay_ms: overlay_ms,
+        analysis: a,
+        polls: st.polls,
+        timeline: Enum.reverse(st.timeline)
+      }
     end
 
     cond do
@@ -549,6 +574,7 @@ defmodule Bench do
       repair_converged: conv.converged,
       repair_ms: conv.ms,
       overlay_repair_ms: conv.overlay_ms,
+      repair_timeline: conv.timeline,
       after: conv.analysis,
       refill: refill,
       detection: Map.put(lat, :event, down_kind),
@@ -642,6 +668,9 @@ defmodule Bench do
               converged: conv.converged,
               convergence_ms: conv.ms,
               overlay_convergence_ms: conv.overlay_ms,
+              # [ms since start, ok, overlay_ok, nodes with Node.list != active view, links,
+              #  first two such nodes as "node +linked-not-active -active-not-linked"]
+              convergence_timeline: conv.timeline,
               links_at_convergence: conv.analysis,
               not_converged_debug: debug
             })

@@ -184,6 +184,9 @@ def plot(cluster, path):
     a1.plot(ns, [n * (n - 1) / 2 for n in ns], ":", color="tab:red", alpha=0.6, label="N(N-1)/2")
     a1.plot(ns, [n * av / 2 for n in ns], ":", color="tab:blue", alpha=0.6, label=f"N*{av}/2 bound")
     a1.set_yscale("log")
+    lows = [g(d[n], "links", "links") for d in (hv, fm) for n in d if g(d[n], "links", "links")]
+    if lows:
+        a1.set_ylim(bottom=min(lows) * 0.6)
     a1.set_xlabel("nodes N")
     a1.set_ylabel("distribution links (undirected, total)")
     a1.set_title("Total links")
@@ -213,7 +216,7 @@ def plot(cluster, path):
     a2.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     a2.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     a2.grid(True, alpha=0.3)
-    a2.legend(fontsize=8, loc="center right")
+    a2.legend(fontsize=8, loc="upper left")
     fig.suptitle("libcluster_hyparview: Erlang distribution links in steady state (measured after the idle window)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
