@@ -22,6 +22,7 @@ nodes, rounds, out = sys.argv[1], sys.argv[2], sys.argv[3]
 target = os.environ.get("CARGO_TARGET_DIR", "target")
 cmd = [os.path.join(target, "release", "hyparview-sim"), "stable", "--nodes", nodes,
        "--rounds", rounds, "--json"]
+load0 = open("/proc/loadavg").read().split()[:3]
 t0 = time.monotonic()
 p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
 wall = time.monotonic() - t0
@@ -44,6 +45,7 @@ res = {
     "sim_internal_wall_ms": rep.get("wall_ms"),
     "virtual_ms": rep.get("virtual_ms"),
     "report": rep,
+    "loadavg_start": load0,
     "loadavg": open("/proc/loadavg").read().split()[:3],
 }
 with open(out, "w") as f:
