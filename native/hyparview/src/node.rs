@@ -28,6 +28,8 @@ const MAX_PEERS_IN_MESSAGE: usize = 64;
 /// A node with a full active view probes a suspect on one promotion tick in
 /// this many (see `try_merge`).
 const MERGE_ODDS: u32 = 4;
+/// Remembered removed links (see `Node::dropped`).
+const DROPPED_MEMORY: usize = 32;
 /// The reserve holds this many times `passive_view_size` peers.
 const RESERVE_FACTOR: usize = 3;
 /// Contacts beyond this are ignored.
@@ -200,6 +202,9 @@ pub struct Node {
     /// left, so a node whose whole neighbourhood died still knows whom else
     /// to try before falling back to its contacts.
     reserve: VecDeque<Peer>,
+    /// Links recently removed from the active view: (id hash, incarnation,
+    /// epoch). A late acceptance of one of them is refused, not re-added.
+    dropped: VecDeque<(u64, u64, u64)>,
     /// The contact that accepted our JOIN, until its passive-view seed
     /// (a `ShuffleReply`) arrives.
     join_seed_from: Option<String>,
@@ -233,6 +238,7 @@ impl Node {
             shuffle_sent: Vec::new(),
             shuffle_outstanding: false,
             reserve: VecDeque::new(),
+            dropped: VecDeque::new(),
             join_seed_from: None,
             merge_quiet_until: 0,
             stats: Stats::default(),
@@ -339,6 +345,7 @@ impl Node {
 
     fn on_leave(&mut self) {
         for a in std::mem::take(&mut self.active) {
+            self.record_drop(&a);
             self.send(a.peer.clone(), Message::Disconnect { epoch: a.epoch });
             self.outputs.push_back(Output::Disconnect {
                 peer: a.peer.clone(),
@@ -557,7 +564,7 @@ impl Node {
                 self.join = None;
                 self.join_queue.clear();
                 self.join_seed_from = Some(from.id.clone());
-                self.link_accepted(now, from, epoch, true);
+                self.link_accepted(now, from, epoch, true, true);
             } else {
                 self.try_next_join(now);
             }
@@ -572,15 +579,15 @@ impl Node {
             if accepted {
                 match p.kind {
                     PendingKind::Promote => {
-                        if self.link_accepted(now, from, epoch, false) {
+                        if self.link_accepted(now, from, epoch, false, true) {
                             self.stats.promotions += 1;
                         }
                     }
                     PendingKind::ForwardJoin => {
-                        self.link_accepted(now, from, epoch, true);
+                        self.link_accepted(now, from, epoch, true, true);
                     }
                     PendingKind::Merge => {
-                        if self.link_accepted(now, from, epoch, true) {
+                        if self.link_accepted(now, from, epoch, true, true) {
                             self.stats.merges += 1;
                             self.merge_quiet_until = now.saturating_add(self.merge_quiet_period());
                         }
@@ -605,22 +612,52 @@ impl Node {
         // Unsolicited or late answer: the sender holds us now. Accept it if
         // we can, otherwise tell it so the link does not stay one-sided.
         if accepted {
-            self.link_accepted(now, from, epoch, false);
+            self.link_accepted(now, from, epoch, false, false);
         }
     }
 
     /// The other end holds a link `epoch` to `from`. Take it (evicting a
     /// random peer when `force` and full) or refuse it with a DISCONNECT.
     /// Returns true when the link is now held.
-    fn link_accepted(&mut self, now: Millis, from: Peer, epoch: u64, force: bool) -> bool {
+    ///
+    /// The new link is confirmed to the other end with an echo of its
+    /// acceptance: a no-op when it holds the link, but if it lost it
+    /// meanwhile (e.g. the connection carrying our request was closed) it
+    /// answers DISCONNECT and the link cannot stay one-sided.
+    fn link_accepted(
+        &mut self,
+        now: Millis,
+        from: Peer,
+        epoch: u64,
+        force: bool,
+        solicited: bool,
+    ) -> bool {
         if let Some(i) = self.active_index(&from.id) {
             let e = &mut self.active[i].epoch;
             *e = (*e).max(epoch);
             return true;
         }
+        let h = id_hash(&from.id);
+        let was_dropped = self
+            .dropped
+            .iter()
+            .any(|&(dh, inc, e)| dh == h && inc == from.incarnation && e == epoch);
+        if !solicited && was_dropped {
+            // Our end of this very link is gone: say so.
+            self.stats.stale_ignored += 1;
+            self.send(from, Message::Disconnect { epoch });
+            return false;
+        }
         if force || self.active.len() < self.config.active_view_size {
             self.remove_pending_to(&from.id);
-            self.add_active(now, from, epoch);
+            self.add_active(now, from.clone(), epoch);
+            self.send(
+                from,
+                Message::NeighborReply {
+                    accepted: true,
+                    epoch,
+                },
+            );
             true
         } else {
             self.stats.asymmetry_repairs += 1;
@@ -641,6 +678,7 @@ impl Node {
             return;
         }
         let a = self.active.remove(i);
+        self.record_drop(&a);
         self.outputs.push_back(Output::PeerDown(a.peer.clone()));
         // Not the first candidate to promote again.
         let cool = now.saturating_add(self.config.shuffle_interval);
@@ -707,6 +745,7 @@ impl Node {
                 return;
             }
             let a = self.active.remove(i);
+            self.record_drop(&a);
             self.stats.failures_detected += 1;
             self.outputs.push_back(Output::PeerDown(a.peer.clone()));
             self.add_suspect(a.peer);
@@ -1054,6 +1093,7 @@ impl Node {
         }
         let i = self.rng.gen_range(0..self.active.len());
         let a = self.active.remove(i);
+        self.record_drop(&a);
         self.send(a.peer.clone(), Message::Disconnect { epoch: a.epoch });
         self.outputs.push_back(Output::Disconnect {
             peer: a.peer.clone(),
@@ -1096,6 +1136,13 @@ impl Node {
             peer,
             cooldown_until,
         });
+    }
+
+    fn record_drop(&mut self, a: &ActiveEntry) {
+        if self.dropped.len() >= DROPPED_MEMORY {
+            self.dropped.pop_front();
+        }
+        self.dropped.push_back((a.h, a.peer.incarnation, a.epoch));
     }
 
     fn reserve_capacity(&self) -> usize {
@@ -1271,6 +1318,7 @@ impl Node {
         if let Some(i) = self.active_index(&peer.id) {
             if self.active[i].peer.incarnation < peer.incarnation {
                 let a = self.active.remove(i);
+                self.record_drop(&a);
                 self.outputs.push_back(Output::PeerDown(a.peer));
             }
         }

@@ -654,3 +654,76 @@ fn restarted_node_leaves_no_ghost_in_active_views() {
     assert!(net.asymmetric().is_empty());
     assert_eq!(net.components(), 1);
 }
+
+#[test]
+fn accepted_link_is_echoed_and_a_lost_one_is_refused() {
+    // Acceptor side: it accepted (epoch 500), then lost the connection.
+    let mut a = node("a", 2);
+    a.handle(
+        0,
+        msg(
+            &peer("r"),
+            Message::Neighbor {
+                high_priority: true,
+                epoch: 500,
+                merge: false,
+            },
+        ),
+    );
+    drain(&mut a);
+    a.handle(1, Input::ConnectionLost { peer: peer("r") });
+    drain(&mut a);
+    assert!(!a.is_active("r"));
+    // The requester's echo of link 500 arrives late: refused, not re-added.
+    a.handle(
+        2,
+        msg(
+            &peer("r"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 500,
+            },
+        ),
+    );
+    let outs = drain(&mut a);
+    assert!(!a.is_active("r"));
+    assert!(outs.contains(&Output::Send {
+        to: peer("r"),
+        message: Message::Disconnect { epoch: 500 }
+    }));
+    // The requester that took the acceptance echoes it.
+    let mut q = node("q", 3);
+    q.handle(
+        0,
+        msg(
+            &peer("z"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 9,
+            },
+        ),
+    );
+    let outs = drain(&mut q);
+    assert!(q.is_active("z"));
+    assert!(outs.contains(&Output::Send {
+        to: peer("z"),
+        message: Message::NeighborReply {
+            accepted: true,
+            epoch: 9
+        }
+    }));
+    // An echo for a link we hold is a no-op (no ping-pong).
+    q.handle(
+        1,
+        msg(
+            &peer("z"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 9,
+            },
+        ),
+    );
+    assert!(drain(&mut q)
+        .iter()
+        .all(|o| !matches!(o, Output::Send { .. })));
+}
