@@ -18,6 +18,59 @@ fn asym_pairs(sim: &hyparview_sim::Sim) -> Vec<(u32, u32)> {
     out
 }
 
+/// Members of every component but the largest, by node index.
+fn small_components(sim: &hyparview_sim::Sim) -> Vec<Vec<u32>> {
+    let live = sim.live_nodes();
+    let mut comp = vec![usize::MAX; sim.nodes.len()];
+    let mut comps: Vec<Vec<u32>> = Vec::new();
+    for &s in &live {
+        if comp[s as usize] != usize::MAX {
+            continue;
+        }
+        let id = comps.len();
+        let mut members = vec![s];
+        comp[s as usize] = id;
+        let mut k = 0;
+        while k < members.len() {
+            let u = members[k];
+            k += 1;
+            let mut nb = sim.active_indices(u);
+            nb.extend(
+                live.iter()
+                    .copied()
+                    .filter(|&v| sim.active_indices(v).contains(&u)),
+            );
+            for v in nb {
+                if sim.is_alive(v) && comp[v as usize] == usize::MAX {
+                    comp[v as usize] = id;
+                    members.push(v);
+                }
+            }
+        }
+        comps.push(members);
+    }
+    comps.sort_by_key(|c| std::cmp::Reverse(c.len()));
+    comps.into_iter().skip(1).collect()
+}
+
+fn print_small(sim: &hyparview_sim::Sim) {
+    for c in small_components(sim) {
+        println!("small component {:?}", c);
+        for &i in &c {
+            let n = &sim.nodes[i as usize];
+            let passive = sim.passive_indices(i);
+            println!(
+                "  n{i}: active {:?} passive {} (live {}) conns {} pending {}",
+                sim.active_indices(i),
+                passive.len(),
+                passive.iter().filter(|&&p| sim.is_alive(p)).count(),
+                sim.connection_count(i),
+                n.node.pending_requests(),
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut p = parse_args(&args).expect("arguments");
@@ -28,6 +81,7 @@ fn main() {
     p.trace_pair = trace;
     let (report, mut sim) = run_keep(&p);
     println!("asymmetric at end: {}", report.asymmetric_links);
+    print_small(&sim);
     let first = asym_pairs(&sim);
     for step in 1..=12 {
         let t = sim.now + 5_000;

@@ -52,6 +52,7 @@ pub struct Params {
     pub latency_min: Millis,
     pub latency_max: Millis,
     pub shuffle_interval: Millis,
+    pub neighbor_timeout: Millis,
     /// Virtual time between two joins while building the overlay.
     pub join_spacing: Millis,
     /// Rounds of quiet after the last join before the measured phase.
@@ -75,6 +76,7 @@ impl Params {
             latency_min: 5,
             latency_max: 50,
             shuffle_interval: Config::default().shuffle_interval,
+            neighbor_timeout: Config::default().neighbor_timeout,
             join_spacing: 10,
             settle_rounds: 2,
             broadcasts: 50,
@@ -86,7 +88,7 @@ impl Params {
 pub const USAGE: &str =
     "usage: hyparview-sim <stable|failure|churn|partition> [--nodes N] [--seed S] \
 [--fail F] [--rounds R] [--churn C] [--json] [--latency-min MS] [--latency-max MS] \
-[--shuffle-interval MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B]";
+[--shuffle-interval MS] [--neighbor-timeout MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B]";
 
 /// Parses the command line (without the program name).
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
@@ -112,6 +114,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
             "--latency-min" => p.latency_min = num(flag, value()?)?,
             "--latency-max" => p.latency_max = num(flag, value()?)?,
             "--shuffle-interval" => p.shuffle_interval = num(flag, value()?)?,
+            "--neighbor-timeout" => p.neighbor_timeout = num(flag, value()?)?,
             "--join-spacing" => p.join_spacing = num(flag, value()?)?,
             "--settle-rounds" => p.settle_rounds = num(flag, value()?)?,
             "--broadcasts" => p.broadcasts = num(flag, value()?)?,
@@ -132,6 +135,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
     }
     let cfg = Config {
         shuffle_interval: p.shuffle_interval,
+        neighbor_timeout: p.neighbor_timeout,
         ..Config::default()
     };
     cfg.validate().map_err(|e| e.to_string())?;
@@ -175,6 +179,9 @@ pub struct Report {
     pub connections_lost: u64,
     /// Idle connections to non-active peers retired by the transport model.
     pub idle_closed: u64,
+    /// Active peers reported lost for having no connection (transport's
+    /// orphan check).
+    pub orphans_reported: u64,
     pub peer_up_events: u64,
     pub peer_down_events: u64,
     /// Live nodes whose PeerUp − PeerDown count differs from their active view size.
@@ -339,6 +346,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
     let wall = Instant::now();
     let config = Config {
         shuffle_interval: p.shuffle_interval,
+        neighbor_timeout: p.neighbor_timeout,
         ..Config::default()
     };
     let net = NetConfig {
@@ -498,6 +506,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
         dial_failures: sim.counters.dial_failures,
         connections_lost: sim.counters.connections_lost,
         idle_closed: sim.counters.idle_closed,
+        orphans_reported: sim.counters.orphans_reported,
         peer_up_events: ups,
         peer_down_events: downs,
         peer_event_mismatch: snap.peer_event_mismatch,
@@ -608,8 +617,12 @@ impl fmt::Display for Report {
         writeln!(f, "{:<28} {:?}", "messages by kind", self.messages_by_kind)?;
         writeln!(
             f,
-            "{:<28} dial failures {} / connections lost {} / idle closed {}",
-            "transport", self.dial_failures, self.connections_lost, self.idle_closed
+            "{:<28} dial failures {} / connections lost {} / idle closed {} / orphans {}",
+            "transport",
+            self.dial_failures,
+            self.connections_lost,
+            self.idle_closed,
+            self.orphans_reported
         )?;
         writeln!(
             f,
