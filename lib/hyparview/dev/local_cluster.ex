@@ -91,7 +91,8 @@ defmodule HyParView.Dev.LocalCluster do
   @doc """
   Boots the nodes with the given indexes in parallel and starts the strategy
   on each. Per-call option `:contacts` overrides the contact indexes.
-  Returns the node names, or the first failure.
+  Returns the node names, or `{:error, failures}` listing every node that
+  did not come up (the others stay up).
   """
   @spec boot(cluster(), Enumerable.t(), keyword()) :: {:ok, [node()]} | {:error, term()}
   def boot(cluster, indexes, opts \\ []),
@@ -365,8 +366,9 @@ defmodule HyParView.Dev.LocalCluster do
         {:error, {:timeout, result}}
 
       _ ->
-        Process.sleep(min(interval, max(deadline - now, 1))) &&
-          do_wait(fun, start, deadline, interval)
+        # Polling pause between two evaluations of the condition.
+        Process.sleep(min(interval, max(deadline - now, 1)))
+        do_wait(fun, start, deadline, interval)
     end
   end
 
