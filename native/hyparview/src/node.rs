@@ -497,7 +497,7 @@ impl Node {
             return;
         }
         if ttl == 0 || self.active.len() <= 1 {
-            self.request_neighbor(joiner, PendingKind::ForwardJoin, false);
+            self.accept_forward_join(joiner);
             return;
         }
         if ttl == self.config.prwl {
@@ -512,7 +512,18 @@ impl Node {
                     ttl: ttl - 1,
                 },
             ),
-            None => self.request_neighbor(joiner, PendingKind::ForwardJoin, false),
+            None => self.accept_forward_join(joiner),
+        }
+    }
+
+    /// End of the FORWARDJOIN walk: ask the joiner to become a neighbour.
+    /// Requests in flight are bounded (a flood of walks for distinct joiners
+    /// must not grow state); beyond that the joiner only lands in passive.
+    fn accept_forward_join(&mut self, joiner: Peer) {
+        if self.pending.len() >= self.config.active_view_size.saturating_mul(2) {
+            self.insert_passive(joiner, 0, &[]);
+        } else {
+            self.request_neighbor(joiner, PendingKind::ForwardJoin, false);
         }
     }
 

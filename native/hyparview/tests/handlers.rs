@@ -877,3 +877,16 @@ fn evicted_passive_peers_are_tried_when_no_candidate_is_left() {
     );
     assert!(n.active_view().is_empty() && n.passive_view().is_empty());
 }
+
+#[test]
+fn forward_join_flood_keeps_requests_bounded() {
+    let mut n = node("n");
+    with_active(&mut n, &["x"]);
+    for i in 0..1000 {
+        let joiner = peer(&format!("j{i}"));
+        n.handle(0, msg(&peer("x"), Message::ForwardJoin { joiner, ttl: 0 }));
+    }
+    drain(&mut n);
+    assert!(n.pending_requests() <= 10);
+    assert!(n.passive_view().len() <= 30);
+}

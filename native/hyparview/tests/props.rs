@@ -124,7 +124,7 @@ fn run(cfg: &Config, seed: u64, ops: &[Op]) -> Vec<Output> {
         check_invariants(&n);
         let held: BTreeSet<Peer> = n.active_view().into_iter().cloned().collect();
         assert_eq!(held, up, "PeerUp/PeerDown events match the active view");
-        assert!(n.pending_requests() <= cfg.active_view_size + 8);
+        assert!(n.pending_requests() <= 2 * cfg.active_view_size + 1);
     }
     all
 }
