@@ -54,9 +54,32 @@ fn small_components(sim: &hyparview_sim::Sim) -> Vec<Vec<u32>> {
 }
 
 fn print_small(sim: &hyparview_sim::Sim) {
-    for c in small_components(sim) {
+    let small = small_components(sim);
+    if !small.is_empty() {
+        let mut comp = vec![0usize; sim.nodes.len()];
+        for (k, c) in small.iter().enumerate() {
+            for &i in c {
+                comp[i as usize] = k + 1;
+            }
+        }
+        let live = sim.live_nodes();
+        let cross = |i: u32| {
+            sim.passive_indices(i)
+                .iter()
+                .filter(|&&p| sim.is_alive(p) && comp[p as usize] != comp[i as usize])
+                .count()
+        };
+        let knowing = live.iter().filter(|&&i| cross(i) > 0).count();
+        println!(
+            "components: largest {} + {:?}; live nodes with a passive peer in another component: {}",
+            live.len() - small.iter().map(Vec::len).sum::<usize>(),
+            small.iter().map(Vec::len).collect::<Vec<_>>(),
+            knowing
+        );
+    }
+    for c in small.iter().filter(|c| c.len() <= 5) {
         println!("small component {:?}", c);
-        for &i in &c {
+        for &i in c.iter() {
             let n = &sim.nodes[i as usize];
             let passive = sim.passive_indices(i);
             println!(

@@ -661,20 +661,21 @@ impl<P: Protocol> Sim<P> {
 
     fn send(&mut self, a: u32, b: u32, message: Message) {
         let now = self.now;
-        let hold = if matches!(message, Message::Join | Message::Neighbor { .. }) {
-            now + self.net.request_hold
-        } else {
-            0
-        };
+        let request = matches!(message, Message::Join | Message::Neighbor { .. });
+        let request_hold = self.net.request_hold;
+        let hold_from = move |t: Millis| if request { t + request_hold } else { 0 };
         if let Some(p) = self.end_pos(a, b) {
             if self.nodes[a as usize].ends[p].state == EndState::Broken {
                 return; // lost; the break is noticed later
             }
             let lat = self.latency();
+            let hold_base = now.max(self.nodes[a as usize].ends[p].last_used);
+            let hold = hold_from(hold_base);
             let e = &mut self.nodes[a as usize].ends[p];
             let t = (now + lat).max(e.last_arrival);
             e.last_arrival = t;
-            e.last_used = now;
+            // Still in its handshake: the message waits in the dial queue.
+            e.last_used = hold_base;
             e.hold_until = e.hold_until.max(hold);
             self.push(
                 t,
@@ -698,8 +699,11 @@ impl<P: Protocol> Sim<P> {
         let conn = self.next_conn;
         if self.nodes[b as usize].alive && self.reachable(a, b) {
             // TCP connect (one round trip), the Hello/Auth exchange (one
-            // more), then the message itself: five one-way trips.
-            let t = now + (0..5).map(|_| self.latency()).sum::<Millis>();
+            // more), then the message itself: five one-way trips. Until
+            // the handshake is done the connection is a dial: not idle.
+            let registered = now + (0..4).map(|_| self.latency()).sum::<Millis>();
+            let t = registered + self.latency();
+            let hold = hold_from(registered);
             // The accepted connection becomes b's current one for a; the
             // old one, if any, closes unreported.
             if let Some(q) = self.end_pos(b, a) {
@@ -710,7 +714,7 @@ impl<P: Protocol> Sim<P> {
                 conn,
                 state: EndState::Open,
                 last_arrival,
-                last_used: now,
+                last_used: registered,
                 hold_until,
                 idle_check: false,
             };
@@ -1274,8 +1278,9 @@ mod tests {
     #[test]
     fn connection_awaiting_an_answer_is_not_retired() {
         let net = NetConfig {
-            latency_min: 1_500,
-            latency_max: 1_500,
+            latency_min: 500,
+            latency_max: 500,
+            heartbeat_interval: 1, // no tick jitter
             request_hold: 5_000,
             ..NetConfig::default()
         };
@@ -1284,15 +1289,15 @@ mod tests {
             let i = s.create_node();
             s.join_now(i, vec![]);
         }
-        // 0 sends a JOIN, 2 a plain message; both land at 3 s (handshake).
+        // 0 sends a JOIN, 2 a plain message: both connections are up at 2 s
+        // (four legs) and the messages land at 2.5 s.
         send(&mut s, 0, 1, Message::Join);
         send(&mut s, 2, 1, numbered(0));
-        s.run_until(3_000);
-        // 2's connection sat unused for 2 s: retired. 0's is held.
+        s.run_until(3_900);
+        send(&mut s, 1, 0, numbered(1)); // the answer, lands at 4.4 s
+        s.run_until(4_300);
+        // 2's connection, unused since 2 s, was retired at 4 s; 0's is held.
         assert_eq!(s.connection_count(2), 0);
-        assert_eq!(s.connection_count(0), 1);
-        send(&mut s, 1, 0, numbered(1)); // the answer, lands at 4.5 s
-        s.run_until(4_400);
         assert_eq!(s.connection_count(0), 1);
         s.run_until(20_000);
         assert_eq!(count(&s, 0, |x| matches!(x, Input::Message { .. })), 1);
