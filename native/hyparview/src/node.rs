@@ -6,17 +6,24 @@
 //!   larger epoch, and `Disconnect { epoch }` only removes links with an
 //!   epoch `<= epoch`. A late DISCONNECT therefore never tears down a newer
 //!   link. When both ends propose a link at once, both keep the larger epoch.
+//! - The acceptor of a NEIGHBOR/JOIN reports the peer up when it accepts; the
+//!   requester when the acceptance arrives, and it echoes the acceptance so an
+//!   acceptor that lost the link meanwhile answers DISCONNECT. FORWARDJOIN and
+//!   SHUFFLE from a peer we do not hold are answered with DISCONNECT.
 //! - A peer that failed (connection lost, dial failed, no answer) goes to a
 //!   bounded *suspect* list instead of being forgotten. Suspects are not
 //!   promotion candidates, but every `promotion_interval` one random suspect
-//!   is sent a `merge` NEIGHBOR that is accepted even by a full node: this is
-//!   what lets two halves of a healed partition find each other again.
-//! - A node with empty active and passive views rejoins through its contacts
-//!   (and suspects) with exponential backoff and jitter; losing a neighbor
-//!   while anything else is left never triggers a JOIN.
+//!   may be sent a `merge` NEIGHBOR that is accepted even by a full node:
+//!   this is what lets two halves of a healed partition find each other.
+//! - Losing a neighbour never triggers a JOIN while anything else is known;
+//!   high priority is only used with an empty active view. With no candidate
+//!   left the node draws on a reserve of peers evicted from its passive view,
+//!   then rejoins through its contacts with exponential backoff and jitter.
+//! - A restarted peer (same id, higher incarnation) replaces every entry of
+//!   its older run; anything from an older run is ignored.
 //! - Bytes from the network are untrusted: TTLs are clamped, peer lists are
-//!   truncated, self and stale incarnations are ignored, and nothing indexes
-//!   out of bounds.
+//!   truncated, self and stale incarnations are ignored, per-peer state is
+//!   bounded, and nothing indexes out of bounds.
 
 use crate::{Config, ConfigError, Message, Millis, Peer};
 use rand::rngs::SmallRng;
