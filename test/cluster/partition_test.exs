@@ -27,6 +27,25 @@ defmodule HyParView.Cluster.PartitionTest do
     note("8 nodes over 2 namespaces converged in #{ms} ms")
     assert crossing_links(snaps) != []
 
+    # Partitions hit aged overlays. Right after the first convergence the
+    # passive views are still nearly empty, and a side can split for good
+    # (docs/NEEDS.md #7). Let Shuffles spread the membership first: every
+    # node must know (actively or passively) every node of its own side.
+    {:ok, _, ms} =
+      LocalCluster.wait_until(fn -> knows_own_side?(LocalCluster.snapshot(cluster)) end, 30_000)
+      |> case do
+        {:ok, _, _} = ok ->
+          ok
+
+        {:error, _} ->
+          flunk("""
+          passive views never covered each side; views now:
+          #{LocalCluster.describe(LocalCluster.snapshot(cluster))}
+          """)
+      end
+
+    note("every node knew its own side #{ms} ms later")
+
     :ok = Netns.partition!(net)
 
     {:ok, _, ms} =
@@ -57,6 +76,19 @@ defmodule HyParView.Cluster.PartitionTest do
     {snaps, ms} = assert_partial_mesh(cluster, 60_000)
     note("healed overlay merged in #{ms} ms")
     assert crossing_links(snaps) != []
+  end
+
+  defp knows_own_side?(snaps) do
+    Enum.all?(snaps, fn
+      %{} = s ->
+        side = if s.index in @side_a, do: @side_a, else: @side_b
+        own = for i <- side, i != s.index, do: Enum.find(snaps, &(is_map(&1) and &1.index == i))
+        known = MapSet.new(s.active_view ++ s.passive_view)
+        Enum.all?(own, &(is_map(&1) and MapSet.member?(known, &1.node)))
+
+      _ ->
+        false
+    end)
   end
 
   defp crossing_links(snaps) do
