@@ -35,6 +35,9 @@ const MAX_PEERS_IN_MESSAGE: usize = 64;
 /// A node with a full active view probes a suspect on one promotion tick in
 /// this many (see `try_merge`).
 const MERGE_ODDS: u32 = 4;
+/// A full node with no suspect to probe probes a random passive peer on one
+/// promotion tick in this many (see `try_merge`).
+const PASSIVE_PROBE_ODDS: u32 = 32;
 /// Remembered removed links (see `Node::dropped`).
 const DROPPED_MEMORY: usize = 32;
 /// The reserve holds this many times `passive_view_size` peers.
@@ -1055,24 +1058,32 @@ impl Node {
         );
     }
 
-    /// Every `promotion_interval`: probe one suspect with a merge NEIGHBOR.
-    /// Suspects are peers that failed; a healed partition shows up as a
-    /// suspect that answers again. After a merge (either side) the node stays
-    /// quiet for a while so a heal does not churn the overlay.
+    /// Every `promotion_interval`: maybe probe one peer with a merge
+    /// NEIGHBOR, which a full receiver accepts by evicting a random peer.
+    ///
+    /// Suspects (peers that failed) come first: a healed partition shows up
+    /// as a suspect that answers again. A full node probes a suspect only
+    /// with probability 1/MERGE_ODDS (a heal needs a few bridges, not one per
+    /// node) and, with no suspect picked, a random passive peer with
+    /// probability 1/PASSIVE_PROBE_ODDS: that is what merges two halves that
+    /// split without any failure (e.g. through evictions under high latency),
+    /// at the cost of one link swap per node every ~16 minutes by default.
+    /// After a merge (either side) the node stays quiet for a while.
     fn try_merge(&mut self, now: Millis) {
-        if now < self.merge_quiet_until
-            || self.suspects.is_empty()
-            || self.pending.iter().any(|p| p.kind == PendingKind::Merge)
+        if now < self.merge_quiet_until || self.pending.iter().any(|p| p.kind == PendingKind::Merge)
         {
             return;
         }
-        // A full node only probes with probability 1/MERGE_ODDS: a healed
-        // partition needs a few bridges, not one forced link per node.
-        if self.active.len() >= self.config.active_view_size && !self.rng.gen_ratio(1, MERGE_ODDS) {
+        let full = self.active.len() >= self.config.active_view_size;
+        let peer = if !self.suspects.is_empty() && (!full || self.rng.gen_ratio(1, MERGE_ODDS)) {
+            let i = self.rng.gen_range(0..self.suspects.len());
+            self.suspects[i].peer.clone()
+        } else if full && !self.passive.is_empty() && self.rng.gen_ratio(1, PASSIVE_PROBE_ODDS) {
+            let i = self.rng.gen_range(0..self.passive.len());
+            self.passive[i].peer.clone()
+        } else {
             return;
-        }
-        let i = self.rng.gen_range(0..self.suspects.len());
-        let peer = self.suspects[i].peer.clone();
+        };
         if self.pending_index(&peer.id).is_some() || self.is_active(&peer.id) {
             return;
         }

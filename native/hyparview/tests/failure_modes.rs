@@ -727,3 +727,58 @@ fn accepted_link_is_echoed_and_a_lost_one_is_refused() {
         .iter()
         .all(|o| !matches!(o, Output::Send { .. })));
 }
+
+#[test]
+fn full_node_occasionally_probes_a_passive_peer() {
+    let mut n = node("n", 11);
+    n.handle(0, Input::Join { contacts: vec![] });
+    let mut t = drain(&mut n)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Promotion") => {
+                Some(timer)
+            }
+            _ => None,
+        })
+        .unwrap();
+    with_active(&mut n, &["p1", "p2", "p3", "p4", "p5"]);
+    with_passive(&mut n, &["c1", "c2", "c3"]);
+    assert!(n.suspected().is_empty());
+    let mut probes = 0;
+    let mut now = 0;
+    for _ in 0..640 {
+        now += 30_000;
+        n.handle(now, Input::Timer(t.clone()));
+        for o in drain(&mut n) {
+            match o {
+                Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Promotion") => {
+                    t = timer
+                }
+                Output::Send {
+                    to,
+                    message:
+                        Message::Neighbor {
+                            merge: true, epoch, ..
+                        },
+                } => {
+                    assert!(to.id.starts_with('c'));
+                    probes += 1;
+                    // Refused (e.g. by a leaving node): stays a candidate.
+                    n.handle(
+                        now,
+                        msg(
+                            &to,
+                            Message::NeighborReply {
+                                accepted: false,
+                                epoch,
+                            },
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    // ~1 in 32 ticks: rare enough not to churn, frequent enough to merge.
+    assert!((8..=45).contains(&probes), "{probes} probes in 640 ticks");
+}
