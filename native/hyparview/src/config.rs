@@ -22,14 +22,19 @@ pub struct Config {
     pub shuffle_interval: Millis,
     /// TTL of the SHUFFLE random walk.
     pub shuffle_ttl: u32,
-    /// How long to wait for a NEIGHBOR reply before trying another candidate.
+    /// How long to wait for a NEIGHBOR (or JOIN) reply before trying another
+    /// candidate. Should exceed connect + handshake + one round trip, or
+    /// requests to live peers time out and links churn on slow networks.
     pub neighbor_timeout: Millis,
     /// First delay before re-joining through the contacts when isolated;
     /// doubles (with jitter) on every attempt up to `rejoin_backoff_max`.
     pub rejoin_backoff_min: Millis,
     pub rejoin_backoff_max: Millis,
     /// Period of the low-rate passive-peer promotion that lets healed
-    /// partitions merge even when every active view is full.
+    /// partitions merge even when every active view is full: on each tick a
+    /// node may send a `merge` NEIGHBOR to a peer that failed earlier, or
+    /// (rarely, 1 tick in 32 when full) to a random passive peer. Larger
+    /// values mean less churn and slower merging.
     pub promotion_interval: Millis,
 }
 
