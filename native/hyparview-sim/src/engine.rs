@@ -146,6 +146,9 @@ pub struct SimNode<P = Node> {
     dials: Vec<Dial>,
     /// Active peers already reported lost for lack of a connection.
     orphans: Vec<u32>,
+    /// Something happened that can leave an active peer without a
+    /// connection (a peer came up, a connection or dial went away).
+    orphan_check: bool,
     pub peer_ups: u64,
     pub peer_downs: u64,
 }
@@ -303,6 +306,7 @@ impl<P: Protocol> Sim<P> {
             ends: Vec::new(),
             dials: Vec::new(),
             orphans: Vec::new(),
+            orphan_check: false,
             peer_ups: 0,
             peer_downs: 0,
         });
@@ -488,6 +492,7 @@ impl<P: Protocol> Sim<P> {
             return;
         }
         let dial = self.nodes[a as usize].dials.swap_remove(d);
+        self.nodes[a as usize].orphan_check = true;
         if self.end_pos(a, b).is_some() {
             // The peer dialed us meanwhile: the queue goes over that.
             for m in dial.queue {
@@ -496,6 +501,7 @@ impl<P: Protocol> Sim<P> {
             if dial.close_after {
                 self.close(a, b);
             }
+            self.maybe_check_orphans(a);
             return;
         }
         self.counters.dial_failures += 1;
@@ -505,10 +511,14 @@ impl<P: Protocol> Sim<P> {
 
     /// An active peer with neither a connection nor a dial would never be
     /// heartbeat-checked: the transport reports it lost, once per episode.
-    fn check_orphans(&mut self, i: u32) {
-        if !self.nodes[i as usize].alive {
+    /// The transport looks after every input; the outcome can only change
+    /// when a peer comes up or a connection/dial goes, so look only then.
+    fn maybe_check_orphans(&mut self, i: u32) {
+        let n = &mut self.nodes[i as usize];
+        if !n.alive || !n.orphan_check {
             return;
         }
+        n.orphan_check = false;
         let active = self.active_indices(i);
         let n = &mut self.nodes[i as usize];
         n.orphans.retain(|o| active.contains(o));
@@ -541,10 +551,13 @@ impl<P: Protocol> Sim<P> {
             return;
         };
         self.nodes[node as usize].ends.swap_remove(p);
+        self.nodes[node as usize].orphan_check = true;
         if self.is_active(node, peer) {
             self.counters.connections_lost += 1;
             let peer = self.nodes[peer as usize].peer.clone();
             self.feed(node, Input::ConnectionLost { peer });
+        } else {
+            self.maybe_check_orphans(node);
         }
     }
 
@@ -579,6 +592,7 @@ impl<P: Protocol> Sim<P> {
         if self.now >= e.last_used + self.net.idle_timeout && self.now >= e.hold_until {
             self.counters.idle_closed += 1;
             self.close(node, peer);
+            self.maybe_check_orphans(node);
         } else {
             self.schedule_idle_check(node, p);
         }
@@ -603,7 +617,7 @@ impl<P: Protocol> Sim<P> {
         let now = self.now;
         self.nodes[i as usize].node.handle(now, input);
         self.flush(i);
-        self.check_orphans(i);
+        self.maybe_check_orphans(i);
     }
 
     /// Applies the outputs `i` has pending (they are produced by `feed`;
@@ -642,9 +656,16 @@ impl<P: Protocol> Sim<P> {
                     self.close(a, b);
                 }
             }
-            Output::PeerUp(_) => self.nodes[a as usize].peer_ups += 1,
+            Output::PeerUp(_) => {
+                self.nodes[a as usize].peer_ups += 1;
+                self.nodes[a as usize].orphan_check = true;
+            }
             Output::PeerDown(peer) => {
                 self.nodes[a as usize].peer_downs += 1;
+                // A new episode starts if it comes back.
+                if let Some(b) = self.lookup(&peer) {
+                    self.nodes[a as usize].orphans.retain(|&o| o != b);
+                }
                 // Its connection is no longer heartbeat-kept: idle rules apply.
                 if let Some(b) = self.lookup(&peer) {
                     if let Some(p) = self.end_pos(a, b) {
@@ -767,6 +788,7 @@ impl<P: Protocol> Sim<P> {
             return;
         };
         let e = self.nodes[a as usize].ends.swap_remove(p);
+        self.nodes[a as usize].orphan_check = true;
         if e.state != EndState::Open {
             return; // across a cut or to a dead peer: nothing reaches b
         }
@@ -933,6 +955,7 @@ impl<P: Protocol> Sim<P> {
         if let Some(p) = self.end_pos(u, v) {
             // This report replaces the pending one.
             self.nodes[u as usize].ends.swap_remove(p);
+            self.nodes[u as usize].orphan_check = true;
         }
         self.counters.connections_lost += 1;
         let peer = self.nodes[v as usize].peer.clone();
@@ -978,8 +1001,20 @@ mod tests {
         }
     }
 
+    /// `b` enters `a`'s active view, announced like the core does.
     fn activate(s: &mut Sim<Script>, a: u32, b: u32) {
-        s.nodes[a as usize].node.active.push(peer_of(b));
+        let n = &mut s.nodes[a as usize].node;
+        n.active.push(peer_of(b));
+        n.out.push_back(Output::PeerUp(peer_of(b)));
+        s.flush(a);
+    }
+
+    fn deactivate_all(s: &mut Sim<Script>, a: u32) {
+        let n = &mut s.nodes[a as usize].node;
+        for p in std::mem::take(&mut n.active) {
+            n.out.push_back(Output::PeerDown(p));
+        }
+        s.flush(a);
     }
 
     fn sim(n: u32) -> Sim<Script> {
@@ -1233,7 +1268,7 @@ mod tests {
         s.run_until(2_000);
         assert_eq!(count(&s, 0, is_lost), 1, "still the same episode");
         // Once the peer has left the view and come back, it counts again.
-        s.nodes[0].node.active.clear();
+        deactivate_all(&mut s, 0);
         send(&mut s, 2, 0, numbered(2));
         s.run_until(3_000);
         activate(&mut s, 0, 1);
@@ -1244,7 +1279,7 @@ mod tests {
         // With a connection (or a dial) there is nothing to report.
         send(&mut s, 0, 1, numbered(4));
         send(&mut s, 2, 0, numbered(5));
-        s.nodes[0].node.active.clear();
+        deactivate_all(&mut s, 0);
         s.run_until(4_500);
         activate(&mut s, 0, 1);
         send(&mut s, 2, 0, numbered(6));
