@@ -9,7 +9,14 @@ defmodule HyParView.Cluster.DemoTaskTest do
     Mix.shell(Mix.Shell.Process)
     on_exit(fn -> Mix.shell(Mix.Shell.IO) end)
 
-    Mix.Tasks.Hyparview.Demo.run(["--nodes", "6", "--kill", "2", "--dot", dot])
+    try do
+      Mix.Tasks.Hyparview.Demo.run(["--nodes", "6", "--kill", "2", "--dot", dot])
+    catch
+      :exit, reason ->
+        flunk(
+          "demo exited with #{inspect(reason)}; its output:\n" <> Enum.join(collect_shell(), "\n")
+        )
+    end
 
     lines = collect_shell()
     text = Enum.join(lines, "\n")

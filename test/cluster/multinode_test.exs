@@ -22,6 +22,13 @@ defmodule HyParView.Cluster.MultinodeTest do
     assert LocalCluster.link_count(snaps) <= div(@nodes * avs, 2)
     assert LocalCluster.link_count(snaps) < div(@nodes * (@nodes - 1), 2)
 
+    # Repair draws on the passive views, which Shuffles fill in the first
+    # seconds; kill only once each node knows 2 * active_view_size others.
+    {:ok, _, ms} =
+      LocalCluster.wait_until(fn -> LocalCluster.check_known(cluster, 2 * avs) end, 30_000)
+
+    note("passive views filled #{ms} ms later")
+
     dead = Enum.map(@killed, &LocalCluster.node_name(cluster, &1))
     assert :ok = LocalCluster.kill(cluster, @killed)
     assert LocalCluster.running(cluster) == Enum.to_list(1..@nodes) -- @killed

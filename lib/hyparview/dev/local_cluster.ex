@@ -192,6 +192,36 @@ defmodule HyParView.Dev.LocalCluster do
   defp index_of(%{index: i}), do: i
   defp index_of({:error, i, _}), do: i
 
+  @doc """
+  Takes a snapshot and checks that every running node knows at least `k`
+  other nodes in its active and passive views together.
+
+  Failure repair draws on the passive view, which Shuffles fill over the
+  first seconds of an overlay's life; a node that loses its whole active
+  view before that may have nobody left to ask (see the README's known
+  limits). Tests and the demo wait for this before they kill nodes.
+  """
+  @spec check_known(cluster(), non_neg_integer()) ::
+          {:ok, [node_state()]} | {:error, [String.t()]}
+  def check_known(cluster, k) do
+    snaps = snapshot(cluster)
+
+    problems =
+      Enum.flat_map(snaps, fn
+        %{} = s ->
+          known = MapSet.new(s.active_view ++ s.passive_view) |> MapSet.delete(s.node)
+
+          if MapSet.size(known) >= k,
+            do: [],
+            else: ["#{s.node}: knows #{MapSet.size(known)} nodes < #{k}"]
+
+        {:error, i, reason} ->
+          ["node #{i} did not answer: #{inspect(reason)}"]
+      end)
+
+    if problems == [], do: {:ok, snaps}, else: {:error, problems}
+  end
+
   @doc "The pure part of `check/1`, for snapshots taken earlier."
   @spec check_snapshots([node_state() | tuple()], pos_integer(), [node()]) ::
           {:ok, [node_state()]} | {:error, [String.t()]}

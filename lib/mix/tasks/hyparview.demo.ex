@@ -13,7 +13,9 @@ defmodule Mix.Tasks.Hyparview.Demo do
      contacts.
   2. Waits until the overlay has converged: every node's `Node.list/0` equals
      its HyParView active view, no node has more than `active_view_size`
-     links, and the graph of all distribution links is connected.
+     links, and the graph of all distribution links is connected. Then waits
+     until Shuffles have filled the passive views (every node knows at least
+     `min(N - 1, 2 * active_view_size)` others), which repair draws on.
   3. Prints a table (node, active view, `Node.list/0` size, passive view
      size) and the number of distribution links against a full mesh's
      `N(N-1)/2`.
@@ -76,8 +78,10 @@ defmodule Mix.Tasks.Hyparview.Demo do
 
     with {:ok, _nodes} <- boot,
          say("  booted in #{boot_ms} ms; waiting for the overlay to converge ..."),
-         {:ok, snaps, ms} <- wait(cluster, timeout, "convergence") do
-      say("Converged #{ms} ms after the last node booted.\n")
+         {:ok, _snaps, ms} <- wait(cluster, timeout, "convergence"),
+         say("Converged #{ms} ms after the last node booted."),
+         {:ok, snaps, _} <- warm_up(cluster, min(n - 1, 2 * avs), timeout) do
+      say("")
       print_state(snaps, avs)
 
       victims = Enum.take_random(1..n, k) |> Enum.sort()
@@ -110,6 +114,20 @@ defmodule Mix.Tasks.Hyparview.Demo do
         :error
 
       :error ->
+        :error
+    end
+  end
+
+  # Repair needs passive views; Shuffles fill them in the first seconds.
+  defp warm_up(cluster, known, timeout) do
+    case LocalCluster.wait_until(fn -> LocalCluster.check_known(cluster, known) end, timeout, 200) do
+      {:ok, _, ms} ->
+        say("Passive views filled #{ms} ms later (every node knows >= #{known} others).")
+        # The views may have moved meanwhile: show a state that passes the check.
+        wait(cluster, timeout, "convergence")
+
+      {:error, {:timeout, last}} ->
+        say("FAILED: passive views not filled within #{timeout} ms: #{inspect(last)}")
         :error
     end
   end
