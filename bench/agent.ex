@@ -21,6 +21,14 @@ defmodule BenchAgent do
     if mode == :hyparview do
       # Starts the project's application and its deps (the libcluster stand-in).
       {:ok, _} = Application.ensure_all_started(:libcluster_hyparview)
+
+      # Load every module (and so the NIF) now, as a release in embedded mode
+      # would at boot; otherwise lazy code loading on 64 nodes sharing 2 cores
+      # would be timed as "convergence".
+      for app <- [:libcluster, :libcluster_hyparview],
+          {:ok, mods} = :application.get_key(app, :modules),
+          mod <- mods,
+          do: Code.ensure_loaded(mod)
     end
 
     %{os_pid: List.to_integer(:os.getpid()), node: node()}

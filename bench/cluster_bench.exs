@@ -165,7 +165,7 @@ defmodule Bench do
           k, e -> {p.node, {:bench_error, k, e}}
         end
       end,
-      max_concurrency: 16,
+      max_concurrency: 64,
       timeout: timeout + 1_000,
       ordered: true
     )
@@ -317,6 +317,7 @@ defmodule Bench do
       osince: nil,
       overlay_ms: nil,
       polls: 0,
+      poll_max_ms: 0,
       timeline: []
     }
 
@@ -329,7 +330,8 @@ defmodule Bench do
   defp loop_conv(peers, mode, alive, cfg, st) do
     t = now()
     a = analyze(states(peers, mode), mode, alive)
-    st = %{st | polls: st.polls + 1}
+    # A poll's own duration bounds the time resolution (busy nodes answer late).
+    st = %{st | polls: st.polls + 1, poll_max_ms: max(st.poll_max_ms, now() - t)}
 
     osince = if a.overlay_ok, do: st.osince || t, else: nil
 
@@ -363,6 +365,7 @@ defmodule Bench do
         overlay_ms: overlay_ms,
         analysis: a,
         polls: st.polls,
+        poll_max_ms: st.poll_max_ms,
         timeline: Enum.reverse(st.timeline)
       }
     end
@@ -573,6 +576,7 @@ defmodule Bench do
       recorder_errors: rec_errors |> Enum.map(&inspect/1),
       repair_converged: conv.converged,
       repair_ms: conv.ms,
+      repair_poll_max_ms: conv.poll_max_ms,
       overlay_repair_ms: conv.overlay_ms,
       repair_timeline: conv.timeline,
       after: conv.analysis,
@@ -667,6 +671,7 @@ defmodule Bench do
               start_spread_ms: start_spread_ms,
               converged: conv.converged,
               convergence_ms: conv.ms,
+              convergence_poll_max_ms: conv.poll_max_ms,
               overlay_convergence_ms: conv.overlay_ms,
               # [ms since start, ok, overlay_ok, nodes with Node.list != active view, links,
               #  first two such nodes as "node +linked-not-active -active-not-linked"]

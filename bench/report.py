@@ -248,7 +248,9 @@ def markdown(cluster, sim, png):
                 f"{c['fullmesh_recheck_ms']} ms (what libcluster's Epmd/Gossip strategies amount to).",
                 "- Convergence is timed from the first strategy start (all nodes are started in parallel right after the VMs are up) until every "
                 "`Node.list()` equals the node's active view and the link graph is connected "
-                f"(full mesh: everyone sees everyone), holding for {c['stable_ms']} ms (polled every {c['poll_ms']} ms).",
+                f"(full mesh: everyone sees everyone), holding for {c['stable_ms']} ms (polled every {c['poll_ms']} ms; "
+                "a poll of busy nodes can itself take seconds, see `convergence_poll_max_ms` in latest.json). "
+                "HyParView nodes preload the project's modules and the NIF at boot, as a release in embedded mode does.",
                 f"- Repair: `kill -9` of {int(c['kill_frac']*100)} % of the nodes (seeded random choice); same property on the survivors. "
                 "Detection: kill timestamp vs `peer_down` timestamps (`HyParView.subscribe`; full mesh: `:nodedown`) "
                 "from `System.os_time` on each survivor, for every (survivor, killed active neighbour) pair.",
@@ -266,7 +268,8 @@ def markdown(cluster, sim, png):
             kinds = g(r, "idle", "summary", "overlay_msgs_by_kind_per_node_per_shuffle") or {}
             kinds = ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items()) if v)
             refill = rep.get("refill") or {}
-            extra.append([r["n"], f(r.get("start_spread_ms")), f(r.get("overlay_convergence_ms")),
+            extra.append([r["n"], f(r.get("start_spread_ms")), f(r.get("convergence_poll_max_ms")),
+                          f(r.get("overlay_convergence_ms")),
                           f(g(r, "links", "active_view_mean")), f(g(r, "links", "links_outside_active_view")),
                           f(rep.get("killed")), f(rep.get("overlay_repair_ms")),
                           f(g(rep, "dist_nodedown", "median_ms"), 1),
@@ -274,7 +277,7 @@ def markdown(cluster, sim, png):
                           f(g(r, "idle", "summary", "nodes_with_link_changes"))])
         if extra:
             out += ["### HyParView details", "",
-                    md_table(["N", "start spread ms", "active views alone converge ms", "mean active view",
+                    md_table(["N", "start spread ms", "slowest poll ms", "active views alone converge ms", "mean active view",
                               "Node.list entries outside active view (steady)", "killed",
                               "active views alone repair ms", "dist nodedown median ms",
                               "views refilled ms", "mean links after refill",
