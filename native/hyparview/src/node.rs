@@ -15,6 +15,9 @@
 //!   promotion candidates, but every `promotion_interval` one random suspect
 //!   may be sent a `merge` NEIGHBOR that is accepted even by a full node:
 //!   this is what lets two halves of a healed partition find each other.
+//!   A node whose active view stays short while its low-priority requests
+//!   are refused (its passive peers are all full, e.g. a small island left
+//!   by a massive failure) escalates the same way to a passive peer.
 //! - Losing a neighbour never triggers a JOIN while anything else is known;
 //!   high priority is only used with an empty active view. With no candidate
 //!   left the node draws on a reserve of peers evicted from its passive view,
@@ -38,6 +41,10 @@ const MERGE_ODDS: u32 = 4;
 /// A full node with no suspect to probe probes a random passive peer on one
 /// promotion tick in this many (see `try_merge`).
 const PASSIVE_PROBE_ODDS: u32 = 32;
+/// A node whose active view is not full escalates to a `merge` NEIGHBOR
+/// to a passive peer once this many low-priority promotions were refused
+/// (see `try_merge`).
+const REFUSALS_BEFORE_ESCALATION: u32 = 2;
 /// Remembered removed links (see `Node::dropped`).
 const DROPPED_MEMORY: usize = 32;
 /// The reserve holds this many times `passive_view_size` peers.
@@ -219,6 +226,11 @@ pub struct Node {
     /// (a `ShuffleReply`) arrives.
     join_seed_from: Option<String>,
     merge_quiet_until: Millis,
+    /// Since when the active view has not been full (None while full).
+    short_since: Option<Millis>,
+    /// Low-priority promotions refused since the active view was last full
+    /// or since the last escalation to a merge NEIGHBOR.
+    refusals: u32,
     stats: Stats,
 }
 
@@ -251,6 +263,8 @@ impl Node {
             dropped: VecDeque::new(),
             join_seed_from: None,
             merge_quiet_until: 0,
+            short_since: None,
+            refusals: 0,
             stats: Stats::default(),
         })
     }
@@ -622,6 +636,9 @@ impl Node {
                         self.add_suspect(from.clone());
                     }
                     _ => {
+                        if p.kind == PendingKind::Promote {
+                            self.refusals = self.refusals.saturating_add(1);
+                        }
                         let cool = now.saturating_add(self.config.shuffle_interval);
                         self.insert_passive(from.clone(), cool, &[]);
                     }
@@ -860,6 +877,12 @@ impl Node {
         if !self.active.is_empty() {
             self.rejoin_attempts = 0;
         }
+        if self.active.len() >= self.config.active_view_size {
+            self.short_since = None;
+            self.refusals = 0;
+        } else if self.short_since.is_none() {
+            self.short_since = Some(now);
+        }
         if self.passive.is_empty()
             && self.pending.is_empty()
             && self.active.len() < self.config.active_view_size
@@ -1068,6 +1091,16 @@ impl Node {
     /// probability 1/PASSIVE_PROBE_ODDS: that is what merges two halves that
     /// split without any failure (e.g. through evictions under high latency),
     /// at the cost of one link swap per node every ~16 minutes by default.
+    ///
+    /// A node whose active view has not been full for a whole
+    /// `promotion_interval`, and whose low-priority promotions were refused
+    /// at least REFUSALS_BEFORE_ESCALATION times meanwhile, probes a random
+    /// passive peer instead (half the time when it also has suspects). Its
+    /// passive peers are alive but full: a small island left by a massive
+    /// failure knows only nodes of the big component, which refuse low
+    /// priority for good. In a healthy overlay a short node is usually
+    /// filled by another short one well within that time, so this rarely
+    /// fires there; when it does it moves one missing link elsewhere.
     /// After a merge (either side) the node stays quiet for a while.
     fn try_merge(&mut self, now: Millis) {
         if now < self.merge_quiet_until || self.pending.iter().any(|p| p.kind == PendingKind::Merge)
@@ -1075,7 +1108,17 @@ impl Node {
             return;
         }
         let full = self.active.len() >= self.config.active_view_size;
-        let peer = if !self.suspects.is_empty() && (!full || self.rng.gen_ratio(1, MERGE_ODDS)) {
+        let escalate = !full
+            && !self.passive.is_empty()
+            && self.refusals >= REFUSALS_BEFORE_ESCALATION
+            && self
+                .short_since
+                .is_some_and(|t| now.saturating_sub(t) >= self.config.promotion_interval);
+        let peer = if escalate && (self.suspects.is_empty() || self.rng.gen_bool(0.5)) {
+            self.refusals = 0;
+            let i = self.rng.gen_range(0..self.passive.len());
+            self.passive[i].peer.clone()
+        } else if !self.suspects.is_empty() && (!full || self.rng.gen_ratio(1, MERGE_ODDS)) {
             let i = self.rng.gen_range(0..self.suspects.len());
             self.suspects[i].peer.clone()
         } else if full && !self.passive.is_empty() && self.rng.gen_ratio(1, PASSIVE_PROBE_ODDS) {

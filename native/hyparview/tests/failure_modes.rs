@@ -782,3 +782,113 @@ fn full_node_occasionally_probes_a_passive_peer() {
     // ~1 in 32 ticks: rare enough not to churn, frequent enough to merge.
     assert!((8..=45).contains(&probes), "{probes} probes in 640 ticks");
 }
+
+/// FINDINGS F5: after a massive failure a small island (here two nodes
+/// holding each other) knows only peers of the big component, which are
+/// full and refuse low-priority NEIGHBOR for good. The island keeps asking
+/// (refused candidates are retried, not parked) and, after repeated
+/// refusals, escalates at a low rate to a `merge` NEIGHBOR, which a full
+/// node accepts by evicting a random peer.
+#[test]
+fn island_whose_passive_peers_are_full_escalates_and_merges() {
+    let cfg = Config::default();
+    let mut net = Net::new(cfg.clone());
+    // The big component: six nodes, every active view full.
+    let big: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+    for (i, k) in big.iter().enumerate() {
+        net.add(k, 1, 100 + i as u64);
+    }
+    for k in &big {
+        net.join(k, &[]);
+    }
+    let mut epoch = 1;
+    for (i, x) in big.iter().enumerate() {
+        for y in &big[i + 1..] {
+            let from = net.nodes[x].local().clone();
+            epoch += 1;
+            net.input(
+                y,
+                Input::Message {
+                    from,
+                    message: Message::Neighbor {
+                        high_priority: false,
+                        epoch,
+                        merge: false,
+                    },
+                },
+            );
+        }
+    }
+    for k in &big {
+        assert_eq!(
+            net.nodes[k].active_view().len(),
+            cfg.active_view_size,
+            "{k} full"
+        );
+    }
+    // The island: a and b hold each other, and know only k0.
+    net.add("a", 1, 7);
+    net.add("b", 1, 8);
+    net.join("b", &[]);
+    net.join("a", &["b"]);
+    assert!(net.nodes["a"].is_active("b") && net.nodes["b"].is_active("a"));
+    for (x, y) in [("a", "b"), ("b", "a")] {
+        let from = net.nodes[y].local().clone();
+        net.input(
+            x,
+            Input::Message {
+                from: from.clone(),
+                message: Message::Shuffle {
+                    origin: from,
+                    ttl: 1,
+                    peers: vec![net.nodes["k0"].local().clone()],
+                },
+            },
+        );
+    }
+    assert_eq!(net.components(), 2);
+    let neighbor_to_k0 = |net: &Net, merge: bool| {
+        net.log
+            .iter()
+            .filter(|(n, o)| {
+                (n == "a" || n == "b")
+                    && matches!(o, Output::Send {
+                        to,
+                        message: Message::Neighbor { merge: m, high_priority: false, .. },
+                    } if to.id == "k0" && *m == merge)
+            })
+            .count()
+    };
+    // Refused candidates are retried later, not parked; after repeated
+    // refusals the island escalates and is merged within a few promotion
+    // intervals.
+    net.log.clear();
+    let start = net.now;
+    let deadline = start + 6 * cfg.promotion_interval;
+    while net.components() == 2 && net.now < deadline {
+        net.run_for(1_000);
+    }
+    assert_eq!(net.components(), 1, "island merged");
+    let waited = net.now - start;
+    let retries = neighbor_to_k0(&net, false);
+    assert!(
+        retries >= 2,
+        "{retries} low-priority retries in {waited} ms"
+    );
+    let merges = neighbor_to_k0(&net, true);
+    assert!((1..=4).contains(&merges), "{merges} merge NEIGHBORs");
+    assert!(
+        waited >= cfg.promotion_interval / 2,
+        "no escalation before low priority had a chance: {waited} ms"
+    );
+    net.run_for(60_000);
+    assert_eq!(net.components(), 1);
+    assert!(net.asymmetric().is_empty());
+    for x in ["a", "b"] {
+        let n = &net.nodes[x];
+        assert!(
+            n.active_view().iter().any(|p| p.id.starts_with('k')),
+            "{x} linked to the big component"
+        );
+    }
+}
