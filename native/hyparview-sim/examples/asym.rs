@@ -83,9 +83,9 @@ fn print_small(sim: &hyparview_sim::Sim) {
             let n = &sim.nodes[i as usize];
             let passive = sim.passive_indices(i);
             println!(
-                "  n{i}: active {:?} passive {} (live {}) conns {} pending {}",
+                "  n{i}: active {:?} passive {:?} (live {}) conns {} pending {}",
                 sim.active_indices(i),
-                passive.len(),
+                passive,
                 passive.iter().filter(|&&p| sim.is_alive(p)).count(),
                 sim.connection_count(i),
                 n.node.pending_requests(),

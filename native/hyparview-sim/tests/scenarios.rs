@@ -169,3 +169,81 @@ fn same_seed_same_report() {
     let c = sim("churn --nodes 300 --seed 10 --rounds 4");
     assert_ne!(strip(&a), strip(&c));
 }
+
+/// Live nodes outside the largest component of the live active-view graph
+/// that know a live peer (active or passive): such a node could still
+/// reach the rest, so it must not stay apart.
+fn stranded_with_live_peers(sim: &Sim) -> Vec<u32> {
+    let live = sim.live_nodes();
+    let n = sim.nodes.len();
+    let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for &a in &live {
+        for b in sim.active_indices(a) {
+            if sim.is_alive(b) {
+                adj[a as usize].push(b);
+                adj[b as usize].push(a);
+            }
+        }
+    }
+    let mut comp = vec![usize::MAX; n];
+    let mut sizes = Vec::new();
+    for &s in &live {
+        if comp[s as usize] != usize::MAX {
+            continue;
+        }
+        let id = sizes.len();
+        comp[s as usize] = id;
+        let mut stack = vec![s];
+        let mut size = 0;
+        while let Some(u) = stack.pop() {
+            size += 1;
+            for &v in &adj[u as usize] {
+                if comp[v as usize] == usize::MAX {
+                    comp[v as usize] = id;
+                    stack.push(v);
+                }
+            }
+        }
+        sizes.push(size);
+    }
+    let largest = (0..sizes.len()).max_by_key(|&i| sizes[i]).unwrap_or(0);
+    live.into_iter()
+        .filter(|&i| comp[i as usize] != largest)
+        .filter(|&i| {
+            sim.active_indices(i)
+                .into_iter()
+                .chain(sim.passive_indices(i))
+                .any(|p| sim.is_alive(p))
+        })
+        .collect()
+}
+
+/// FINDINGS.md F5: after a 95 % failure, small islands whose live passive
+/// peers sit in the (full) big component must still merge.
+#[test]
+fn massive_failure_leaves_no_island_that_knows_a_live_peer() {
+    for seed in [1, 2, 4, 6] {
+        let p = parse_args(&[
+            "failure",
+            "--nodes",
+            "1000",
+            "--fail",
+            "0.95",
+            "--seed",
+            &seed.to_string(),
+            "--rounds",
+            "8",
+        ])
+        .expect("valid arguments");
+        let (r, sim) = run_keep(&p);
+        let stranded = stranded_with_live_peers(&sim);
+        assert!(
+            stranded.is_empty(),
+            "seed {seed}: stranded {stranded:?}; {}",
+            describe(&r)
+        );
+        // The rest (isolated, no live peer known) is unrecoverable from
+        // its side; there are only a few.
+        assert!(r.isolated <= 2, "seed {seed}: {}", describe(&r));
+    }
+}
