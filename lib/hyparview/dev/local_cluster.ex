@@ -40,14 +40,15 @@ defmodule HyParView.Dev.LocalCluster do
     active_view_size: 5,
     passive_view_size: 30,
     shuffle_interval: 500,
-    neighbor_timeout: 500,
+    # > connect + handshake + a round trip, as HyParView.Config asks.
+    neighbor_timeout: 1_500,
     rejoin_backoff_min: 200,
     rejoin_backoff_max: 2_000,
     promotion_interval: 2_000,
     heartbeat_interval: 200,
     failure_timeout: 1_500,
-    connect_timeout: 1_000,
-    handshake_timeout: 1_000
+    connect_timeout: 500,
+    handshake_timeout: 500
   ]
 
   @typedoc "A running cluster (the controlling process)."
