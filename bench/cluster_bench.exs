@@ -328,10 +328,13 @@ defmodule Bench do
   # `overlay_ok` (active views alone are symmetric and connected), so a miss
   # can be attributed to the protocol core or to the strategy's dist links.
   defp loop_conv(peers, mode, alive, cfg, st) do
-    t = now()
+    t_begin = now()
     a = analyze(states(peers, mode), mode, alive)
-    # A poll's own duration bounds the time resolution (busy nodes answer late).
-    st = %{st | polls: st.polls + 1, poll_max_ms: max(st.poll_max_ms, now() - t)}
+    # Stamped at the END of the poll: every node had answered by then, so the
+    # times are upper bounds. A poll's duration is its resolution (busy nodes
+    # answer late), hence also recorded.
+    t = now()
+    st = %{st | polls: st.polls + 1, poll_max_ms: max(st.poll_max_ms, t - t_begin)}
 
     osince = if a.overlay_ok, do: st.osince || t, else: nil
 

@@ -248,8 +248,9 @@ def markdown(cluster, sim, png):
                 f"{c['fullmesh_recheck_ms']} ms (what libcluster's Epmd/Gossip strategies amount to).",
                 "- Convergence is timed from the first strategy start (all nodes are started in parallel right after the VMs are up) until every "
                 "`Node.list()` equals the node's active view and the link graph is connected "
-                f"(full mesh: everyone sees everyone), holding for {c['stable_ms']} ms (polled every {c['poll_ms']} ms; "
-                "a poll of busy nodes can itself take seconds, see `convergence_poll_max_ms` in latest.json). "
+                f"(full mesh: everyone sees everyone), holding for {c['stable_ms']} ms (polled every {c['poll_ms']} ms, "
+                "each poll stamped when the last node answered, so times are upper bounds; a poll of busy nodes "
+                "can itself take seconds: see \"slowest poll\"). "
                 "HyParView nodes preload the project's modules and the NIF at boot, as a release in embedded mode does.",
                 f"- Repair: `kill -9` of {int(c['kill_frac']*100)} % of the nodes (seeded random choice); same property on the survivors. "
                 "Detection: kill timestamp vs `peer_down` timestamps (`HyParView.subscribe`; full mesh: `:nodedown`) "
