@@ -1327,18 +1327,28 @@ impl Node {
     }
 
     fn random_active_except(&mut self, except: &[&str]) -> Option<Peer> {
-        let n = self
-            .active
-            .iter()
-            .filter(|a| !except.contains(&a.peer.id.as_str()))
-            .count();
+        // Hashes first: this runs on every forwarded SHUFFLE/FORWARDJOIN,
+        // and comparing ids would read every active peer's id.
+        let mut skip = [(0u64, ""); 2];
+        let mut skip_vec = Vec::new();
+        let except_h: &[(u64, &str)] = if except.len() <= skip.len() {
+            for (slot, id) in skip.iter_mut().zip(except) {
+                *slot = (id_hash(id), id);
+            }
+            &skip[..except.len()]
+        } else {
+            skip_vec.extend(except.iter().map(|id| (id_hash(id), *id)));
+            &skip_vec
+        };
+        let keep = |a: &ActiveEntry| !except_h.iter().any(|&(h, id)| a.h == h && a.peer.id == id);
+        let n = self.active.iter().filter(|a| keep(a)).count();
         if n == 0 {
             return None;
         }
         let k = self.rng.gen_range(0..n);
         self.active
             .iter()
-            .filter(|a| !except.contains(&a.peer.id.as_str()))
+            .filter(|a| keep(a))
             .nth(k)
             .map(|a| a.peer.clone())
     }
