@@ -298,7 +298,8 @@ def markdown(cluster, sim, png):
                 f"{f(sim['events'])} events ({f(sim['events_per_s'], 0)}/s), {f(sim['messages'])} protocol messages "
                 f"({f(sim['messages_per_s'], 0)}/s), {f(sim['virtual_ms'])} ms of virtual time; "
                 f"load average {' '.join(sim.get('loadavg_start', []))} before, {' '.join(sim.get('loadavg', []))} after. "
-                "The simulator is single-threaded: CPU time is the machine-independent figure; wall time "
+                + (f"Built from {sim['git_head']}" + (" plus uncommitted core/simulator edits in the tree" if sim.get("sources_modified") else "") + ". " if sim.get("git_head") else "")
+                + "The simulator is single-threaded: CPU time is the machine-independent figure; wall time "
                 "exceeds it only when other jobs compete for the 2 cores.", ""]
     rows = targets(cluster, sim)
     if rows:

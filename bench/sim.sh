@@ -46,6 +46,11 @@ res = {
     "virtual_ms": rep.get("virtual_ms"),
     "report": rep,
     "loadavg_start": load0,
+    # The build is of the working tree: note the commit and whether the
+    # simulator/core sources had uncommitted edits at the time.
+    "git_head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "sources_modified": bool(subprocess.run(["git", "status", "--porcelain", "native/hyparview", "native/hyparview-sim"],
+                                            capture_output=True, text=True).stdout.strip()),
     "loadavg": open("/proc/loadavg").read().split()[:3],
 }
 with open(out, "w") as f:
