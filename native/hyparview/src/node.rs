@@ -22,6 +22,15 @@
 //!   high priority is only used with an empty active view. With no candidate
 //!   left the node draws on a reserve of peers evicted from its passive view,
 //!   then rejoins through its contacts with exponential backoff and jitter.
+//! - A node that still has neighbours but a short active view and an empty
+//!   passive view (a cold overlay cut by a partition) cannot learn anyone
+//!   new from shuffles with the few peers it holds. After a shuffle period
+//!   it probes its `Join` contacts one at a time with a direct SHUFFLE
+//!   (TTL 1), backing off like a rejoin; the reply and the receiver's own
+//!   integration refill a passive view and normal promotion follows. No
+//!   JOIN is involved, and the probe stops once a passive candidate exists
+//!   or the active view is full. (Suspects are already probed by the merge
+//!   NEIGHBORs.)
 //! - A restarted peer (same id, higher incarnation) replaces every entry of
 //!   its older run; anything from an older run is ignored.
 //! - Bytes from the network are untrusted: TTLs are clamped, peer lists are
@@ -102,6 +111,7 @@ pub(crate) enum TimerKind {
     Shuffle { gen: u64 },
     Promotion { gen: u64 },
     Rejoin { gen: u64 },
+    Probe { gen: u64, token: u64 },
     NeighborTimeout { gen: u64, epoch: u64 },
     JoinTimeout { gen: u64, nonce: u64 },
 }
@@ -118,6 +128,9 @@ pub struct Stats {
     pub rejoins: u64,
     /// Successful merge promotions (suspect re-linked, see `promotion_interval`).
     pub merges: u64,
+    /// Direct SHUFFLEs sent to a contact by a short node with an empty
+    /// passive view (see the module docs).
+    pub probes: u64,
     /// DISCONNECTs sent to repair a link the other end held alone.
     pub asymmetry_repairs: u64,
     /// Inputs ignored as stale (old incarnation, old link epoch).
@@ -196,6 +209,9 @@ pub struct Node {
     config: Config,
     outputs: VecDeque<Output>,
     rng: SmallRng,
+    /// Separate stream for the probes (see `send_probe`): scheduling one
+    /// that never fires leaves every other random choice unchanged.
+    probe_rng: SmallRng,
     active: Vec<ActiveEntry>,
     passive: Vec<PassiveEntry>,
     suspects: Vec<Suspect>,
@@ -212,6 +228,17 @@ pub struct Node {
     left: bool,
     rejoin_scheduled: bool,
     rejoin_attempts: u32,
+    probe_scheduled: bool,
+    /// Names the live probe timer: one scheduled before the need went away
+    /// (even if it came back since) is ignored.
+    probe_token: u64,
+    /// Probe rounds started (each tries every contact not held once);
+    /// drives the probe backoff.
+    probe_rounds: u32,
+    /// Peers left to probe in the current round (popped from the back).
+    probe_queue: Vec<Peer>,
+    /// The peer our last probe SHUFFLE went to, until it answers.
+    probe_from: Option<String>,
     shuffle_sent: Vec<Peer>,
     shuffle_outstanding: bool,
     /// Peers recently evicted from the passive view (most recent at the
@@ -243,6 +270,7 @@ impl Node {
             config,
             outputs: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
+            probe_rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             active: Vec::new(),
             passive: Vec::new(),
             suspects: Vec::new(),
@@ -257,6 +285,11 @@ impl Node {
             left: false,
             rejoin_scheduled: false,
             rejoin_attempts: 0,
+            probe_scheduled: false,
+            probe_token: 0,
+            probe_rounds: 0,
+            probe_queue: Vec::new(),
+            probe_from: None,
             shuffle_sent: Vec::new(),
             shuffle_outstanding: false,
             reserve: VecDeque::new(),
@@ -277,6 +310,14 @@ impl Node {
             Input::Message { from, message } => self.on_message(now, from, message),
             Input::ConnectionLost { peer } => self.on_unreachable(now, peer, false),
             Input::DialFailed { peer } => self.on_unreachable(now, peer, true),
+            Input::Timer(Timer(TimerKind::Probe { gen, token })) => {
+                // A probe timer that sends nothing changes nothing: skipping
+                // `maintain` keeps every other decision exactly as without
+                // the probe mechanism.
+                if !self.on_probe_timer(gen, token) {
+                    return;
+                }
+            }
             Input::Timer(Timer(kind)) => self.on_timer(now, kind),
         }
         if !self.left {
@@ -360,6 +401,7 @@ impl Node {
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.rejoin_scheduled = false;
         self.rejoin_attempts = 0;
+        self.reset_probe();
         self.schedule_shuffle();
         self.schedule_promotion();
         if self.active.is_empty() && self.join.is_none() && !self.contacts.is_empty() {
@@ -383,6 +425,7 @@ impl Node {
         self.join_queue.clear();
         self.shuffle_outstanding = false;
         self.rejoin_scheduled = false;
+        self.reset_probe();
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.joined = false;
         self.left = true;
@@ -724,7 +767,11 @@ impl Node {
     }
 
     fn on_shuffle(&mut self, from: Peer, origin: Peer, ttl: u32, mut peers: Vec<Peer>) {
-        self.check_implied_link(&from);
+        // A direct SHUFFLE with TTL 1 may be a probe (see `send_probe`) from
+        // a node that does not hold us: no link is implied.
+        if !(ttl <= 1 && from.id == origin.id) {
+            self.check_implied_link(&from);
+        }
         let ttl = ttl.min(self.config.shuffle_ttl).saturating_sub(1);
         if origin.id == self.local.id {
             return;
@@ -756,6 +803,14 @@ impl Node {
     }
 
     fn on_shuffle_reply(&mut self, from: &Peer, mut peers: Vec<Peer>) {
+        if self.probe_from.as_deref() == Some(from.id.as_str()) {
+            // Answer to our probe: the contact answered, so it is alive too.
+            self.probe_from = None;
+            peers.truncate(MAX_PEERS_IN_MESSAGE);
+            self.integrate(peers, &[]);
+            self.insert_passive(from.clone(), 0, &[]);
+            return;
+        }
         if self.join_seed_from.as_deref() == Some(from.id.as_str()) {
             // The passive-view seed from the contact that accepted our JOIN.
             self.join_seed_from = None;
@@ -787,6 +842,9 @@ impl Node {
             self.stats.failures_detected += 1;
             self.outputs.push_back(Output::PeerDown(a.peer.clone()));
             self.add_suspect(a.peer);
+            // The neighbourhood shrank: probe promptly if it comes to that.
+            self.probe_rounds = 0;
+            self.probe_queue.clear();
         }
         if let Some(i) = self.pending_index(&peer.id) {
             let p = self.pending.remove(i);
@@ -838,6 +896,9 @@ impl Node {
                     self.stats.rejoins += 1;
                     self.start_join_round(now);
                 }
+            }
+            TimerKind::Probe { gen, token } => {
+                self.on_probe_timer(gen, token);
             }
             TimerKind::NeighborTimeout { gen, epoch } => {
                 if gen != self.timer_gen {
@@ -899,6 +960,130 @@ impl Node {
         {
             self.schedule_rejoin();
         }
+        if self.active.len() >= self.config.active_view_size {
+            self.reset_probe();
+        } else if !self.needs_probe() {
+            // The need must last a whole delay: a passive view refilled
+            // meanwhile cancels the pending probe.
+            self.probe_scheduled = false;
+        } else if !self.probe_scheduled {
+            self.schedule_probe();
+        }
+    }
+
+    /// Returns true when a probe was sent.
+    fn on_probe_timer(&mut self, gen: u64, token: u64) -> bool {
+        if gen != self.timer_gen || self.left || !self.probe_scheduled || token != self.probe_token
+        {
+            return false;
+        }
+        self.probe_scheduled = false;
+        if !self.needs_probe() {
+            return false;
+        }
+        if self.send_probe() {
+            return true;
+        }
+        // Nobody to probe (e.g. a seed without contacts): wait a backoff
+        // step before looking again.
+        self.schedule_probe();
+        false
+    }
+
+    /// Neighbours, but a short active view and nothing to promote: shuffles
+    /// with the few peers held cannot bring anyone new (see module docs).
+    /// Isolation is the rejoin's business.
+    fn needs_probe(&self) -> bool {
+        self.joined
+            && !self.active.is_empty()
+            && self.active.len() < self.config.active_view_size
+            && self.passive.is_empty()
+            && self.pending.is_empty()
+            && self.join.is_none()
+            && self.join_seed_from.is_none()
+    }
+
+    fn reset_probe(&mut self) {
+        self.probe_scheduled = false;
+        self.probe_rounds = 0;
+        self.probe_queue.clear();
+        self.probe_from = None;
+    }
+
+    /// Same backoff as the rejoin, per probe round (within a round the
+    /// candidates are tried one per delay), but never sooner than a shuffle
+    /// period: shuffles and the JOIN seed normally fill the passive view,
+    /// and a node still short after that is really stuck.
+    fn schedule_probe(&mut self) {
+        let b = backoff(
+            &self.config,
+            self.probe_rounds.saturating_sub(1),
+            &mut self.probe_rng,
+        );
+        let i = self.config.shuffle_interval;
+        let s = self
+            .probe_rng
+            .gen_range(i - i / 4..=i.saturating_add(i / 4));
+        self.probe_scheduled = true;
+        self.probe_token = self.probe_token.wrapping_add(1);
+        let (gen, token) = (self.timer_gen, self.probe_token);
+        self.set_timer(b.max(s).max(1), TimerKind::Probe { gen, token });
+    }
+
+    /// Send a direct SHUFFLE (TTL 1, so it is not forwarded) to the next
+    /// contact we do not hold. The receiver integrates us and our active
+    /// sample into its passive view, and its reply refills ours.
+    fn send_probe(&mut self) -> bool {
+        let mut target = None;
+        for _ in 0..2 {
+            while let Some(p) = self.probe_queue.pop() {
+                if p.id != self.local.id && !self.is_active(&p.id) {
+                    target = Some(p);
+                    break;
+                }
+            }
+            if target.is_some() {
+                break;
+            }
+            // Round exhausted: start the next one, a backoff step later.
+            self.probe_rounds = self.probe_rounds.saturating_add(1);
+            let mut queue: Vec<Peer> = Vec::new();
+            for p in self.contacts.iter() {
+                if !self.is_active(&p.id) && !queue.iter().any(|q| q.id == p.id) {
+                    queue.push(p.clone());
+                }
+            }
+            if queue.is_empty() {
+                return false;
+            }
+            for i in (1..queue.len()).rev() {
+                let j = self.probe_rng.gen_range(0..=i);
+                queue.swap(i, j);
+            }
+            self.probe_queue = queue;
+        }
+        let Some(target) = target else {
+            return false;
+        };
+        let ka = self.config.shuffle_active_count;
+        let idx = rand::seq::index::sample(
+            &mut self.probe_rng,
+            self.active.len(),
+            ka.min(self.active.len()),
+        );
+        let mut sample: Vec<Peer> = idx.iter().map(|i| self.active[i].peer.clone()).collect();
+        sample.push(self.local.clone());
+        self.probe_from = Some(target.id.clone());
+        self.stats.probes += 1;
+        self.send(
+            target,
+            Message::Shuffle {
+                origin: self.local.clone(),
+                ttl: 1,
+                peers: sample,
+            },
+        );
+        true
     }
 
     fn fill_active(&mut self, now: Millis) {
@@ -1010,18 +1195,7 @@ impl Node {
     }
 
     fn schedule_rejoin(&mut self) {
-        let min = self.config.rejoin_backoff_min;
-        let max = self.config.rejoin_backoff_max;
-        let mut d = min;
-        for _ in 0..self.rejoin_attempts.min(64) {
-            d = d.saturating_mul(2);
-            if d >= max {
-                break;
-            }
-        }
-        let d = d.min(max);
-        // Jitter in [d/2, d] so isolated nodes do not retry in lockstep.
-        let after = self.rng.gen_range(d / 2..=d).max(1);
+        let after = backoff(&self.config, self.rejoin_attempts, &mut self.rng);
         self.rejoin_attempts = self.rejoin_attempts.saturating_add(1);
         self.rejoin_scheduled = true;
         let gen = self.timer_gen;
@@ -1483,4 +1657,21 @@ impl Node {
             timer: Timer(kind),
         });
     }
+}
+
+/// `rejoin_backoff_min` doubled `attempts` times, capped at
+/// `rejoin_backoff_max`, with jitter in [d/2, d] so nodes do not retry in
+/// lockstep.
+fn backoff(config: &Config, attempts: u32, rng: &mut SmallRng) -> Millis {
+    let min = config.rejoin_backoff_min;
+    let max = config.rejoin_backoff_max;
+    let mut d = min;
+    for _ in 0..attempts.min(64) {
+        d = d.saturating_mul(2);
+        if d >= max {
+            break;
+        }
+    }
+    let d = d.min(max);
+    rng.gen_range(d / 2..=d).max(1)
 }
