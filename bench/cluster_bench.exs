@@ -840,6 +840,7 @@ defmodule Bench do
       rustc: cmd_version("rustc"),
       cargo: cmd_version("cargo"),
       nif_build: nif_build(),
+      git: git_state(),
       loadavg: load_avg()
     }
   end
@@ -858,6 +859,33 @@ defmodule Bench do
       Path.wildcard(Path.join(to_string(:code.lib_dir(:libcluster_hyparview)), "priv/native/*"))
 
     %{files: so, mix_env: to_string(Mix.env())}
+  rescue
+    _ -> nil
+  end
+
+  # The build is of the working tree (shared with other engineers): record the
+  # commit and which code paths had uncommitted edits.
+  defp git_state do
+    head = cmd_out("git", ["rev-parse", "--short", "HEAD"])
+
+    dirty =
+      cmd_out("git", [
+        "status",
+        "--porcelain",
+        "lib",
+        "native",
+        "mix.exs",
+        "test/libcluster_standin"
+      ])
+
+    %{head: head, uncommitted: if(dirty, do: String.split(dirty, "\n", trim: true), else: [])}
+  end
+
+  defp cmd_out(c, args) do
+    case System.cmd(c, args, stderr_to_stdout: true) do
+      {out, 0} -> String.trim(out)
+      _ -> nil
+    end
   rescue
     _ -> nil
   end

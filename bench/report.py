@@ -237,7 +237,10 @@ def markdown(cluster, sim, png):
                 f"- OTP {m['otp']} (erts {m['erts']}), Elixir {m['elixir']}, {m['rustc']}",
                 f"- NIF: release build (`cargo build --release` via the project's Mix compiler), "
                 f"MIX_ENV={g(m, 'nif_build', 'mix_env')}",
-                f"- load average at start {m['loadavg']}, at end {m.get('loadavg_end')} "
+                (f"- code: commit {g(m, 'git', 'head')}"
+                 + (f" plus uncommitted edits in {', '.join(x.split()[-1] for x in g(m, 'git', 'uncommitted'))}"
+                    if g(m, "git", "uncommitted") else "") + "\n" if g(m, "git", "head") else "")
+                + f"- load average at start {m['loadavg']}, at end {m.get('loadavg_end')} "
                 "(the machine is shared; compare ratios within this run, not absolute numbers across runs)", ""]
         c = cluster["config"]
         out += ["## Setup", "",
