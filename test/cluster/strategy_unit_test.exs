@@ -91,6 +91,31 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     end
   end
 
+  describe "bad config" do
+    test "raises ArgumentError naming the key, in the caller, before anything starts" do
+      local = Peer.new(node(), {{127, 0, 0, 1}, 0})
+
+      cases = [
+        {[local_peer: local, hyparview_config: [active_view_size: -1]], "active_view_size"},
+        {[local_peer: local, hyparview_config: [no_such_key: 1]], "no_such_key"},
+        {[local_peer: local, contacts: [:"a@127.0.0.1"]], "contacts"},
+        {[local_peer: local, contacts: :nope], "contacts"},
+        {[local_peer: local, transport: :udp], "transport"}
+      ]
+
+      for {config, key} <- cases do
+        error =
+          assert_raise ArgumentError, fn ->
+            Strategy.start_link([%State{topology: :unit, config: config}])
+          end
+
+        assert Exception.message(error) =~ key
+      end
+
+      assert Process.alive?(self())
+    end
+  end
+
   describe "events" do
     test "peer_up connects the peer id; peer_down disconnects it" do
       agent = Net.start()

@@ -94,16 +94,60 @@ defmodule Cluster.Strategy.HyParView do
 
   Returns `{:error, reason}` (logging why) when the node is not distributed,
   `local_peer` is missing or its id is not `node()`, or the HyParView server
-  cannot start. Like `HyParView.start_link/1`, a failed start sends no exit
-  signal to the caller.
+  cannot start (for example `{:listen_failed, :eaddrinuse}`). An invalid
+  `hyparview_config`, `contacts`, `transport`, `secret` or
+  `advertise_address` raises `ArgumentError` naming the key. Like
+  `HyParView.start_link/1`, a failed start sends no exit signal to the caller.
   """
   @impl Cluster.Strategy
   @spec start_link([State.t()]) :: GenServer.on_start()
   def start_link([%State{} = state]) do
+    validate_config!(state.config || [])
+
     case GenServer.start(__MODULE__, {self(), state}) do
+      # Bad configuration is a programming error: raise it in the caller (the
+      # supervisor's report then shows the ArgumentError naming the key).
+      {:error, {:shutdown, {:invalid_config, message}}} -> raise ArgumentError, message
       {:error, {:shutdown, reason}} -> {:error, reason}
       other -> other
     end
+  end
+
+  # Checked in the caller, before anything starts, so a typo fails loudly even
+  # on a node that would otherwise be refused for another reason.
+  defp validate_config!(config) when is_list(config) do
+    _ = HyParView.Config.new(Keyword.get(config, :hyparview_config, []))
+
+    case Keyword.get(config, :contacts, []) do
+      contacts when is_list(contacts) ->
+        Enum.each(contacts, fn
+          %Peer{id: id, address: address} ->
+            Peer.new(id, address)
+
+          other ->
+            raise ArgumentError,
+                  "invalid HyParView config contacts: #{inspect(other)} is not a %HyParView.Peer{}"
+        end)
+
+      other ->
+        raise ArgumentError,
+              "invalid HyParView config contacts: expected a list, got #{inspect(other)}"
+    end
+
+    case Keyword.get(config, :transport, HyParView.Transport.TCP) do
+      HyParView.Transport.TCP ->
+        :ok
+
+      other ->
+        raise ArgumentError,
+              "invalid HyParView config transport: #{inspect(other)} " <>
+                "(the only transport is HyParView.Transport.TCP)"
+    end
+  end
+
+  defp validate_config!(other) do
+    raise ArgumentError,
+          "invalid HyParView config: expected a keyword list, got #{inspect(other)}"
   end
 
   @doc """
