@@ -89,6 +89,41 @@ defmodule HyParView.Server do
     :throw, {:start_error, reason} -> {:error, reason}
   end
 
+  # The client API is also reachable here (as in the `hyparview` package,
+  # where code calls `HyParView.Server.subscribe/3` and friends).
+
+  @doc "See `HyParView.subscribe/3`."
+  @spec subscribe(GenServer.server(), pid | keyword, keyword) :: :ok
+  defdelegate subscribe(server, pid_or_opts \\ self(), opts \\ []), to: HyParView
+
+  @doc "See `HyParView.unsubscribe/2`."
+  @spec unsubscribe(GenServer.server(), pid) :: :ok
+  defdelegate unsubscribe(server, pid \\ self()), to: HyParView
+
+  @doc "See `HyParView.active_view/1`."
+  @spec active_view(GenServer.server()) :: [Peer.t()]
+  defdelegate active_view(server), to: HyParView
+
+  @doc "See `HyParView.passive_view/1`."
+  @spec passive_view(GenServer.server()) :: [Peer.t()]
+  defdelegate passive_view(server), to: HyParView
+
+  @doc "See `HyParView.local_peer/1`."
+  @spec local_peer(GenServer.server()) :: Peer.t()
+  defdelegate local_peer(server), to: HyParView
+
+  @doc "See `HyParView.info/1`."
+  @spec info(GenServer.server()) :: map
+  defdelegate info(server), to: HyParView
+
+  @doc "See `HyParView.leave/1`."
+  @spec leave(GenServer.server()) :: :ok
+  defdelegate leave(server), to: HyParView
+
+  @doc "See `HyParView.stop/1`."
+  @spec stop(GenServer.server()) :: :ok
+  defdelegate stop(server), to: HyParView
+
   @doc """
   Child specification; the id is the `:name` option when given.
   """

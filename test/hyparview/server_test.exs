@@ -34,6 +34,22 @@ defmodule HyParView.ServerTest do
     assert info.subscribers == 1
   end
 
+  test "the client API is also reachable through HyParView.Server" do
+    a = start_server(:"srv_a@127.0.0.1")
+    b = join(:"srv_b@127.0.0.1", a)
+    eventually(fn -> length(HyParView.Server.active_view(a)) == 1 end, 5_000, "no link")
+
+    :ok = HyParView.Server.subscribe(a, self(), replay: true)
+    assert_receive {:hyparview, {:peer_up, %Peer{id: :"srv_b@127.0.0.1"}}}, 1_000
+    assert HyParView.Server.active_view(b) == HyParView.active_view(b)
+    assert HyParView.Server.passive_view(a) == HyParView.passive_view(a)
+    assert HyParView.Server.local_peer(a) == HyParView.local_peer(a)
+    assert %{counters: _} = HyParView.Server.info(a)
+    :ok = HyParView.Server.unsubscribe(a, self())
+    assert :ok = HyParView.Server.stop(b)
+    refute_receive {:hyparview, _}, 300
+  end
+
   test "replay: true delivers the current active view first" do
     a = start_server(:"rp_a@127.0.0.1")
     b = join(:"rp_b@127.0.0.1", a)
