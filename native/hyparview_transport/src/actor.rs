@@ -101,6 +101,9 @@ struct Conn {
 struct Dial {
     queue: Vec<Message>,
     close_after: bool,
+    /// No dial started: the messages wait for the replacement of a
+    /// superseded connection (see `Actor::awaiting`).
+    parked: bool,
 }
 
 enum Wake {
@@ -141,6 +144,10 @@ pub(crate) struct Actor {
     rejected_ips: HashSet<IpAddr>,
     /// Active peers already reported lost for lack of a connection.
     orphans: HashSet<String>,
+    /// Active peers whose current connection the peer superseded: the
+    /// connection it kept is still in our handshake. Not reported lost
+    /// before the deadline; dialed at the deadline if anything waits.
+    awaiting: HashMap<String, (Peer, Instant)>,
     logged: HashSet<(IpAddr, &'static str)>,
     stop: Option<bool>,
 }
@@ -185,6 +192,7 @@ impl Actor {
             snapshot: init.snapshot,
             rejected_ips: HashSet::new(),
             orphans: HashSet::new(),
+            awaiting: HashMap::new(),
             logged: HashSet::new(),
             stop: None,
         }
@@ -268,6 +276,9 @@ impl Actor {
         }
         if let Some(t) = self.accept_paused_until {
             d = d.min(t);
+        }
+        for (_, t) in self.awaiting.values() {
+            d = d.min(*t);
         }
         d
     }
@@ -353,6 +364,18 @@ impl Actor {
             d.close_after = false;
             return;
         }
+        if self.awaiting.contains_key(&to.id) {
+            // Its replacement connection is on the way: no extra dial.
+            self.dialing.insert(
+                to.id.clone(),
+                Dial {
+                    queue: vec![message],
+                    close_after: false,
+                    parked: true,
+                },
+            );
+            return;
+        }
         if !wire::valid_advertised(&to.addr) {
             self.inbox.push_back(Input::DialFailed { peer: to });
             return;
@@ -362,6 +385,7 @@ impl Actor {
             Dial {
                 queue: vec![message],
                 close_after: false,
+                parked: false,
             },
         );
         self.start_dial(to);
@@ -576,6 +600,20 @@ impl Actor {
                 }
             }
             Frame::Pong => {}
+            Frame::Superseded => {
+                let peer = c.peer.clone();
+                if self.by_peer.get(&peer.id) == Some(&cid) {
+                    // The peer keeps another connection to us whose handshake
+                    // we have not finished: retire this one quietly and give
+                    // the replacement until the deadline.
+                    self.close_gracefully(cid);
+                    if self.node.is_active(&peer.id) {
+                        let deadline =
+                            now + ms(self.cfg.connect_timeout) + ms(self.cfg.handshake_timeout);
+                        self.awaiting.insert(peer.id.clone(), (peer, deadline));
+                    }
+                }
+            }
             Frame::Hello(_) | Frame::Auth { .. } => {
                 self.counters.frames_rejected += 1;
                 let ip = c.remote.ip();
@@ -627,6 +665,15 @@ impl Actor {
             },
         );
         self.orphans.remove(&peer.id);
+        self.awaiting.remove(&peer.id);
+        self.choose_current(cid, &peer, dialed);
+        if self.dialing.get(&peer.id).is_some_and(|d| d.parked) {
+            // Messages held for the replacement of a superseded connection.
+            self.flush_dial(&peer.id);
+        }
+    }
+
+    fn choose_current(&mut self, cid: ConnId, peer: &Peer, dialed: bool) {
         let Some(&old) = self.by_peer.get(&peer.id) else {
             self.by_peer.insert(peer.id.clone(), cid);
             return;
@@ -647,7 +694,7 @@ impl Actor {
             true
         };
         if !new_wins {
-            self.close_gracefully(cid);
+            self.retire_duplicate(cid);
             return;
         }
         self.by_peer.insert(peer.id.clone(), cid);
@@ -655,7 +702,15 @@ impl Actor {
             // The old process is gone: drop its connection outright.
             self.hard_close(old);
         } else {
-            self.close_gracefully(old);
+            self.retire_duplicate(old);
+        }
+    }
+
+    /// Closes a duplicate (not current) connection, telling the other end
+    /// first so that it does not take the close for a failure.
+    fn retire_duplicate(&mut self, cid: ConnId) {
+        if self.enqueue(cid, &Frame::Superseded) {
+            self.close_gracefully(cid);
         }
     }
 
@@ -674,6 +729,7 @@ impl Actor {
             .filter(|p| {
                 !self.by_peer.contains_key(&p.id)
                     && !self.dialing.contains_key(&p.id)
+                    && !self.awaiting.contains_key(&p.id)
                     && !self.orphans.contains(&p.id)
             })
             .cloned()
@@ -754,6 +810,23 @@ impl Actor {
         let now = Instant::now();
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
+        }
+        let expired: Vec<Peer> = self
+            .awaiting
+            .values()
+            .filter(|(_, t)| *t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in expired {
+            // No replacement came: dial for what waits, else `check_orphans`
+            // reports the link lost.
+            self.awaiting.remove(&peer.id);
+            if let Some(d) = self.dialing.get_mut(&peer.id) {
+                if d.parked {
+                    d.parked = false;
+                    self.start_dial(peer);
+                }
+            }
         }
         while let Some(Reverse((t, seq))) = self.timers.peek().copied() {
             if t > now || self.stop.is_some() {

@@ -35,10 +35,18 @@ pub struct Hello {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
     Hello(Hello),
-    Auth { mac: [u8; 32] },
+    Auth {
+        mac: [u8; 32],
+    },
     Msg(Message),
     Ping,
     Pong,
+    /// Sent on a duplicate connection just before we close it gracefully:
+    /// we keep another connection to the sender (see the replacement rule in
+    /// the actor), so its close is no link failure. Without it the other end
+    /// may see the close before its own handshake of the kept connection
+    /// completes and report the peer lost (a spurious PeerDown).
+    Superseded,
 }
 
 /// Why a handshake was refused; the names are the NIF atoms.
