@@ -309,6 +309,8 @@ defmodule HyParView.Server do
   def init({caller, nif_opts, state}) do
     # Trap exits so a supervisor's shutdown runs terminate/2 (which frees the port).
     Process.flag(:trap_exit, true)
+    # Load :telemetry now (if present) so telemetry/2 can use the cheap check.
+    _ = Code.ensure_loaded?(:telemetry)
 
     case Native.start(self(), nif_opts) do
       {:ok, resource} ->
@@ -506,8 +508,12 @@ defmodule HyParView.Server do
   defp format_address({ip, port}) when is_tuple(ip), do: "#{:inet.ntoa(ip)}:#{port}"
   defp format_address(other), do: inspect(other)
 
+  # `function_exported?/3` is a cheap BIF; `Code.ensure_loaded?/1` goes through
+  # the code server, which searches the whole code path when :telemetry is
+  # absent and stalled this process for seconds on a busy VM. init/1 loads
+  # :telemetry once if it is there.
   defp telemetry(event, metadata) do
-    if Code.ensure_loaded?(:telemetry) do
+    if function_exported?(:telemetry, :execute, 3) do
       apply(:telemetry, :execute, [event, %{count: 1}, metadata])
     end
 

@@ -179,8 +179,11 @@ defmodule Cluster.Strategy do
 
   # The real libcluster depends on :telemetry; the stand-in has no deps, so it
   # only emits when the application happens to be present.
+  # Code.ensure_loaded?/1 of an absent module asks the code server, which
+  # searches the whole code path: too slow for every connect, so the first
+  # answer is kept.
   defp emit(event, started, metadata) do
-    if Code.ensure_loaded?(:telemetry) do
+    if telemetry?() do
       apply(:telemetry, :execute, [
         event,
         %{duration: System.monotonic_time() - started},
@@ -189,5 +192,19 @@ defmodule Cluster.Strategy do
     end
 
     :ok
+  end
+
+  defp telemetry? do
+    key = {__MODULE__, :telemetry?}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        available = Code.ensure_loaded?(:telemetry)
+        :persistent_term.put(key, available)
+        available
+
+      available ->
+        available
+    end
   end
 end
