@@ -431,17 +431,29 @@ impl Node {
         self.left = true;
     }
 
+    /// Failure mode 6: a peer seen with an older incarnation than we know is
+    /// stale (counted, to be ignored); a newer one replaces every entry of the
+    /// old run first. Returns whether the caller may go on.
+    fn admit_incarnation(&mut self, peer: &Peer) -> bool {
+        match self.freshness(peer) {
+            Freshness::Older => {
+                self.stats.stale_ignored += 1;
+                false
+            }
+            Freshness::Newer => {
+                self.purge_old_incarnation(peer);
+                true
+            }
+            Freshness::Same | Freshness::Unknown => true,
+        }
+    }
+
     fn on_message(&mut self, now: Millis, from: Peer, message: Message) {
         if from.id == self.local.id {
             return;
         }
-        match self.freshness(&from) {
-            Freshness::Older => {
-                self.stats.stale_ignored += 1;
-                return;
-            }
-            Freshness::Newer => self.purge_old_incarnation(&from),
-            Freshness::Same | Freshness::Unknown => {}
+        if !self.admit_incarnation(&from) {
+            return;
         }
         // A direct message proves the sender is alive.
         if let Some(i) = self.suspect_index(&from.id) {
@@ -552,13 +564,8 @@ impl Node {
         if joiner.id == self.local.id {
             return;
         }
-        match self.freshness(&joiner) {
-            Freshness::Older => {
-                self.stats.stale_ignored += 1;
-                return;
-            }
-            Freshness::Newer => self.purge_old_incarnation(&joiner),
-            _ => {}
+        if !self.admit_incarnation(&joiner) {
+            return;
         }
         if self.is_active(&joiner.id) || self.pending_index(&joiner.id).is_some() {
             return;
@@ -783,13 +790,8 @@ impl Node {
                 return;
             }
         }
-        match self.freshness(&origin) {
-            Freshness::Older => {
-                self.stats.stale_ignored += 1;
-                return;
-            }
-            Freshness::Newer => self.purge_old_incarnation(&origin),
-            _ => {}
+        if !self.admit_incarnation(&origin) {
+            return;
         }
         let reply = self.sample_passive(peers.len());
         self.send(
