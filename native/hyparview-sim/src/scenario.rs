@@ -232,7 +232,7 @@ pub fn isolated_detail(sim: &Sim, limit: usize) -> Vec<IsolatedDetail> {
             let n = &sim.nodes[i as usize];
             let passive = sim.passive_indices(i);
             IsolatedDetail {
-                id: n.peer.id.clone(),
+                id: n.peer.id.to_string(),
                 passive: passive.len(),
                 passive_live: passive.iter().filter(|&&p| sim.is_alive(p)).count(),
                 known_by: live

@@ -16,7 +16,7 @@ pub mod peer;
 pub use config::{Config, ConfigError};
 pub use message::Message;
 pub use node::{Input, Node, Output, Stats, Timer};
-pub use peer::Peer;
+pub use peer::{Peer, PeerId};
 
 /// Milliseconds on the driver's monotonic clock (virtual time in the simulator).
 pub type Millis = u64;

@@ -37,7 +37,7 @@
 //!   truncated, self and stale incarnations are ignored, per-peer state is
 //!   bounded, and nothing indexes out of bounds.
 
-use crate::{Config, ConfigError, Message, Millis, Peer};
+use crate::{Config, ConfigError, Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
@@ -238,7 +238,7 @@ pub struct Node {
     /// Peers left to probe in the current round (popped from the back).
     probe_queue: Vec<Peer>,
     /// The peer our last probe SHUFFLE went to, until it answers.
-    probe_from: Option<String>,
+    probe_from: Option<PeerId>,
     shuffle_sent: Vec<Peer>,
     shuffle_outstanding: bool,
     /// Peers recently evicted from the passive view (most recent at the
@@ -251,7 +251,7 @@ pub struct Node {
     dropped: VecDeque<(u64, u64, u64)>,
     /// The contact that accepted our JOIN, until its passive-view seed
     /// (a `ShuffleReply`) arrives.
-    join_seed_from: Option<String>,
+    join_seed_from: Option<PeerId>,
     merge_quiet_until: Millis,
     /// Since when the active view has not been full (None while full).
     short_since: Option<Millis>,

@@ -1,5 +1,152 @@
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// A node id: an immutable name shared by every copy, with its hash computed
+/// once. Cloning is a reference-count increment, and comparing two copies of
+/// the same id is a pointer compare; different ids almost always differ in
+/// their hash, so the name itself is compared only on a hash match. This is
+/// what keeps id strings off the hot path (views, messages, timers) while
+/// the wire still carries names.
+#[derive(Clone)]
+pub struct PeerId(Arc<IdInner>);
+
+struct IdInner {
+    hash: u64,
+    name: Box<str>,
+}
+
+impl PeerId {
+    pub fn new(name: &str) -> PeerId {
+        PeerId(Arc::new(IdInner {
+            hash: fnv1a(name),
+            name: name.into(),
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The id's 64-bit FNV-1a hash (stable across runs and machines).
+    pub fn hash64(&self) -> u64 {
+        self.0.hash
+    }
+}
+
+/// FNV-1a: cheap, stable, and good enough to tell node names apart.
+fn fnv1a(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Deref for PeerId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for PeerId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for PeerId {
+    fn eq(&self, other: &PeerId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.name == other.0.name)
+    }
+}
+
+impl Eq for PeerId {}
+
+impl Hash for PeerId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl PartialOrd for PeerId {
+    fn partial_cmp(&self, other: &PeerId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PeerId {
+    fn cmp(&self, other: &PeerId) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialEq<str> for PeerId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PeerId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for PeerId {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for PeerId {
+    fn from(s: &str) -> PeerId {
+        PeerId::new(s)
+    }
+}
+
+impl From<&String> for PeerId {
+    fn from(s: &String) -> PeerId {
+        PeerId::new(s)
+    }
+}
+
+impl From<String> for PeerId {
+    fn from(s: String) -> PeerId {
+        PeerId::new(&s)
+    }
+}
+
+impl Serialize for PeerId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PeerId, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(PeerId::new(&s))
+    }
+}
 
 /// A HyParView participant.
 ///
@@ -11,13 +158,13 @@ use std::net::SocketAddr;
 /// replaces a lower one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Peer {
-    pub id: String,
+    pub id: PeerId,
     pub addr: SocketAddr,
     pub incarnation: u64,
 }
 
 impl Peer {
-    pub fn new(id: impl Into<String>, addr: SocketAddr, incarnation: u64) -> Self {
+    pub fn new(id: impl Into<PeerId>, addr: SocketAddr, incarnation: u64) -> Self {
         Peer {
             id: id.into(),
             addr,
@@ -28,5 +175,32 @@ impl Peer {
     /// True when both describe the same node id (any incarnation).
     pub fn same_node(&self, other: &Peer) -> bool {
         self.id == other.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_compare_by_name_and_share_storage() {
+        let a = PeerId::new("a@h");
+        let b = PeerId::from("a@h".to_string());
+        assert_eq!(a, b);
+        assert_eq!(a.hash64(), b.hash64());
+        assert_ne!(a, PeerId::new("b@h"));
+        assert!(a == "a@h");
+        let c = a.clone();
+        assert!(Arc::ptr_eq(&a.0, &c.0));
+        assert!(PeerId::new("a") < PeerId::new("b"));
+    }
+
+    #[test]
+    fn serializes_as_a_plain_string() {
+        let id = PeerId::new("n1@sim");
+        let bytes = postcard::to_stdvec(&id).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec("n1@sim").unwrap());
+        let back: PeerId = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, id);
     }
 }

@@ -44,8 +44,8 @@ fn side_components(net: &Net, side: &[String]) -> usize {
         let mut stack = vec![s.clone()];
         while let Some(x) = stack.pop() {
             for p in net.nodes[&x].active_view() {
-                if side.contains(&p.id) && seen.insert(p.id.clone()) {
-                    stack.push(p.id.clone());
+                if side.iter().any(|s| p.id == *s) && seen.insert(p.id.to_string()) {
+                    stack.push(p.id.to_string());
                 }
             }
         }
@@ -56,7 +56,7 @@ fn side_components(net: &Net, side: &[String]) -> usize {
 fn dump(net: &Net) -> String {
     let mut s = String::new();
     for (id, n) in &net.nodes {
-        let ids = |v: Vec<&hyparview::Peer>| v.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+        let ids = |v: Vec<&hyparview::Peer>| v.iter().map(|p| p.id.to_string()).collect::<Vec<_>>();
         s += &format!(
             "{id}: active {:?} passive {:?} suspects {:?}\n",
             ids(n.active_view()),

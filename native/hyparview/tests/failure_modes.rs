@@ -198,7 +198,7 @@ fn one_sided_link_is_detected_and_repaired() {
     let mut net = Net::cluster(Config::default(), 20, 7);
     net.run_for(30_000);
     let a = "n3".to_string();
-    let b = net.nodes[&a].active_view()[0].id.clone();
+    let b = net.nodes[&a].active_view()[0].id.to_string();
     // Only a notices the loss: b still holds a.
     let pb = net.nodes[&b].local().clone();
     net.input(&a, Input::ConnectionLost { peer: pb });
@@ -254,16 +254,16 @@ fn peer_up_only_when_both_ends_hold_each_other() {
             }
             match o {
                 Output::PeerUp(p) => {
-                    assert!(up.insert(p.id.clone()), "double PeerUp {a}->{}", p.id)
+                    assert!(up.insert(p.id.to_string()), "double PeerUp {a}->{}", p.id)
                 }
-                Output::PeerDown(p) => assert!(up.remove(&p.id), "PeerDown without PeerUp"),
+                Output::PeerDown(p) => assert!(up.remove(p.id.as_str()), "PeerDown without PeerUp"),
                 _ => {}
             }
         }
         let held: std::collections::BTreeSet<String> = net.nodes[&a]
             .active_view()
             .iter()
-            .map(|p| p.id.clone())
+            .map(|p| p.id.to_string())
             .collect();
         assert_eq!(up, held, "events match the active view of {a}");
     }
@@ -415,7 +415,7 @@ fn just_disconnected_peer_is_not_the_first_candidate() {
                 Output::Send {
                     to,
                     message: Message::Neighbor { .. },
-                } => Some(to.id),
+                } => Some(to.id.to_string()),
                 _ => None,
             })
             .collect();
@@ -451,7 +451,7 @@ fn tick_until_merge(n: &mut Node, mut t: Timer, now: &mut u64) -> (String, u64, 
                         epoch,
                         high_priority: false,
                     },
-            } => Some((to.id.clone(), *epoch)),
+            } => Some((to.id.to_string(), *epoch)),
             _ => None,
         });
         if let Some((to, epoch)) = probe {

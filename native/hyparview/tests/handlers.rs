@@ -52,7 +52,7 @@ fn with_passive(n: &mut Node, ids: &[&str]) {
 fn sent(outs: &[Output]) -> Vec<(String, Message)> {
     outs.iter()
         .filter_map(|o| match o {
-            Output::Send { to, message } => Some((to.id.clone(), message.clone())),
+            Output::Send { to, message } => Some((to.id.to_string(), message.clone())),
             _ => None,
         })
         .collect()
@@ -72,7 +72,7 @@ fn timers(outs: &[Output], kind: &str) -> Vec<(u64, Timer)> {
 fn ups(outs: &[Output]) -> Vec<String> {
     outs.iter()
         .filter_map(|o| match o {
-            Output::PeerUp(p) => Some(p.id.clone()),
+            Output::PeerUp(p) => Some(p.id.to_string()),
             _ => None,
         })
         .collect()
@@ -81,7 +81,7 @@ fn ups(outs: &[Output]) -> Vec<String> {
 fn downs(outs: &[Output]) -> Vec<String> {
     outs.iter()
         .filter_map(|o| match o {
-            Output::PeerDown(p) => Some(p.id.clone()),
+            Output::PeerDown(p) => Some(p.id.to_string()),
             _ => None,
         })
         .collect()
@@ -548,7 +548,7 @@ fn shuffle_timer_starts_shuffle_and_reply_evicts_sent_entries_first() {
     let sent_passive: Vec<String> = peers
         .iter()
         .filter(|p| p.id.starts_with('f'))
-        .map(|p| p.id.clone())
+        .map(|p| p.id.to_string())
         .collect();
     let fresh: Vec<Peer> = (0..4).map(|i| peer(&format!("new{i}"))).collect();
     n.handle(

@@ -9,7 +9,7 @@ use crate::wire::{self, Frame, Identity, ReadError, RejectReason, Role};
 use crate::{
     ms, Command, Counters, Event, EventSink, LogLevel, Snapshot, SnapshotCell, TransportConfig,
 };
-use hyparview::{Input, Message, Node, Output, Peer, Timer};
+use hyparview::{Input, Message, Node, Output, Peer, PeerId, Timer};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -125,8 +125,8 @@ pub(crate) struct Actor {
     accept_paused_until: Option<Instant>,
     unauthenticated: usize,
     conns: HashMap<ConnId, Conn>,
-    by_peer: HashMap<String, ConnId>,
-    dialing: HashMap<String, Dial>,
+    by_peer: HashMap<PeerId, ConnId>,
+    dialing: HashMap<PeerId, Dial>,
     next_conn: ConnId,
     tasks: JoinSet<()>,
     net_tx: mpsc::Sender<NetEvent>,
@@ -143,11 +143,11 @@ pub(crate) struct Actor {
     snapshot: SnapshotCell,
     rejected_ips: HashSet<IpAddr>,
     /// Active peers already reported lost for lack of a connection.
-    orphans: HashSet<String>,
+    orphans: HashSet<PeerId>,
     /// Active peers whose current connection the peer superseded: the
     /// connection it kept is still in our handshake. Not reported lost
     /// before the deadline; dialed at the deadline if anything waits.
-    awaiting: HashMap<String, (Peer, Instant)>,
+    awaiting: HashMap<PeerId, (Peer, Instant)>,
     logged: HashSet<(IpAddr, &'static str)>,
     stop: Option<bool>,
 }
@@ -157,7 +157,7 @@ impl Actor {
         let (net_tx, net_rx) = mpsc::channel(NET_CHANNEL);
         let now = Instant::now();
         let identity = Arc::new(Identity {
-            id: init.local.id.clone(),
+            id: init.local.id.to_string(),
             addr: init.local.addr,
             incarnation: init.local.incarnation,
             secret: init.secret,
@@ -744,7 +744,7 @@ impl Actor {
 
     /// Sends what was queued while dialing `id` on whatever connection is now
     /// current for it.
-    fn flush_dial(&mut self, id: &str) {
+    fn flush_dial(&mut self, id: &PeerId) {
         let Some(d) = self.dialing.remove(id) else {
             return;
         };

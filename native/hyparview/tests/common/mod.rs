@@ -37,7 +37,11 @@ pub fn check_invariants(node: &Node) {
     let mut ids = BTreeSet::new();
     for p in active.iter().chain(passive.iter()) {
         assert_ne!(&p.id, me, "self in a view");
-        assert!(ids.insert(p.id.clone()), "duplicate or overlap: {}", p.id);
+        assert!(
+            ids.insert(p.id.to_string()),
+            "duplicate or overlap: {}",
+            p.id
+        );
     }
     for p in node.suspected() {
         assert_ne!(&p.id, me, "self suspected");
@@ -181,15 +185,15 @@ impl Net {
             for o in outs {
                 match &o {
                     Output::Send { to, message } => {
-                        if self.dead.contains(&to.id)
-                            || !self.nodes.contains_key(&to.id)
+                        if self.dead.contains(to.id.as_str())
+                            || !self.nodes.contains_key(to.id.as_str())
                             || self.is_blocked(&id, &to.id)
                         {
                             self.queue
                                 .push_back((id.clone(), Input::DialFailed { peer: to.clone() }));
                         } else {
                             self.queue.push_back((
-                                to.id.clone(),
+                                to.id.to_string(),
                                 Input::Message {
                                     from: from.clone(),
                                     message: message.clone(),
@@ -243,10 +247,13 @@ impl Net {
         let mut v = Vec::new();
         for a in self.alive() {
             for b in self.nodes[&a].active_view() {
-                let ok = !self.dead.contains(&b.id)
-                    && self.nodes.get(&b.id).is_some_and(|n| n.is_active(&a));
+                let ok = !self.dead.contains(b.id.as_str())
+                    && self
+                        .nodes
+                        .get(b.id.as_str())
+                        .is_some_and(|n| n.is_active(&a));
                 if !ok {
-                    v.push((a.clone(), b.id.clone()));
+                    v.push((a.clone(), b.id.to_string()));
                 }
             }
         }
@@ -267,8 +274,8 @@ impl Net {
             seen.insert(s.clone());
             while let Some(x) = stack.pop() {
                 for p in self.nodes[&x].active_view() {
-                    if !self.dead.contains(&p.id) && seen.insert(p.id.clone()) {
-                        stack.push(p.id.clone());
+                    if !self.dead.contains(p.id.as_str()) && seen.insert(p.id.to_string()) {
+                        stack.push(p.id.to_string());
                     }
                 }
             }

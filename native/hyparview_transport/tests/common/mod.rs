@@ -101,7 +101,7 @@ impl TestNode {
         self.snap()
             .active_view
             .iter()
-            .map(|p| p.id.clone())
+            .map(|p| p.id.to_string())
             .collect()
     }
 
