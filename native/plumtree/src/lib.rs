@@ -33,3 +33,5 @@ pub use state::{Memory, Plumtree};
 pub type Millis = u64;
 #[cfg(test)]
 mod net_tests;
+#[cfg(test)]
+mod proptests;

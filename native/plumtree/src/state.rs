@@ -141,6 +141,11 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     }
 
     fn on_message(&mut self, now: Millis, from: P, message: Message<P>) {
+        if from == self.local {
+            // Only a broken transport delivers our own messages back; a
+            // reply would be sent to ourselves.
+            return self.drop_message(Some(from), DropReason::Forged);
+        }
         match message {
             Message::Gossip(gossip) => self.on_gossip(now, from, gossip),
             Message::IHave(announcements) => self.on_ihave(from, announcements),
@@ -593,3 +598,7 @@ pub struct Memory {
     pub missing: usize,
     pub queued_announcements: usize,
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

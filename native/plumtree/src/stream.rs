@@ -339,3 +339,203 @@ fn gap_timer<P: Clone>(origin: &P, incarnation: u64, after: Millis) -> Output<P>
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Harness {
+        streams: Streams<u32>,
+        out: VecDeque<Output<u32>>,
+        stats: Stats,
+    }
+
+    impl Harness {
+        fn new(per_origin: usize, bytes: usize, origins: usize) -> Harness {
+            Harness {
+                streams: Streams::new(per_origin, bytes, origins, 100),
+                out: VecDeque::new(),
+                stats: Stats::default(),
+            }
+        }
+
+        fn accept(&mut self, now: Millis, origin: u32, seq: u64) -> Vec<u64> {
+            self.accept_sized(now, origin, seq, 1)
+        }
+
+        fn accept_sized(&mut self, now: Millis, origin: u32, seq: u64, len: usize) -> Vec<u64> {
+            let id = MessageId {
+                origin,
+                incarnation: 0,
+                seq,
+            };
+            let mut sink = Sink {
+                out: &mut self.out,
+                stats: &mut self.stats,
+            };
+            self.streams
+                .accept(now, &id, 1, Bytes::from(vec![0; len]), &mut sink);
+            self.delivered()
+        }
+
+        fn fire(&mut self, now: Millis, origin: u32) -> Vec<u64> {
+            let mut sink = Sink {
+                out: &mut self.out,
+                stats: &mut self.stats,
+            };
+            self.streams.on_gap_timer(now, &origin, 0, &mut sink);
+            self.delivered()
+        }
+
+        fn delivered(&mut self) -> Vec<u64> {
+            let seqs = self
+                .out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Deliver { seq, .. } => Some(*seq),
+                    _ => None,
+                })
+                .collect();
+            self.out.retain(|o| !matches!(o, Output::Deliver { .. }));
+            seqs
+        }
+
+        fn skips(&mut self) -> Vec<(u64, u64, SkipReason)> {
+            let skips = self
+                .out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Event(Event::GapSkipped {
+                        first_seq,
+                        count,
+                        reason,
+                        ..
+                    }) => Some((*first_seq, *count, *reason)),
+                    _ => None,
+                })
+                .collect();
+            self.out.clear();
+            skips
+        }
+
+        fn status(&self, origin: u32, seq: u64) -> Status {
+            self.streams.classify(&MessageId {
+                origin,
+                incarnation: 0,
+                seq,
+            })
+        }
+    }
+
+    #[test]
+    fn out_of_order_messages_wait_and_are_released_in_order() {
+        let mut h = Harness::new(8, 100, 10);
+        assert_eq!(h.accept(0, 1, 0), vec![0]);
+        assert_eq!(h.accept(1, 1, 2), Vec::<u64>::new());
+        assert_eq!(h.accept(2, 1, 3), Vec::<u64>::new());
+        assert_eq!(h.status(1, 2), Status::Known, "buffered counts as seen");
+        assert_eq!(h.status(1, 1), Status::New);
+        assert_eq!(h.accept(3, 1, 1), vec![1, 2, 3]);
+        assert_eq!(h.streams.buffered_bytes(), 0);
+        assert_eq!(h.status(1, 3), Status::Known);
+        assert!(h.skips().is_empty());
+    }
+
+    #[test]
+    fn a_stream_first_heard_mid_way_waits_for_its_window_then_starts_silently() {
+        let mut h = Harness::new(4, 100, 10);
+        assert!(h.accept(0, 1, 10).is_empty(), "10 waits for 6..=9");
+        assert_eq!(h.status(1, 5), Status::Known, "below the window");
+        assert_eq!(h.accept(5, 1, 8), Vec::<u64>::new());
+        assert_eq!(h.fire(100, 1), vec![8, 10]);
+        // Seqs before the first heard one (here 6, 7 and 9) were never
+        // this node's to miss: not reported.
+        assert!(h.skips().is_empty());
+        assert_eq!(h.stats.gap_skipped, 0);
+        // Later gaps are.
+        h.accept(200, 1, 12);
+        assert_eq!(h.fire(300, 1), vec![12]);
+        assert_eq!(h.skips(), vec![(11, 1, SkipReason::Timeout)]);
+        assert_eq!(
+            h.status(1, 9),
+            Status::Known,
+            "a skipped seq arriving late is a duplicate"
+        );
+    }
+
+    #[test]
+    fn only_messages_that_waited_gap_timeout_force_a_skip() {
+        let mut h = Harness::new(8, 100, 10);
+        h.accept(0, 1, 0);
+        h.accept(0, 1, 2);
+        h.accept(50, 1, 4);
+        h.out.clear();
+        assert!(h.fire(99, 1).is_empty(), "not due yet");
+        assert_eq!(h.fire(100, 1), vec![2]);
+        assert_eq!(h.skips().len(), 1);
+        // 4 arrived at 50: a new timer is due at 150.
+        h.accept(100, 1, 7);
+        let timers: Vec<_> = h
+            .out
+            .iter()
+            .filter(|o| matches!(o, Output::SetTimer { .. }))
+            .collect();
+        assert!(timers.is_empty(), "one timer pending at a time");
+        assert_eq!(h.fire(150, 1), vec![4]);
+        assert_eq!(h.fire(200, 1), vec![7]);
+        assert_eq!(h.streams.buffered_messages(), 0);
+    }
+
+    #[test]
+    fn a_full_origin_buffer_skips_its_oldest_gap() {
+        let mut h = Harness::new(2, 100, 10);
+        h.accept(0, 1, 0);
+        h.accept(0, 1, 2);
+        h.accept(0, 1, 4);
+        assert_eq!(h.accept(0, 1, 6), vec![2]);
+        assert!(h.skips().contains(&(1, 1, SkipReason::BufferFull)));
+        assert_eq!(h.streams.buffered_messages(), 2);
+    }
+
+    #[test]
+    fn the_byte_budget_flushes_the_fullest_origin() {
+        let mut h = Harness::new(100, 10, 10);
+        h.accept(0, 1, 0);
+        h.accept(0, 2, 0);
+        h.accept_sized(0, 1, 2, 4);
+        h.accept_sized(0, 2, 2, 3);
+        assert_eq!(
+            h.accept_sized(0, 1, 4, 4),
+            vec![2, 4],
+            "origin 1 held 8 bytes"
+        );
+        assert_eq!(h.streams.buffered_bytes(), 3);
+    }
+
+    #[test]
+    fn too_many_origins_forget_the_least_recently_active() {
+        let mut h = Harness::new(4, 100, 8);
+        for origin in 0..8 {
+            h.accept(u64::from(origin), origin, 0);
+        }
+        h.accept(100, 0, 1);
+        h.accept(100, 99, 0);
+        assert_eq!(h.streams.len(), 8);
+        assert_eq!(h.stats.streams_evicted, 1);
+        assert_eq!(h.status(1, 0), Status::New, "origin 1 was the least recent");
+        assert_eq!(h.status(0, 1), Status::Known);
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_refused() {
+        let mut h = Harness::new(4, 100, 8);
+        assert!(h.accept(0, 1, u64::MAX).is_empty());
+        assert_eq!(
+            h.accept(0, 1, u64::MAX - 1),
+            Vec::<u64>::new(),
+            "waits for its window"
+        );
+        assert_eq!(h.fire(100, 1), vec![u64::MAX - 1]);
+        assert_eq!(h.status(1, u64::MAX - 1), Status::Known);
+    }
+}
