@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
+mod queries;
+pub use queries::Memory;
+
 /// Announcers remembered per missing id (the paper keeps them all).
 const MAX_ANNOUNCERS: usize = 8;
 /// Neighbours beyond this are ignored: HyParView's active view is far
@@ -409,11 +412,42 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
                 m.token = token;
             }
             self.make_eager(&peer);
-            self.send(peer, Message::Graft(vec![id.clone()]));
+            let ids = self.also_announced_by(&peer, &id);
+            self.send(peer, Message::Graft(ids));
             self.stats.grafts_sent += 1;
             self.set_timer(self.config.graft_timeout_2, TimerKind::Graft { id, token });
             return;
         }
+    }
+
+    /// `id` and every other missing id `peer` announced.
+    ///
+    /// Modification from paper: one GRAFT asks for all of them. When a
+    /// branch breaks, every message sent meanwhile is missing below it;
+    /// grafting them one by one lets each message's timer fire at a
+    /// different node of the branch, each adding a redundant eager link
+    /// (and the duplicates on those links then prune others). Fetching
+    /// them all through the first repaired link lets the eager pushes
+    /// below it arrive before the other timers fire. `peer` is taken off
+    /// those ids' announcers so that their own timers try someone else.
+    fn also_announced_by(&mut self, peer: &P, id: &MessageId<P>) -> Vec<MessageId<P>> {
+        let mut ids = vec![id.clone()];
+        for (other, missing) in self.missing.iter_mut() {
+            if ids.len() >= MAX_IDS_PER_MESSAGE {
+                break;
+            }
+            if other == id {
+                continue;
+            }
+            if let Some(i) = missing.announcers.iter().position(|(q, _)| q == peer) {
+                missing.announcers.remove(i);
+                ids.push(other.clone());
+            }
+        }
+        // The map's order is arbitrary: sort so that the same inputs give
+        // the same outputs, oldest seqs first.
+        ids[1..].sort();
+        ids
     }
 
     /// Paper: EagerPush and LazyPush, skipping the peer it came from.
@@ -546,57 +580,6 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
             timer: Timer(kind),
         });
     }
-
-    pub fn local(&self) -> &P {
-        &self.local
-    }
-
-    pub fn incarnation(&self) -> u64 {
-        self.incarnation
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    /// Peers receiving payloads eagerly (tree branches), in order.
-    pub fn eager_peers(&self) -> impl Iterator<Item = &P> {
-        self.eager.iter()
-    }
-
-    /// Peers receiving only announcements, in order.
-    pub fn lazy_peers(&self) -> impl Iterator<Item = &P> {
-        self.lazy.iter()
-    }
-
-    /// Sizes of every bounded structure, for tests and telemetry.
-    pub fn memory(&self) -> Memory {
-        Memory {
-            cached_messages: self.cache.len(),
-            cached_bytes: self.cache.bytes(),
-            origins: self.streams.len(),
-            buffered_messages: self.streams.buffered_messages(),
-            buffered_bytes: self.streams.buffered_bytes(),
-            missing: self.missing.len(),
-            queued_announcements: self.lazy_queue.values().map(Vec::len).sum(),
-        }
-    }
-}
-
-/// What a node holds, see [`Plumtree::memory`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Memory {
-    pub cached_messages: usize,
-    pub cached_bytes: usize,
-    pub origins: usize,
-    pub buffered_messages: usize,
-    pub buffered_bytes: usize,
-    pub missing: usize,
-    pub queued_announcements: usize,
 }
 
 #[cfg(test)]

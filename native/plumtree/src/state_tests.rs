@@ -520,3 +520,61 @@ fn oversized_id_lists_are_cut_at_the_cap() {
     assert_eq!(n.stats().ids_ignored, 20);
     assert_eq!(n.memory().missing, crate::MAX_IDS_PER_MESSAGE);
 }
+
+#[test]
+fn one_graft_asks_the_announcer_for_everything_it_announced_that_is_missing() {
+    let mut n = node(&[1, 2]);
+    for p in [1, 2] {
+        recv(&mut n, 0, p, Message::Prune);
+    }
+    let (after, t0) = graft_timer(&recv(
+        &mut n,
+        0,
+        1,
+        Message::IHave(vec![Announcement {
+            id: id(9, 0),
+            round: 0,
+        }]),
+    ));
+    let both = vec![
+        Announcement {
+            id: id(9, 1),
+            round: 0,
+        },
+        Announcement {
+            id: id(8, 0),
+            round: 0,
+        },
+    ];
+    let outs = recv(&mut n, 1, 1, Message::IHave(both));
+    let t1 = timers(&outs)
+        .into_iter()
+        .map(|(_, t)| t)
+        .find(|t| matches!(&t.0, TimerKind::Graft { id: i, .. } if *i == id(9, 1)))
+        .unwrap();
+    recv(
+        &mut n,
+        1,
+        2,
+        Message::IHave(vec![Announcement {
+            id: id(9, 1),
+            round: 0,
+        }]),
+    );
+    n.handle(after, Input::Timer(t0));
+    let outs = drain(&mut n);
+    let grafts: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                message: Message::Graft(ids),
+            } => Some((*to, ids.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grafts, vec![(1, vec![id(9, 0), id(8, 0), id(9, 1)])]);
+    // 9/1 still missing when its own timer fires: 1 was asked, so 2 is next.
+    n.handle(after + 600, Input::Timer(t1));
+    assert_eq!(sends(&drain(&mut n)), vec![(2, "graft")]);
+}
