@@ -5,9 +5,40 @@
 //! at a time `now` (milliseconds on any monotonic clock) and produces
 //! [`Output`]s (messages to send, payloads to deliver, timer requests,
 //! telemetry events). It is generic over the peer id `P`, so the transport
-//! runs it with `hyparview::PeerId` and tests with integers; the peer
-//! sampling service (HyParView's active view) feeds it `NeighborUp` /
-//! `NeighborDown`.
+//! runs it with `hyparview::PeerId` and tests with integers; it does not
+//! depend on the HyParView crate (HyParView is the paper's "peer sampling
+//! service"; any membership that reports neighbours up and down works).
+//!
+//! # Driving it
+//! - Create one per node with an `incarnation` that grows across restarts
+//!   of that node (wall-clock ms at start is fine) and a seed.
+//! - Feed `NeighborUp(p)` for every peer of HyParView's active view, then
+//!   one `NeighborUp`/`NeighborDown` per `PeerUp`/`PeerDown`. Report a
+//!   neighbour up before passing on any message from it.
+//! - Pass every received [`Message`] as `Input::Message` with the
+//!   authenticated sender; drain [`Plumtree::poll_output`] after each
+//!   input: `Send` goes to that neighbour, `Deliver` to the application,
+//!   `SetTimer` comes back as `Input::Timer` after `after` ms (timers are
+//!   never cancelled; stale ones are ignored), `Event` is telemetry.
+//! - Broadcast with [`Plumtree::broadcast`] (an error for payloads over
+//!   `max_broadcast_size`). The origin never delivers its own broadcast.
+//!
+//! # Wire sizes
+//! A GOSSIP is the payload plus its id (the origin id, two varints) and a
+//! round: a frame limit for broadcast traffic of `max_broadcast_size` plus
+//! the largest encoded peer id plus 32 bytes suffices. An IHAVE carries at
+//! most `max_ihave_batch` ids; a GRAFT at most as many as were missing
+//! ([`MAX_IDS_PER_MESSAGE`] at the most; longer lists received are cut).
+//!
+//! # Guarantees (see `stream.rs` for the exact delivery contract)
+//! Per origin incarnation, deliveries are in the order the origin sent
+//! them, each at most once; a message is held back behind a missing one
+//! at most `gap_timeout`, then the gap is skipped and reported. A node
+//! first hearing an origin through seq `s > 0` waits up to `gap_timeout`
+//! for the seqs just before `s` (they may merely have been overtaken), so
+//! the first deliveries from each origin to a newly joined node are late
+//! by up to that much. Memory is bounded by the [`Config`] whatever peers
+//! send.
 //!
 //! Payloads are [`bytes::Bytes`]: one payload sent to several peers and
 //! kept in the cache is one allocation.

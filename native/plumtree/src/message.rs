@@ -135,6 +135,40 @@ mod tests {
     }
 
     #[test]
+    fn runs_with_hyparview_peer_ids_and_postcard() {
+        use crate::{Config, Input, Output, Plumtree};
+        use hyparview::PeerId;
+        let (a, b) = (PeerId::new("a@h"), PeerId::new("b@h"));
+        let mut sender = Plumtree::new(a.clone(), 1, Config::default(), 1).unwrap();
+        let mut receiver = Plumtree::new(b.clone(), 1, Config::default(), 2).unwrap();
+        sender.handle(0, Input::NeighborUp(b.clone()));
+        receiver.handle(0, Input::NeighborUp(a.clone()));
+        sender.broadcast(0, Bytes::from_static(b"hi")).unwrap();
+        let Some(Output::Send { to, message }) = sender.poll_output() else {
+            panic!("expected a send")
+        };
+        assert_eq!(to, b);
+        let wire = postcard::to_stdvec(&message).unwrap();
+        let message: Message<PeerId> = postcard::from_bytes(&wire).unwrap();
+        receiver.handle(
+            1,
+            Input::Message {
+                from: a.clone(),
+                message,
+            },
+        );
+        let delivered = std::iter::from_fn(|| receiver.poll_output())
+            .find_map(|o| match o {
+                Output::Deliver {
+                    origin, payload, ..
+                } => Some((origin, payload)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(delivered, (a, Bytes::from_static(b"hi")));
+    }
+
+    #[test]
     fn gossip_debug_hides_the_payload() {
         let g = Gossip {
             id: id(0),
