@@ -431,22 +431,24 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     /// below it arrive before the other timers fire. `peer` is taken off
     /// those ids' announcers so that their own timers try someone else.
     fn also_announced_by(&mut self, peer: &P, id: &MessageId<P>) -> Vec<MessageId<P>> {
-        let mut ids = vec![id.clone()];
-        for (other, missing) in self.missing.iter_mut() {
-            if ids.len() >= MAX_IDS_PER_MESSAGE {
-                break;
-            }
-            if other == id {
-                continue;
-            }
-            if let Some(i) = missing.announcers.iter().position(|(q, _)| q == peer) {
-                missing.announcers.remove(i);
-                ids.push(other.clone());
+        let mut others: Vec<MessageId<P>> = self
+            .missing
+            .iter()
+            .filter(|(other, m)| *other != id && m.announcers.iter().any(|(q, _)| q == peer))
+            .map(|(other, _)| other.clone())
+            .collect();
+        // The map's order is arbitrary: sort so that the same inputs give
+        // the same outputs (and the oldest seqs go first).
+        others.sort();
+        others.truncate(MAX_IDS_PER_MESSAGE - 1);
+        for other in &others {
+            if let Some(m) = self.missing.get_mut(other) {
+                m.announcers.retain(|(q, _)| q != peer);
             }
         }
-        // The map's order is arbitrary: sort so that the same inputs give
-        // the same outputs, oldest seqs first.
-        ids[1..].sort();
+        let mut ids = Vec::with_capacity(others.len() + 1);
+        ids.push(id.clone());
+        ids.extend(others);
         ids
     }
 
