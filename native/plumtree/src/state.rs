@@ -138,7 +138,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         };
         self.next_seq = self.next_seq.saturating_add(1);
         self.stats.broadcasts += 1;
-        self.push(now, &id, 0, &payload, None);
+        self.push(&id, 0, &payload, None);
         self.cache_payload(now, id.clone(), payload, 0, None);
         Ok(id)
     }
@@ -178,7 +178,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
             Ok(_) => {
                 let announced = self.missing.remove(&id);
                 let send_round = round.saturating_add(1);
-                self.push(now, &id, send_round, &payload, Some(&from));
+                self.push(&id, send_round, &payload, Some(&from));
                 self.cache_payload(
                     now,
                     id.clone(),
@@ -309,7 +309,9 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     }
 
     /// Paper: "upon Receive(GRAFT, mID, round, sender)": the link becomes
-    /// eager and the payloads asked for are sent if still cached.
+    /// eager and the payloads asked for are sent if still cached. A graft
+    /// from a peer that is not (or no longer) a neighbour is still answered,
+    /// which helps it repair, but does not add it to the tree.
     fn on_graft(&mut self, from: P, ids: Vec<MessageId<P>>) {
         self.stats.grafts_received += 1;
         if self.is_neighbor(&from) {
@@ -453,14 +455,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     }
 
     /// Paper: EagerPush and LazyPush, skipping the peer it came from.
-    fn push(
-        &mut self,
-        _now: Millis,
-        id: &MessageId<P>,
-        round: Round,
-        payload: &Bytes,
-        from: Option<&P>,
-    ) {
+    fn push(&mut self, id: &MessageId<P>, round: Round, payload: &Bytes, from: Option<&P>) {
         let eager: Vec<P> = self
             .eager
             .iter()
