@@ -8,15 +8,18 @@
 //! outputs. The simulator (`hyparview-sim`) and the NIF transport both drive
 //! this exact code.
 //!
-//! Layout: `node` (inputs, outputs, the paper's handlers), `maintain`
+//! Layout: `events` (inputs, outputs, timers, counters), `node` (the
+//! paper's handlers), `membership` (moves between views), `maintain`
 //! (promotion after every input, timers), and the sub-states it owns:
 //! `views` (active, passive, suspects, reserve), `requests` (NEIGHBORs in
 //! flight), `join` (contacts, JOIN rounds, rejoin backoff) and `repair`
 //! (merge requests and contact probes, beyond the paper).
 
 pub mod config;
+mod events;
 mod join;
 mod maintain;
+mod membership;
 pub mod message;
 pub mod node;
 pub mod peer;

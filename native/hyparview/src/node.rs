@@ -28,120 +28,22 @@
 //!   truncated, self and stale incarnations are ignored, per-peer state is
 //!   bounded, and nothing indexes out of bounds.
 
+pub use crate::events::{Input, Output, Stats, Timer};
+
+pub(crate) use crate::events::TimerKind;
 use crate::join::Join;
 use crate::message::Priority;
 use crate::peer::IdLike;
 use crate::repair::{Merge, Probe};
 use crate::requests::{RequestKind, Requests};
 use crate::views::Views;
-use crate::{Config, ConfigError, Message, Millis, Peer, PeerId};
+use crate::{Config, ConfigError, Message, Millis, Peer};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::VecDeque;
 
 /// Peer lists longer than this in a received message are truncated.
 pub(crate) const MAX_PEERS_IN_MESSAGE: usize = 64;
-
-/// Something that happened to the node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Input {
-    /// Enter the overlay through these contacts (tried in random order; with
-    /// backoff when none answers). An empty list makes this node a seed that
-    /// waits to be joined.
-    Join { contacts: Vec<Peer> },
-    /// Replace the contact list without a restart (e.g. from discovery):
-    /// later rejoins and contact probes use it. Duplicates and self are
-    /// dropped, at most 1024 are kept. A node isolated and waiting on its
-    /// rejoin backoff retries soon when the list names a node the old one
-    /// did not.
-    Contacts { contacts: Vec<Peer> },
-    /// Leave gracefully: DISCONNECT every active peer, stop all timers.
-    Leave,
-    /// A message from `from`, whose identity the transport authenticated.
-    Message { from: Peer, message: Message },
-    /// The established connection to `peer` closed, reset or timed out
-    /// (heartbeats). The transport only reports the loss of its *current*
-    /// connection to a peer, never of one that a newer connection replaced.
-    ConnectionLost { peer: Peer },
-    /// A dial to `peer` failed (refused, timed out, handshake rejected) so the
-    /// messages queued for it were not delivered.
-    DialFailed { peer: Peer },
-    /// A timer requested earlier with [`Output::SetTimer`] fired.
-    Timer(Timer),
-}
-
-/// Something the driver must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Deliver `message` to `to`, dialing if there is no connection yet.
-    Send { to: Peer, message: Message },
-    /// Close the connection to `peer` once the messages queued before this
-    /// output are flushed.
-    Disconnect { peer: Peer },
-    /// `peer` entered the active view (both ends hold each other).
-    PeerUp(Peer),
-    /// `peer` left the active view.
-    PeerDown(Peer),
-    /// Feed `Input::Timer(timer)` back after `after` milliseconds. Timers are
-    /// never cancelled by the driver; stale ones are ignored by the node.
-    SetTimer { after: Millis, timer: Timer },
-}
-
-/// An opaque timer token: the driver stores it and hands it back.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Timer(pub(crate) TimerKind);
-
-/// `gen` is the node's timer generation: bumped by Join/Leave so timers of
-/// an earlier run are ignored. `token` names the live timer of a kind that
-/// can be superseded.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum TimerKind {
-    Shuffle {
-        gen: u64,
-    },
-    /// The merge tick, every `promotion_interval` (see `repair.rs`).
-    Merge {
-        gen: u64,
-    },
-    Rejoin {
-        gen: u64,
-        token: u64,
-    },
-    /// A contact probe (see `repair.rs`).
-    Probe {
-        gen: u64,
-        token: u64,
-    },
-    NeighborTimeout {
-        gen: u64,
-        epoch: u64,
-    },
-    JoinTimeout {
-        gen: u64,
-        nonce: u64,
-    },
-}
-
-/// Counters for observability.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub joins_sent: u64,
-    pub neighbor_requests_sent: u64,
-    pub promotions: u64,
-    pub shuffles_started: u64,
-    pub failures_detected: u64,
-    /// Join rounds started by the isolation backoff timer.
-    pub rejoins: u64,
-    /// Successful merge requests (see `promotion_interval`).
-    pub merges: u64,
-    /// Contact probes: direct SHUFFLEs sent to a contact by a short node
-    /// with an empty passive view.
-    pub probes: u64,
-    /// DISCONNECTs sent to repair a link the other end held alone.
-    pub asymmetry_repairs: u64,
-    /// Inputs ignored as stale (old incarnation, old link epoch).
-    pub stale_ignored: u64,
-}
 
 /// Where the node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,14 +73,6 @@ pub(crate) enum Offer {
 enum Loss {
     Connection,
     Dial,
-}
-
-/// Where a peer id is known, and with which incarnation.
-enum Freshness {
-    Unknown,
-    Same,
-    Older,
-    Newer,
 }
 
 pub struct Node {
@@ -360,23 +254,6 @@ impl Node {
         self.probe.reset();
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.phase = Phase::Left;
-    }
-
-    /// A peer seen with an older incarnation than we know is stale
-    /// (counted, to be ignored); a newer one replaces every entry of the old
-    /// run first. Returns whether the caller may go on.
-    fn admit_incarnation(&mut self, peer: &Peer) -> bool {
-        match self.freshness(peer) {
-            Freshness::Older => {
-                self.stats.stale_ignored += 1;
-                false
-            }
-            Freshness::Newer => {
-                self.purge_old_incarnation(peer);
-                true
-            }
-            Freshness::Same | Freshness::Unknown => true,
-        }
     }
 
     fn on_message(&mut self, now: Millis, from: Peer, message: Message) {
@@ -732,150 +609,12 @@ impl Node {
         }
     }
 
-    // ---------------------------------------------------------- view helpers
-
-    /// Puts `peer` in the active view (making room by evicting a random
-    /// peer), or refreshes the epoch of its link.
-    pub(crate) fn add_active(&mut self, peer: Peer, epoch: u64) {
-        if let Some(a) = self.views.active.get_mut(&peer.id) {
-            a.meta = a.meta.max(epoch);
-            return;
-        }
-        if self.views.active_full() {
-            self.evict_random_active();
-        }
-        self.outputs.push_back(Output::PeerUp(peer.clone()));
-        self.views.push_active(peer, epoch);
-        self.join.reset_backoff();
-    }
-
-    /// Drops a random active peer to make room; it moves to the passive view.
-    fn evict_random_active(&mut self) {
-        let Some(i) = self.views.active.random_where(&mut self.rng, |_| true) else {
-            return;
-        };
-        let a = self.views.remove_active_at(i);
-        self.send(a.peer.clone(), Message::Disconnect { epoch: a.meta });
-        self.outputs.push_back(Output::Disconnect {
-            peer: a.peer.clone(),
-        });
-        self.outputs.push_back(Output::PeerDown(a.peer.clone()));
-        self.insert_passive(a.peer, 0, &[]);
-    }
-
-    pub(crate) fn insert_passive(&mut self, peer: Peer, cooldown: Millis, prefer: &[Peer]) {
-        self.views
-            .insert_passive(peer, cooldown, prefer, &mut self.rng);
-    }
-
-    /// Received peers enter the passive view unless known (or stale);
-    /// `sent` are evicted first when it is full (the paper's rule).
-    fn integrate(&mut self, peers: Vec<Peer>, sent: &[Peer]) {
-        for p in peers {
-            if p.id == self.local.id {
-                continue;
-            }
-            match self.freshness(&p) {
-                Freshness::Older | Freshness::Same => continue,
-                Freshness::Newer => {
-                    self.purge_old_incarnation(&p);
-                    if self.views.suspects.contains(&p.id) {
-                        continue;
-                    }
-                }
-                Freshness::Unknown => {}
-            }
-            self.insert_passive(p, 0, sent);
-        }
-    }
-
-    /// A random active peer other than `a` and `b` (hash compares only).
-    pub(crate) fn random_active_except(&mut self, a: &PeerId, b: &PeerId) -> Option<Peer> {
-        let i = self
-            .views
-            .active
-            .random_where(&mut self.rng, |s| s.peer.id != *a && s.peer.id != *b)?;
-        Some(self.views.active.at(i).peer.clone())
-    }
-
-    /// A FORWARDJOIN or SHUFFLE from `from` implies it holds us in its active
-    /// view; if we do not hold it, tell it (asymmetric link repair).
-    fn check_implied_link(&mut self, from: &Peer) {
-        if !self.is_active(&from.id)
-            && !self.requests.contains(&from.id)
-            && !self.join.is_joining_via(&from.id)
-        {
-            self.stats.asymmetry_repairs += 1;
-            // Our clock bounds every epoch we ever agreed to with it, so this
-            // cannot tear down a link it proposes afterwards.
-            let epoch = self.clock;
-            self.send(from.clone(), Message::Disconnect { epoch });
-        }
-    }
-
-    /// Close a connection used only for a one-off exchange.
-    pub(crate) fn close_if_idle(&mut self, peer: &Peer) {
-        if !self.is_active(&peer.id) && !self.requests.contains(&peer.id) {
-            self.outputs
-                .push_back(Output::Disconnect { peer: peer.clone() });
-        }
-    }
-
-    fn freshness(&self, peer: &Peer) -> Freshness {
-        let v = &self.views;
-        let id = &peer.id;
-        let known = v
-            .active
-            .get(id)
-            .map(|s| &s.peer)
-            .or_else(|| self.requests.peer(id))
-            .or_else(|| v.passive.get(id).map(|s| &s.peer))
-            .or_else(|| v.suspects.get(id).map(|s| &s.peer));
-        let Some(known) = known else {
-            return Freshness::Unknown;
-        };
-        match known.incarnation.cmp(&peer.incarnation) {
-            std::cmp::Ordering::Equal => Freshness::Same,
-            std::cmp::Ordering::Greater => Freshness::Older,
-            std::cmp::Ordering::Less => Freshness::Newer,
-        }
-    }
-
-    /// `peer` restarted: forget every entry of its older incarnations.
-    fn purge_old_incarnation(&mut self, peer: &Peer) {
-        let id = &peer.id;
-        if let Some(i) = self.views.active.position(id) {
-            if self.views.active.at(i).peer.incarnation < peer.incarnation {
-                let a = self.views.remove_active_at(i);
-                self.outputs.push_back(Output::PeerDown(a.peer));
-            }
-        }
-        self.requests.purge_older(peer);
-        if let Some(e) = self.views.passive.get_mut(id) {
-            if e.peer.incarnation < peer.incarnation {
-                e.peer = peer.clone();
-                e.meta = 0;
-            }
-        }
-        let restarted_suspect = self
-            .views
-            .suspects
-            .get(id)
-            .is_some_and(|s| s.peer.incarnation < peer.incarnation);
-        if restarted_suspect {
-            self.views.suspects.remove(id);
-            if !self.views.passive.contains(id) {
-                self.insert_passive(peer.clone(), 0, &[]);
-            }
-        }
-    }
-
     pub(crate) fn new_epoch(&mut self) -> u64 {
         self.clock = self.clock.saturating_add(1);
         self.clock
     }
 
-    fn observe_epoch(&mut self, epoch: u64) {
+    pub(crate) fn observe_epoch(&mut self, epoch: u64) {
         self.clock = self.clock.max(epoch);
     }
 
