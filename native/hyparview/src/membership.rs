@@ -86,7 +86,11 @@ impl Node {
                         continue;
                     }
                 }
-                Freshness::Unknown => {}
+                Freshness::Unknown => {
+                    let rng = &mut self.rng;
+                    self.views.insert_unknown_passive(p, 0, sent, rng);
+                    continue;
+                }
             }
             self.insert_passive(p, 0, sent);
         }

@@ -36,20 +36,25 @@ const RESERVE_FACTOR: usize = 3;
 /// One member of a [`PeerSet`] with its per-set data.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot<M> {
-    h: u64,
     pub(crate) peer: Peer,
     pub(crate) meta: M,
 }
 
-/// A small set of peers keyed by id, in insertion order.
+/// A small set of peers keyed by id, in insertion order. The id hashes are
+/// kept apart from the slots: a lookup reads one contiguous array of
+/// integers (4 cache lines for 30 peers) rather than one line per peer.
 #[derive(Clone, Debug)]
 pub(crate) struct PeerSet<M> {
+    hashes: Vec<u64>,
     slots: Vec<Slot<M>>,
 }
 
 impl<M> PeerSet<M> {
     pub(crate) fn new() -> Self {
-        PeerSet { slots: Vec::new() }
+        PeerSet {
+            hashes: Vec::new(),
+            slots: Vec::new(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -62,9 +67,12 @@ impl<M> PeerSet<M> {
 
     pub(crate) fn position<K: IdLike + ?Sized>(&self, id: &K) -> Option<usize> {
         let h = id.id_hash();
-        self.slots
-            .iter()
-            .position(|s| s.h == h && id.same_id(&s.peer.id))
+        for (i, &x) in self.hashes.iter().enumerate() {
+            if x == h && id.same_id(&self.slots[i].peer.id) {
+                return Some(i);
+            }
+        }
+        None
     }
 
     pub(crate) fn contains<K: IdLike + ?Sized>(&self, id: &K) -> bool {
@@ -85,29 +93,34 @@ impl<M> PeerSet<M> {
 
     /// Order-preserving removal (the suspects' eviction prefers the oldest).
     pub(crate) fn remove<K: IdLike + ?Sized>(&mut self, id: &K) -> Option<Slot<M>> {
-        self.position(id).map(|i| self.slots.remove(i))
+        self.position(id).map(|i| self.remove_at(i))
     }
 
     pub(crate) fn remove_at(&mut self, i: usize) -> Slot<M> {
+        self.hashes.remove(i);
         self.slots.remove(i)
     }
 
     /// Adds `peer`, which the caller checked is not a member.
     pub(crate) fn push(&mut self, peer: Peer, meta: M) {
         debug_assert!(!self.contains(&peer.id));
-        self.slots.push(Slot {
-            h: peer.id.hash64(),
-            peer,
-            meta,
-        });
+        self.hashes.push(peer.id.hash64());
+        self.slots.push(Slot { peer, meta });
     }
 
     pub(crate) fn iter(&self) -> std::slice::Iter<'_, Slot<M>> {
         self.slots.iter()
     }
 
-    pub(crate) fn retain(&mut self, keep: impl FnMut(&Slot<M>) -> bool) {
-        self.slots.retain(keep)
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Slot<M>) -> bool) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            if keep(&self.slots[i]) {
+                i += 1;
+            } else {
+                self.remove_at(i);
+            }
+        }
     }
 
     pub(crate) fn peers(&self) -> Vec<&Peer> {
@@ -217,7 +230,7 @@ impl Views {
             self.dropped.reserve_exact(DROPPED_MEMORY);
         }
         self.dropped.push_back(DroppedLink {
-            h: a.h,
+            h: a.peer.id.hash64(),
             incarnation: a.peer.incarnation,
             epoch: a.meta,
         });
@@ -267,6 +280,21 @@ impl Views {
             e.meta = e.meta.max(cooldown_until);
             return;
         }
+        self.insert_unknown_passive(peer, cooldown_until, prefer_evict, rng);
+    }
+
+    /// [`insert_passive`](Views::insert_passive) for a peer the caller
+    /// checked is in no set and not self (saves three scans per received
+    /// peer on the shuffle path).
+    pub(crate) fn insert_unknown_passive(
+        &mut self,
+        peer: Peer,
+        cooldown_until: Millis,
+        prefer_evict: &[Peer],
+        rng: &mut SmallRng,
+    ) {
+        debug_assert!(peer.id != self.local && !self.active.contains(&peer.id));
+        debug_assert!(!self.suspects.contains(&peer.id));
         if self.passive_cap == 0 {
             return;
         }
@@ -360,9 +388,13 @@ impl Views {
     #[cfg(test)]
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.active.slots.capacity() * size_of::<Slot<Link>>()
-            + self.passive.slots.capacity() * size_of::<Slot<CooldownUntil>>()
-            + self.suspects.slots.capacity() * size_of::<Slot<Failures>>()
+        let set = |cap: usize, slot: usize| cap * (slot + size_of::<u64>());
+        set(self.active.slots.capacity(), size_of::<Slot<Link>>())
+            + set(
+                self.passive.slots.capacity(),
+                size_of::<Slot<CooldownUntil>>(),
+            )
+            + set(self.suspects.slots.capacity(), size_of::<Slot<Failures>>())
             + self.reserve.capacity() * size_of::<Peer>()
             + self.dropped.capacity() * size_of::<DroppedLink>()
     }
