@@ -1,6 +1,6 @@
 //! Moving peers between the views as the handlers decide: making room in
 //! the active view, integrating received peers, incarnation checks, and the
-//! asymmetric-link repair. The sets and their invariants are in `views.rs`.
+//! asymmetric-link repair, and what a lost connection or failed dial does. The sets and their invariants are in `views.rs`.
 //!
 //! Modification from paper: a restarted peer (same id, higher incarnation)
 //! replaces every entry of its older run, and a FORWARDJOIN or SHUFFLE from
@@ -19,7 +19,51 @@ pub(crate) enum Freshness {
     Newer,
 }
 
+/// Why a peer is unreachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loss {
+    Connection,
+    Dial,
+}
+
 impl Node {
+    /// Connection lost or dial failed: `peer` is (probably) unreachable.
+    pub(crate) fn on_unreachable(&mut self, peer: Peer, loss: Loss) {
+        if peer.id == self.local.id {
+            return;
+        }
+        if let Some(i) = self.views.active.position(&peer.id) {
+            if peer.incarnation < self.views.active.at(i).peer.incarnation {
+                self.stats.stale_ignored += 1;
+                return;
+            }
+            let a = self.views.remove_active_at(i);
+            self.stats.failures_detected += 1;
+            self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+            self.views.add_suspect(a.peer);
+            // The neighbourhood shrank: probe promptly if it comes to that.
+            self.probe.restart_rounds();
+        }
+        if let Some((p, request)) = self.requests.take(&peer.id) {
+            self.request_failed(p, request.kind);
+        }
+        if self.join.is_joining_via(&peer.id) {
+            self.try_next_join();
+        }
+        if loss == Loss::Dial {
+            // Whatever we sent it was lost; a passive entry we cannot reach
+            // is no longer a preferred candidate.
+            match self.views.passive.get(&peer.id) {
+                Some(e) if e.peer.incarnation <= peer.incarnation => {
+                    let e = self.views.passive.remove(&peer.id).expect("just found");
+                    self.views.add_suspect(e.peer);
+                }
+                Some(_) => {}
+                None => self.views.suspect_failed(&peer.id),
+            }
+        }
+    }
+
     /// A peer seen with an older incarnation than we know is stale
     /// (counted, to be ignored); a newer one replaces every entry of the old
     /// run first. Returns whether the caller may go on.

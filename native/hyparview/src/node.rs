@@ -32,6 +32,7 @@ pub use crate::events::{Input, Output, Stats, Timer};
 
 pub(crate) use crate::events::TimerKind;
 use crate::join::Join;
+use crate::membership::Loss;
 use crate::message::Priority;
 use crate::peer::IdLike;
 use crate::repair::{Merge, Probe};
@@ -66,13 +67,6 @@ pub(crate) enum Offer {
     /// An acceptance we did not ask for (late, or after a request timed
     /// out): taken when there is room, refused when we dropped this link.
     Unsolicited,
-}
-
-/// Why a peer is unreachable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Loss {
-    Connection,
-    Dial,
 }
 
 pub struct Node {
@@ -138,7 +132,13 @@ impl Node {
 
     /// Next pending output, in the order produced.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > 8 {
+            // A rare burst (a JOIN to forward) must not keep its buffer:
+            // per-node memory counts at 50,000 nodes.
+            self.outputs = VecDeque::new();
+        }
+        out
     }
 
     pub fn local(&self) -> &Peer {
@@ -569,43 +569,6 @@ impl Node {
             self.integrate(peers, &[]);
         } else if let Some(sent) = self.shuffle_sent.take() {
             self.integrate(peers, &sent);
-        }
-    }
-
-    /// Connection lost or dial failed: `peer` is (probably) unreachable.
-    fn on_unreachable(&mut self, peer: Peer, loss: Loss) {
-        if peer.id == self.local.id {
-            return;
-        }
-        if let Some(i) = self.views.active.position(&peer.id) {
-            if peer.incarnation < self.views.active.at(i).peer.incarnation {
-                self.stats.stale_ignored += 1;
-                return;
-            }
-            let a = self.views.remove_active_at(i);
-            self.stats.failures_detected += 1;
-            self.outputs.push_back(Output::PeerDown(a.peer.clone()));
-            self.views.add_suspect(a.peer);
-            // The neighbourhood shrank: probe promptly if it comes to that.
-            self.probe.restart_rounds();
-        }
-        if let Some((p, request)) = self.requests.take(&peer.id) {
-            self.request_failed(p, request.kind);
-        }
-        if self.join.is_joining_via(&peer.id) {
-            self.try_next_join();
-        }
-        if loss == Loss::Dial {
-            // Whatever we sent it was lost; a passive entry we cannot reach
-            // is no longer a preferred candidate.
-            match self.views.passive.get(&peer.id) {
-                Some(e) if e.peer.incarnation <= peer.incarnation => {
-                    let e = self.views.passive.remove(&peer.id).expect("just found");
-                    self.views.add_suspect(e.peer);
-                }
-                Some(_) => {}
-                None => self.views.suspect_failed(&peer.id),
-            }
         }
     }
 

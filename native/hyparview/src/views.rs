@@ -101,6 +101,17 @@ impl<M> PeerSet<M> {
         self.slots.remove(i)
     }
 
+    /// [`push`](PeerSet::push) into a set bounded by `cap`: the first push
+    /// allocates exactly `cap` slots (growing by doubling would hold up to
+    /// twice the bound), unless `cap` is large.
+    pub(crate) fn push_bounded(&mut self, peer: Peer, meta: M, cap: usize) {
+        if self.slots.capacity() == 0 && cap <= 64 {
+            self.hashes.reserve_exact(cap);
+            self.slots.reserve_exact(cap);
+        }
+        self.push(peer, meta);
+    }
+
     /// Adds `peer`, which the caller checked is not a member.
     pub(crate) fn push(&mut self, peer: Peer, meta: M) {
         debug_assert!(!self.contains(&peer.id));
@@ -256,7 +267,7 @@ impl Views {
         debug_assert!(self.active.len() < self.active_cap);
         self.passive.remove(&peer.id);
         self.suspects.remove(&peer.id);
-        self.active.push(peer, epoch);
+        self.active.push_bounded(peer, epoch, self.active_cap);
     }
 
     /// Adds to the passive view (unless self or active), evicting to the
@@ -306,7 +317,8 @@ impl Views {
             let old = self.passive.remove_at(victim);
             self.remember(old.peer);
         }
-        self.passive.push(peer, cooldown_until);
+        self.passive
+            .push_bounded(peer, cooldown_until, self.passive_cap);
     }
 
     fn remember(&mut self, peer: Peer) {
