@@ -20,8 +20,9 @@ pub enum Message {
     /// Ask to become an active neighbor; `high_priority` when the sender's
     /// active view is empty. `epoch` names the link this request would
     /// create (a Lamport-style counter, so a newer link has a larger epoch).
-    /// `merge` marks the low-rate promotion of a peer that was unreachable
-    /// (possible healed partition): the receiver accepts it even when full.
+    /// `merge` marks a merge request (low rate, to a peer that was
+    /// unreachable or in another part of the overlay, see the core's
+    /// `repair` module): the receiver accepts it even when full.
     Neighbor {
         high_priority: bool,
         epoch: u64,

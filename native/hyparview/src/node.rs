@@ -276,6 +276,8 @@ impl Node {
                 epoch,
                 merge,
             } => {
+                // The receiver cannot tell a promotion from a FORWARDJOIN
+                // acceptance, and need not: only a merge is handled apart.
                 let kind = if merge {
                     RequestKind::Merge
                 } else {
