@@ -733,7 +733,11 @@ impl<P: Protocol> Sim<P> {
         match out {
             Output::Send { to, message } => {
                 self.counters.sends += 1;
-                *self.counters.by_kind.entry(message.kind()).or_insert(0) += 1;
+                *self
+                    .counters
+                    .by_kind
+                    .entry(message.kind().name())
+                    .or_insert(0) += 1;
                 match self.lookup(&to) {
                     Some(b) if b != a => self.send(a, b, message),
                     // Self or an id no node has: nothing to deliver to.

@@ -7,16 +7,30 @@
 //! construction, so the same seed and the same inputs always give the same
 //! outputs. The simulator (`hyparview-sim`) and the NIF transport both drive
 //! this exact code.
+//!
+//! Layout: `events` (inputs, outputs, timers, counters), `node` (the
+//! paper's handlers), `membership` (moves between views), `maintain`
+//! (promotion after every input, timers), and the sub-states it owns:
+//! `views` (active, passive, suspects, reserve), `requests` (NEIGHBORs in
+//! flight), `join` (contacts, JOIN rounds, rejoin backoff) and `repair`
+//! (merge requests and contact probes, beyond the paper).
 
 pub mod config;
+mod events;
+mod join;
+mod maintain;
+mod membership;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod repair;
+mod requests;
+mod views;
 
 pub use config::{Config, ConfigError};
-pub use message::Message;
+pub use message::{Message, MessageKind, Priority};
 pub use node::{Input, Node, Output, Stats, Timer};
-pub use peer::{Peer, PeerId};
+pub use peer::{IdLike, Peer, PeerId};
 
 /// Milliseconds on the driver's monotonic clock (virtual time in the simulator).
 pub type Millis = u64;

@@ -148,6 +148,52 @@ impl<'de> Deserialize<'de> for PeerId {
     }
 }
 
+/// Anything that names a node: a [`PeerId`] (hash already known, compared
+/// by pointer first) or a plain `str` (hashed on the spot). Lets the node's
+/// accessors take either without the core ever holding a `String`.
+pub trait IdLike {
+    /// The FNV-1a hash [`PeerId::hash64`] would give for this name.
+    fn id_hash(&self) -> u64;
+    /// True when `id` names the same node. Callers compare hashes first.
+    fn same_id(&self, id: &PeerId) -> bool;
+}
+
+impl IdLike for PeerId {
+    fn id_hash(&self) -> u64 {
+        self.hash64()
+    }
+    fn same_id(&self, id: &PeerId) -> bool {
+        self == id
+    }
+}
+
+impl IdLike for str {
+    fn id_hash(&self) -> u64 {
+        fnv1a(self)
+    }
+    fn same_id(&self, id: &PeerId) -> bool {
+        id.as_str() == self
+    }
+}
+
+impl IdLike for String {
+    fn id_hash(&self) -> u64 {
+        fnv1a(self)
+    }
+    fn same_id(&self, id: &PeerId) -> bool {
+        id.as_str() == self.as_str()
+    }
+}
+
+impl<T: IdLike + ?Sized> IdLike for &T {
+    fn id_hash(&self) -> u64 {
+        (**self).id_hash()
+    }
+    fn same_id(&self, id: &PeerId) -> bool {
+        (**self).same_id(id)
+    }
+}
+
 /// A HyParView participant.
 ///
 /// `id` is the node name (for BEAM nodes the distribution name, for example
@@ -193,6 +239,17 @@ mod tests {
         let c = a.clone();
         assert!(Arc::ptr_eq(&a.0, &c.0));
         assert!(PeerId::new("a") < PeerId::new("b"));
+    }
+
+    #[test]
+    fn names_and_ids_hash_alike() {
+        let a = PeerId::new("a@h");
+        assert_eq!("a@h".id_hash(), a.id_hash());
+        assert_eq!("a@h".to_string().id_hash(), a.id_hash());
+        assert!("a@h".same_id(&a));
+        assert!(!"b@h".same_id(&a));
+        let r: &PeerId = &a;
+        assert!(IdLike::same_id(&r, &a.clone()));
     }
 
     #[test]

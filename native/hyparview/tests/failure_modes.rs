@@ -436,7 +436,7 @@ fn tick_until_merge(n: &mut Node, mut t: Timer, now: &mut u64) -> (String, u64, 
         let next = outs
             .iter()
             .find_map(|o| match o {
-                Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Promotion") => {
+                Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Merge") => {
                     Some(timer.clone())
                 }
                 _ => None,
@@ -469,9 +469,7 @@ fn suspects_survive_dial_failures_and_are_probed_periodically() {
     let t = drain(&mut n)
         .into_iter()
         .find_map(|o| match o {
-            Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Promotion") => {
-                Some(timer)
-            }
+            Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Merge") => Some(timer),
             _ => None,
         })
         .unwrap();
@@ -735,9 +733,7 @@ fn full_node_occasionally_probes_a_passive_peer() {
     let mut t = drain(&mut n)
         .into_iter()
         .find_map(|o| match o {
-            Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Promotion") => {
-                Some(timer)
-            }
+            Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Merge") => Some(timer),
             _ => None,
         })
         .unwrap();
@@ -751,7 +747,7 @@ fn full_node_occasionally_probes_a_passive_peer() {
         n.handle(now, Input::Timer(t.clone()));
         for o in drain(&mut n) {
             match o {
-                Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Promotion") => {
+                Output::SetTimer { timer, .. } if format!("{timer:?}").contains("Merge") => {
                     t = timer
                 }
                 Output::Send {

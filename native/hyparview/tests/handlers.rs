@@ -99,7 +99,7 @@ fn join_input_sends_join_and_starts_timers() {
     let outs = drain(&mut n);
     assert_eq!(sent(&outs), vec![("c".to_string(), Message::Join)]);
     assert_eq!(timers(&outs, "Shuffle").len(), 1);
-    assert_eq!(timers(&outs, "Promotion").len(), 1);
+    assert_eq!(timers(&outs, "Merge").len(), 1);
     assert_eq!(timers(&outs, "JoinTimeout").len(), 1);
     assert!(
         n.active_view().is_empty(),

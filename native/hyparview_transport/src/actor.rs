@@ -392,7 +392,7 @@ impl Actor {
     }
 
     fn enqueue_msg(&mut self, cid: ConnId, message: Message) {
-        let kind = message.kind();
+        let kind = message.kind().name();
         let request = matches!(message, Message::Join | Message::Neighbor { .. });
         let hold = ms(self
             .node
@@ -591,7 +591,7 @@ impl Actor {
             Frame::Msg(message) => {
                 c.last_used = now;
                 let from = c.peer.clone();
-                bump(&mut self.counters.messages_in, message.kind());
+                bump(&mut self.counters.messages_in, message.kind().name());
                 self.feed(Input::Message { from, message });
             }
             Frame::Ping => {

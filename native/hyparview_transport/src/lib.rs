@@ -22,15 +22,7 @@ use tokio::sync::mpsc;
 pub use wire::{valid_id, RejectReason};
 
 /// Message kinds (from `Message::kind()`) with a counter in [`Counters`].
-pub const MESSAGE_KINDS: [&str; 7] = [
-    "join",
-    "forward_join",
-    "neighbor",
-    "neighbor_reply",
-    "disconnect",
-    "shuffle",
-    "shuffle_reply",
-];
+pub const MESSAGE_KINDS: [&str; 7] = hyparview::MessageKind::NAMES;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static RUNTIME_INIT: Mutex<()> = Mutex::new(());

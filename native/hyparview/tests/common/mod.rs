@@ -294,7 +294,8 @@ impl Net {
         self.log
             .iter()
             .filter(|(n, o)| {
-                n == id && matches!(o, Output::Send { message, .. } if message.kind() == kind)
+                n == id
+                    && matches!(o, Output::Send { message, .. } if message.kind().name() == kind)
             })
             .count()
     }

@@ -1,0 +1,223 @@
+//! Moving peers between the views as the handlers decide: making room in
+//! the active view, integrating received peers, incarnation checks, and the
+//! asymmetric-link repair, and what a lost connection or failed dial does. The sets and their invariants are in `views.rs`.
+//!
+//! Modification from paper: a restarted peer (same id, higher incarnation)
+//! replaces every entry of its older run, and a FORWARDJOIN or SHUFFLE from
+//! a peer we do not hold is answered with DISCONNECT so no link stays
+//! one-sided.
+
+use crate::events::Output;
+use crate::node::Node;
+use crate::{Message, Millis, Peer, PeerId};
+
+/// Where a peer id is known, and with which incarnation.
+pub(crate) enum Freshness {
+    Unknown,
+    Same,
+    Older,
+    Newer,
+}
+
+/// Why a peer is unreachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loss {
+    Connection,
+    Dial,
+}
+
+impl Node {
+    /// Connection lost or dial failed: `peer` is (probably) unreachable.
+    pub(crate) fn on_unreachable(&mut self, peer: Peer, loss: Loss) {
+        if peer.id == self.local.id {
+            return;
+        }
+        if let Some(i) = self.views.active.position(&peer.id) {
+            if peer.incarnation < self.views.active.at(i).peer.incarnation {
+                self.stats.stale_ignored += 1;
+                return;
+            }
+            let a = self.views.remove_active_at(i);
+            self.stats.failures_detected += 1;
+            self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+            self.views.add_suspect(a.peer);
+            // The neighbourhood shrank: probe promptly if it comes to that.
+            self.probe.restart_rounds();
+        }
+        if let Some((p, request)) = self.requests.take(&peer.id) {
+            self.request_failed(p, request.kind);
+        }
+        if self.join.is_joining_via(&peer.id) {
+            self.try_next_join();
+        }
+        if loss == Loss::Dial {
+            // Whatever we sent it was lost; a passive entry we cannot reach
+            // is no longer a preferred candidate.
+            match self.views.passive.get(&peer.id) {
+                Some(e) if e.peer.incarnation <= peer.incarnation => {
+                    let e = self.views.passive.remove(&peer.id).expect("just found");
+                    self.views.add_suspect(e.peer);
+                }
+                Some(_) => {}
+                None => self.views.suspect_failed(&peer.id),
+            }
+        }
+    }
+
+    /// A peer seen with an older incarnation than we know is stale
+    /// (counted, to be ignored); a newer one replaces every entry of the old
+    /// run first. Returns whether the caller may go on.
+    pub(crate) fn admit_incarnation(&mut self, peer: &Peer) -> bool {
+        match self.freshness(peer) {
+            Freshness::Older => {
+                self.stats.stale_ignored += 1;
+                false
+            }
+            Freshness::Newer => {
+                self.purge_old_incarnation(peer);
+                true
+            }
+            Freshness::Same | Freshness::Unknown => true,
+        }
+    }
+
+    /// Puts `peer` in the active view (making room by evicting a random
+    /// peer), or refreshes the epoch of its link.
+    pub(crate) fn add_active(&mut self, peer: Peer, epoch: u64) {
+        if let Some(a) = self.views.active.get_mut(&peer.id) {
+            a.meta = a.meta.max(epoch);
+            return;
+        }
+        if self.views.active_full() {
+            self.evict_random_active();
+        }
+        self.outputs.push_back(Output::PeerUp(peer.clone()));
+        self.views.push_active(peer, epoch);
+        self.join.reset_backoff();
+    }
+
+    /// Drops a random active peer to make room; it moves to the passive view.
+    pub(crate) fn evict_random_active(&mut self) {
+        let Some(i) = self.views.active.random_where(&mut self.rng, |_| true) else {
+            return;
+        };
+        let a = self.views.remove_active_at(i);
+        self.send(a.peer.clone(), Message::Disconnect { epoch: a.meta });
+        self.outputs.push_back(Output::Disconnect {
+            peer: a.peer.clone(),
+        });
+        self.outputs.push_back(Output::PeerDown(a.peer.clone()));
+        self.insert_passive(a.peer, 0, &[]);
+    }
+
+    pub(crate) fn insert_passive(&mut self, peer: Peer, cooldown: Millis, prefer: &[Peer]) {
+        self.views
+            .insert_passive(peer, cooldown, prefer, &mut self.rng);
+    }
+
+    /// Received peers enter the passive view unless known (or stale);
+    /// `sent` are evicted first when it is full (the paper's rule).
+    pub(crate) fn integrate(&mut self, peers: Vec<Peer>, sent: &[Peer]) {
+        for p in peers {
+            if p.id == self.local.id {
+                continue;
+            }
+            match self.freshness(&p) {
+                Freshness::Older | Freshness::Same => continue,
+                Freshness::Newer => {
+                    self.purge_old_incarnation(&p);
+                    if self.views.suspects.contains(&p.id) {
+                        continue;
+                    }
+                }
+                Freshness::Unknown => {
+                    let rng = &mut self.rng;
+                    self.views.insert_unknown_passive(p, 0, sent, rng);
+                    continue;
+                }
+            }
+            self.insert_passive(p, 0, sent);
+        }
+    }
+
+    /// A random active peer other than `a` and `b` (hash compares only).
+    pub(crate) fn random_active_except(&mut self, a: &PeerId, b: &PeerId) -> Option<Peer> {
+        let i = self
+            .views
+            .active
+            .random_where(&mut self.rng, |s| s.peer.id != *a && s.peer.id != *b)?;
+        Some(self.views.active.at(i).peer.clone())
+    }
+
+    /// A FORWARDJOIN or SHUFFLE from `from` implies it holds us in its active
+    /// view; if we do not hold it, tell it (asymmetric link repair).
+    pub(crate) fn check_implied_link(&mut self, from: &Peer) {
+        if !self.is_active(&from.id)
+            && !self.requests.contains(&from.id)
+            && !self.join.is_joining_via(&from.id)
+        {
+            self.stats.asymmetry_repairs += 1;
+            // Our clock bounds every epoch we ever agreed to with it, so this
+            // cannot tear down a link it proposes afterwards.
+            let epoch = self.clock;
+            self.send(from.clone(), Message::Disconnect { epoch });
+        }
+    }
+
+    /// Close a connection used only for a one-off exchange.
+    pub(crate) fn close_if_idle(&mut self, peer: &Peer) {
+        if !self.is_active(&peer.id) && !self.requests.contains(&peer.id) {
+            self.outputs
+                .push_back(Output::Disconnect { peer: peer.clone() });
+        }
+    }
+
+    pub(crate) fn freshness(&self, peer: &Peer) -> Freshness {
+        let v = &self.views;
+        let id = &peer.id;
+        let known = v
+            .active
+            .get(id)
+            .map(|s| &s.peer)
+            .or_else(|| self.requests.peer(id))
+            .or_else(|| v.passive.get(id).map(|s| &s.peer))
+            .or_else(|| v.suspects.get(id).map(|s| &s.peer));
+        let Some(known) = known else {
+            return Freshness::Unknown;
+        };
+        match known.incarnation.cmp(&peer.incarnation) {
+            std::cmp::Ordering::Equal => Freshness::Same,
+            std::cmp::Ordering::Greater => Freshness::Older,
+            std::cmp::Ordering::Less => Freshness::Newer,
+        }
+    }
+
+    /// `peer` restarted: forget every entry of its older incarnations.
+    pub(crate) fn purge_old_incarnation(&mut self, peer: &Peer) {
+        let id = &peer.id;
+        if let Some(i) = self.views.active.position(id) {
+            if self.views.active.at(i).peer.incarnation < peer.incarnation {
+                let a = self.views.remove_active_at(i);
+                self.outputs.push_back(Output::PeerDown(a.peer));
+            }
+        }
+        self.requests.purge_older(peer);
+        if let Some(e) = self.views.passive.get_mut(id) {
+            if e.peer.incarnation < peer.incarnation {
+                e.peer = peer.clone();
+                e.meta = 0;
+            }
+        }
+        let restarted_suspect = self
+            .views
+            .suspects
+            .get(id)
+            .is_some_and(|s| s.peer.incarnation < peer.incarnation);
+        if restarted_suspect {
+            self.views.suspects.remove(id);
+            if !self.views.passive.contains(id) {
+                self.insert_passive(peer.clone(), 0, &[]);
+            }
+        }
+    }
+}

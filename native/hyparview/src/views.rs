@@ -1,0 +1,552 @@
+//! The node's peer sets: the paper's active and passive views, plus two
+//! memories the paper does not have (the suspects and the reserve) and the
+//! record of recently removed links.
+//!
+//! Every set is a [`PeerSet`]: a small vector of slots, each carrying the
+//! peer's id hash inline, so a lookup is a scan of integers that touches a
+//! name only on a hash match (and then compares pointers first, see
+//! [`PeerId`]). With the default sizes (5, 30, 30) a scan of a few cache
+//! lines beats a hash map and costs no per-node table.
+//!
+//! Invariants kept here (checked by the tests below and by
+//! `tests/props.rs`):
+//! - self is in no set;
+//! - active, passive and suspects are disjoint;
+//! - no set exceeds its capacity (active `active_view_size`, passive
+//!   `passive_view_size`, suspects the larger of the two, reserve
+//!   RESERVE_FACTOR × passive, dropped links DROPPED_MEMORY);
+//! - every link removed from the active view is recorded in `dropped`.
+//!
+//! Modification from paper: a peer evicted from a full passive view is not
+//! forgotten but kept in the bounded *reserve*, drawn from only when no
+//! promotion candidate is left; a peer that failed goes to the *suspects*
+//! (see `repair.rs`) rather than being dropped.
+
+use crate::peer::IdLike;
+use crate::{Config, Millis, Peer, PeerId};
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::collections::VecDeque;
+
+/// Remembered removed links (see [`Views::was_dropped`]).
+const DROPPED_MEMORY: usize = 32;
+/// The reserve holds this many times `passive_view_size` peers.
+const RESERVE_FACTOR: usize = 3;
+
+/// One member of a [`PeerSet`] with its per-set data.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot<M> {
+    pub(crate) peer: Peer,
+    pub(crate) meta: M,
+}
+
+/// A small set of peers keyed by id, in insertion order. The id hashes are
+/// kept apart from the slots: a lookup reads one contiguous array of
+/// integers (4 cache lines for 30 peers) rather than one line per peer.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerSet<M> {
+    hashes: Vec<u64>,
+    slots: Vec<Slot<M>>,
+}
+
+impl<M> PeerSet<M> {
+    pub(crate) fn new() -> Self {
+        PeerSet {
+            hashes: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(crate) fn position<K: IdLike + ?Sized>(&self, id: &K) -> Option<usize> {
+        let h = id.id_hash();
+        for (i, &x) in self.hashes.iter().enumerate() {
+            if x == h && id.same_id(&self.slots[i].peer.id) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn contains<K: IdLike + ?Sized>(&self, id: &K) -> bool {
+        self.position(id).is_some()
+    }
+
+    pub(crate) fn get<K: IdLike + ?Sized>(&self, id: &K) -> Option<&Slot<M>> {
+        self.position(id).map(|i| &self.slots[i])
+    }
+
+    pub(crate) fn get_mut<K: IdLike + ?Sized>(&mut self, id: &K) -> Option<&mut Slot<M>> {
+        self.position(id).map(|i| &mut self.slots[i])
+    }
+
+    pub(crate) fn at(&self, i: usize) -> &Slot<M> {
+        &self.slots[i]
+    }
+
+    /// Order-preserving removal (the suspects' eviction prefers the oldest).
+    pub(crate) fn remove<K: IdLike + ?Sized>(&mut self, id: &K) -> Option<Slot<M>> {
+        self.position(id).map(|i| self.remove_at(i))
+    }
+
+    pub(crate) fn remove_at(&mut self, i: usize) -> Slot<M> {
+        self.hashes.remove(i);
+        self.slots.remove(i)
+    }
+
+    /// [`push`](PeerSet::push) into a set bounded by `cap`: the first push
+    /// allocates exactly `cap` slots (growing by doubling would hold up to
+    /// twice the bound), unless `cap` is large.
+    pub(crate) fn push_bounded(&mut self, peer: Peer, meta: M, cap: usize) {
+        if self.slots.capacity() == 0 && cap <= 64 {
+            self.hashes.reserve_exact(cap);
+            self.slots.reserve_exact(cap);
+        }
+        self.push(peer, meta);
+    }
+
+    /// Adds `peer`, which the caller checked is not a member.
+    pub(crate) fn push(&mut self, peer: Peer, meta: M) {
+        debug_assert!(!self.contains(&peer.id));
+        self.hashes.push(peer.id.hash64());
+        self.slots.push(Slot { peer, meta });
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Slot<M>> {
+        self.slots.iter()
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Slot<M>) -> bool) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            if keep(&self.slots[i]) {
+                i += 1;
+            } else {
+                self.remove_at(i);
+            }
+        }
+    }
+
+    pub(crate) fn peers(&self) -> Vec<&Peer> {
+        self.slots.iter().map(|s| &s.peer).collect()
+    }
+
+    /// Index of a uniformly random member for which `keep` holds, without
+    /// allocating (count, draw, walk).
+    pub(crate) fn random_where(
+        &self,
+        rng: &mut SmallRng,
+        keep: impl Fn(&Slot<M>) -> bool,
+    ) -> Option<usize> {
+        let n = self.slots.iter().filter(|s| keep(s)).count();
+        if n == 0 {
+            return None;
+        }
+        let k = rng.gen_range(0..n);
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| keep(s))
+            .nth(k)
+            .map(|(i, _)| i)
+    }
+
+    /// `k` distinct random members (fewer when the set is smaller).
+    pub(crate) fn sample(&self, rng: &mut SmallRng, k: usize) -> Vec<Peer> {
+        let n = self.slots.len();
+        rand::seq::index::sample(rng, n, k.min(n))
+            .iter()
+            .map(|i| self.slots[i].peer.clone())
+            .collect()
+    }
+}
+
+/// An active link: its epoch (see [`crate::Message::Neighbor`]).
+pub(crate) type Link = u64;
+/// Passive entries are not preferred promotion candidates before this time
+/// (they just disconnected or refused us).
+pub(crate) type CooldownUntil = Millis;
+/// How often a suspect failed again since it became one.
+pub(crate) type Failures = u32;
+
+/// A link removed from the active view: a late acceptance of it is refused.
+#[derive(Clone, Copy, Debug)]
+struct DroppedLink {
+    h: u64,
+    incarnation: u64,
+    epoch: u64,
+}
+
+pub(crate) struct Views {
+    local: PeerId,
+    active_cap: usize,
+    passive_cap: usize,
+    pub(crate) active: PeerSet<Link>,
+    pub(crate) passive: PeerSet<CooldownUntil>,
+    /// Peers that failed recently: neither promotion candidates nor
+    /// forgotten (merge requests go to them, see `repair.rs`).
+    pub(crate) suspects: PeerSet<Failures>,
+    /// Peers recently evicted from the passive view, most recent at the
+    /// back. Duplicates are possible and harmless (known peers are skipped
+    /// when drawing).
+    reserve: VecDeque<Peer>,
+    dropped: VecDeque<DroppedLink>,
+}
+
+impl Views {
+    pub(crate) fn new(local: PeerId, config: &Config) -> Views {
+        Views {
+            local,
+            active_cap: config.active_view_size,
+            passive_cap: config.passive_view_size,
+            active: PeerSet::new(),
+            passive: PeerSet::new(),
+            suspects: PeerSet::new(),
+            reserve: VecDeque::new(),
+            dropped: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn active_full(&self) -> bool {
+        self.active.len() >= self.active_cap
+    }
+
+    /// No neighbour and no candidate: only the contacts are left.
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.active.is_empty() && self.passive.is_empty()
+    }
+
+    fn suspect_cap(&self) -> usize {
+        self.passive_cap.max(self.active_cap)
+    }
+
+    fn reserve_cap(&self) -> usize {
+        self.passive_cap.saturating_mul(RESERVE_FACTOR)
+    }
+
+    /// Removes the active link at `i`, remembering it as dropped.
+    pub(crate) fn remove_active_at(&mut self, i: usize) -> Slot<Link> {
+        let a = self.active.remove_at(i);
+        if self.dropped.len() >= DROPPED_MEMORY {
+            self.dropped.pop_front();
+        }
+        if self.dropped.capacity() == 0 {
+            self.dropped.reserve_exact(DROPPED_MEMORY);
+        }
+        self.dropped.push_back(DroppedLink {
+            h: a.peer.id.hash64(),
+            incarnation: a.peer.incarnation,
+            epoch: a.meta,
+        });
+        a
+    }
+
+    #[cfg(test)]
+    fn remove_active(&mut self, id: &PeerId) -> Option<Slot<Link>> {
+        self.active.position(id).map(|i| self.remove_active_at(i))
+    }
+
+    /// Whether this very link (same incarnation and epoch) was removed.
+    pub(crate) fn was_dropped(&self, peer: &Peer, epoch: u64) -> bool {
+        let h = peer.id.hash64();
+        self.dropped
+            .iter()
+            .any(|d| d.h == h && d.incarnation == peer.incarnation && d.epoch == epoch)
+    }
+
+    /// Puts `peer` in the active view; the caller made room (the view is
+    /// not full) and checked it is not active yet.
+    pub(crate) fn push_active(&mut self, peer: Peer, epoch: u64) {
+        debug_assert!(self.active.len() < self.active_cap);
+        self.passive.remove(&peer.id);
+        self.suspects.remove(&peer.id);
+        self.active.push_bounded(peer, epoch, self.active_cap);
+    }
+
+    /// Adds to the passive view (unless self or active), evicting to the
+    /// reserve first an entry listed in `prefer_evict`, else a random one.
+    /// A known entry is refreshed (newer incarnation, longer cooldown).
+    pub(crate) fn insert_passive(
+        &mut self,
+        peer: Peer,
+        cooldown_until: Millis,
+        prefer_evict: &[Peer],
+        rng: &mut SmallRng,
+    ) {
+        if peer.id == self.local || self.active.contains(&peer.id) {
+            return;
+        }
+        self.suspects.remove(&peer.id);
+        if let Some(e) = self.passive.get_mut(&peer.id) {
+            if peer.incarnation >= e.peer.incarnation {
+                e.peer = peer;
+            }
+            e.meta = e.meta.max(cooldown_until);
+            return;
+        }
+        self.insert_unknown_passive(peer, cooldown_until, prefer_evict, rng);
+    }
+
+    /// [`insert_passive`](Views::insert_passive) for a peer the caller
+    /// checked is in no set and not self (saves three scans per received
+    /// peer on the shuffle path).
+    pub(crate) fn insert_unknown_passive(
+        &mut self,
+        peer: Peer,
+        cooldown_until: Millis,
+        prefer_evict: &[Peer],
+        rng: &mut SmallRng,
+    ) {
+        debug_assert!(peer.id != self.local && !self.active.contains(&peer.id));
+        debug_assert!(!self.suspects.contains(&peer.id));
+        if self.passive_cap == 0 {
+            return;
+        }
+        if self.passive.len() >= self.passive_cap {
+            let victim = prefer_evict
+                .iter()
+                .find_map(|s| self.passive.position(&s.id))
+                .unwrap_or_else(|| rng.gen_range(0..self.passive.len()));
+            let old = self.passive.remove_at(victim);
+            self.remember(old.peer);
+        }
+        self.passive
+            .push_bounded(peer, cooldown_until, self.passive_cap);
+    }
+
+    fn remember(&mut self, peer: Peer) {
+        let cap = self.reserve_cap();
+        if cap == 0 {
+            return;
+        }
+        if self.reserve.len() >= cap {
+            self.reserve.pop_front();
+        }
+        if self.reserve.capacity() == 0 {
+            // Exactly the bound: growing by doubling would hold a third more.
+            self.reserve.reserve_exact(cap);
+        }
+        self.reserve.push_back(peer);
+    }
+
+    /// No promotion candidate left: move up to `want` remembered peers back
+    /// into the passive view, most recent first. Dead ones fail and become
+    /// suspects.
+    pub(crate) fn refill_from_reserve(&mut self, want: usize, rng: &mut SmallRng) {
+        let mut moved = 0;
+        while moved < want {
+            let Some(p) = self.reserve.pop_back() else {
+                break;
+            };
+            if p.id == self.local
+                || self.active.contains(&p.id)
+                || self.passive.contains(&p.id)
+                || self.suspects.contains(&p.id)
+            {
+                continue;
+            }
+            self.insert_passive(p, 0, &[], rng);
+            moved += 1;
+        }
+    }
+
+    pub(crate) fn reserve_is_empty(&self) -> bool {
+        self.reserve.is_empty()
+    }
+
+    /// `peer` failed: a suspect from now on (unless self or active). A
+    /// newer incarnation of a suspect resets its failure count.
+    pub(crate) fn add_suspect(&mut self, peer: Peer) {
+        if peer.id == self.local || self.active.contains(&peer.id) {
+            return;
+        }
+        self.passive.remove(&peer.id);
+        if let Some(s) = self.suspects.get_mut(&peer.id) {
+            if peer.incarnation > s.peer.incarnation {
+                s.peer = peer;
+                s.meta = 0;
+            }
+            return;
+        }
+        if self.suspects.len() >= self.suspect_cap() {
+            // Drop the one that failed most often (oldest on ties).
+            let mut worst = 0;
+            for (i, s) in self.suspects.iter().enumerate() {
+                if s.meta > self.suspects.at(worst).meta {
+                    worst = i;
+                }
+            }
+            self.suspects.remove_at(worst);
+        }
+        self.suspects.push(peer, 0);
+    }
+
+    /// A suspect failed once more (dial or merge request).
+    pub(crate) fn suspect_failed(&mut self, id: &PeerId) {
+        if let Some(s) = self.suspects.get_mut(id) {
+            s.meta = s.meta.saturating_add(1);
+        }
+    }
+
+    /// Bytes this node's views hold beyond the `Views` struct itself
+    /// (allocated capacity, not names: those are shared).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let set = |cap: usize, slot: usize| cap * (slot + size_of::<u64>());
+        set(self.active.slots.capacity(), size_of::<Slot<Link>>())
+            + set(
+                self.passive.slots.capacity(),
+                size_of::<Slot<CooldownUntil>>(),
+            )
+            + set(self.suspects.slots.capacity(), size_of::<Slot<Failures>>())
+            + self.reserve.capacity() * size_of::<Peer>()
+            + self.dropped.capacity() * size_of::<DroppedLink>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::net::SocketAddr;
+
+    fn peer(id: &str) -> Peer {
+        Peer::new(id, SocketAddr::from(([127, 0, 0, 1], 1)), 1)
+    }
+
+    fn views() -> (Views, SmallRng) {
+        (
+            Views::new(PeerId::new("me"), &Config::default()),
+            SmallRng::seed_from_u64(1),
+        )
+    }
+
+    fn disjoint(v: &Views) {
+        for a in v.active.iter() {
+            assert!(!v.passive.contains(&a.peer.id));
+            assert!(!v.suspects.contains(&a.peer.id));
+        }
+        for p in v.passive.iter() {
+            assert!(!v.suspects.contains(&p.peer.id));
+        }
+        for s in [&v.active.peers(), &v.passive.peers(), &v.suspects.peers()] {
+            assert!(s.iter().all(|p| p.id != v.local));
+        }
+    }
+
+    #[test]
+    fn lookups_by_name_and_by_id_agree() {
+        let mut s: PeerSet<()> = PeerSet::new();
+        s.push(peer("a"), ());
+        s.push(peer("b"), ());
+        assert_eq!(s.position("b"), Some(1));
+        assert_eq!(s.position(&PeerId::new("a")), Some(0));
+        assert!(!s.contains("c"));
+        assert!(s.remove("a").is_some());
+        assert_eq!(s.position("b"), Some(0));
+    }
+
+    #[test]
+    fn full_passive_evicts_the_preferred_entry_into_the_reserve() {
+        let (mut v, mut rng) = views();
+        for i in 0..30 {
+            v.insert_passive(peer(&format!("p{i}")), 0, &[], &mut rng);
+        }
+        v.insert_passive(peer("new"), 0, &[peer("p7")], &mut rng);
+        assert_eq!(v.passive.len(), 30);
+        assert!(!v.passive.contains("p7") && v.passive.contains("new"));
+        assert_eq!(v.reserve.back().map(|p| p.id.as_str()), Some("p7"));
+        disjoint(&v);
+    }
+
+    #[test]
+    fn self_and_active_peers_never_enter_passive_or_suspects() {
+        let (mut v, mut rng) = views();
+        v.insert_passive(peer("me"), 0, &[], &mut rng);
+        v.add_suspect(peer("me"));
+        v.push_active(peer("a"), 1);
+        v.insert_passive(peer("a"), 0, &[], &mut rng);
+        v.add_suspect(peer("a"));
+        assert!(v.passive.is_empty() && v.suspects.is_empty());
+    }
+
+    #[test]
+    fn suspects_and_passive_exclude_each_other() {
+        let (mut v, mut rng) = views();
+        v.insert_passive(peer("x"), 0, &[], &mut rng);
+        v.add_suspect(peer("x"));
+        assert!(!v.passive.contains("x") && v.suspects.contains("x"));
+        v.insert_passive(peer("x"), 0, &[], &mut rng);
+        assert!(v.passive.contains("x") && !v.suspects.contains("x"));
+        v.add_suspect(peer("x"));
+        v.push_active(peer("x"), 3);
+        assert!(v.active.contains("x"));
+        disjoint(&v);
+    }
+
+    #[test]
+    fn a_full_suspect_list_drops_the_most_failed() {
+        let (mut v, _) = views();
+        for i in 0..30 {
+            v.add_suspect(peer(&format!("s{i}")));
+        }
+        let s5 = PeerId::new("s5");
+        v.suspect_failed(&s5);
+        v.suspect_failed(&s5);
+        v.add_suspect(peer("fresh"));
+        assert_eq!(v.suspects.len(), 30);
+        assert!(!v.suspects.contains("s5") && v.suspects.contains("fresh"));
+    }
+
+    #[test]
+    fn removed_links_are_remembered_boundedly() {
+        let (mut v, _) = views();
+        for e in 0..40u64 {
+            v.push_active(peer("a"), e);
+            let a = v.remove_active(&PeerId::new("a")).unwrap();
+            assert_eq!(a.meta, e);
+        }
+        assert!(v.was_dropped(&peer("a"), 39));
+        assert!(!v.was_dropped(&peer("a"), 2), "oldest forgotten");
+        assert_eq!(v.dropped.len(), DROPPED_MEMORY);
+    }
+
+    #[test]
+    fn reserve_refills_unknown_peers_most_recent_first() {
+        let (mut v, mut rng) = views();
+        for i in 0..60 {
+            v.insert_passive(peer(&format!("p{i}")), 0, &[], &mut rng);
+        }
+        assert_eq!(v.reserve.len(), 30);
+        let evicted: Vec<Peer> = v.reserve.iter().cloned().collect();
+        while let Some(s) = v.passive.iter().next().map(|s| s.peer.clone()) {
+            v.add_suspect(s);
+        }
+        v.refill_from_reserve(15, &mut rng);
+        assert_eq!(v.passive.len(), 15);
+        for p in evicted.iter().rev().take(15) {
+            assert!(v.passive.contains(&p.id));
+        }
+        disjoint(&v);
+    }
+
+    #[test]
+    fn the_reserve_is_bounded_and_allocated_exactly() {
+        let (mut v, mut rng) = views();
+        for i in 0..500 {
+            v.insert_passive(peer(&format!("p{i}")), 0, &[], &mut rng);
+        }
+        assert_eq!(v.reserve.len(), 90);
+        assert_eq!(v.reserve.capacity(), 90);
+        // Default config, everything full: the views stay near 6.5 KB.
+        assert!(v.heap_bytes() < 7_000, "{}", v.heap_bytes());
+    }
+}

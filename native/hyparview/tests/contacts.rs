@@ -1,0 +1,201 @@
+//! `Input::Contacts`: the contact list replaced at run time (discovery).
+mod common;
+use common::*;
+use hyparview::{Config, Input, Message, Node, Output, Timer};
+
+fn node(id: &str) -> Node {
+    Node::new(peer(id), Config::default(), 11).unwrap()
+}
+
+fn joins_sent(outs: &[Output]) -> Vec<String> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                message: Message::Join,
+            } => Some(to.id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejoin_timers(outs: &[Output]) -> Vec<(u64, Timer)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::SetTimer { after, timer } if format!("{timer:?}").contains("Rejoin") => {
+                Some((*after, timer.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn ids(n: &Node) -> Vec<String> {
+    n.contacts().iter().map(|p| p.id.to_string()).collect()
+}
+
+#[test]
+fn contacts_are_replaced_deduplicated_and_self_filtered_without_a_restart() {
+    let mut n = node("a");
+    n.handle(
+        0,
+        Input::Join {
+            contacts: vec![peer("c")],
+        },
+    );
+    n.handle(
+        1,
+        msg(
+            &peer("c"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 3,
+            },
+        ),
+    );
+    drain(&mut n);
+    assert!(n.is_active("c"));
+    n.handle(
+        2,
+        Input::Contacts {
+            contacts: vec![peer("d"), peer("a"), peer("d"), peer("e")],
+        },
+    );
+    let outs = drain(&mut n);
+    assert_eq!(ids(&n), ["d", "e"]);
+    assert!(joins_sent(&outs).is_empty(), "no JOIN while connected");
+    assert!(
+        !outs.iter().any(|o| matches!(o, Output::SetTimer { .. })),
+        "timers are not restarted: {outs:?}"
+    );
+    assert!(n.is_active("c"), "views untouched");
+}
+
+/// Join through `c` only, and let every JOIN fail until the rejoin backoff
+/// exceeds `min_delay`. Returns the pending rejoin timer.
+fn isolated_with_long_backoff(n: &mut Node, min_delay: u64) -> (u64, Timer) {
+    n.handle(
+        0,
+        Input::Join {
+            contacts: vec![peer("c")],
+        },
+    );
+    let mut now = 0;
+    let mut outs = drain(n);
+    for _ in 0..20 {
+        assert_eq!(joins_sent(&outs), ["c"]);
+        n.handle(now, Input::DialFailed { peer: peer("c") });
+        let timer = rejoin_timers(&drain(n))
+            .pop()
+            .expect("isolated: a rejoin is scheduled");
+        if timer.0 > min_delay {
+            return timer;
+        }
+        now += timer.0;
+        n.handle(now, Input::Timer(timer.1));
+        outs = drain(n);
+    }
+    panic!("backoff never grew past {min_delay} ms");
+}
+
+#[test]
+fn fresh_contacts_cut_a_rejoin_backoff_short() {
+    let cfg = Config::default();
+    let mut n = node("a");
+    let (_, old) = isolated_with_long_backoff(&mut n, 8 * cfg.rejoin_backoff_min);
+
+    // Nothing new (a subset, self): the backoff stands.
+    n.handle(
+        100,
+        Input::Contacts {
+            contacts: vec![peer("c"), peer("a")],
+        },
+    );
+    assert!(rejoin_timers(&drain(&mut n)).is_empty());
+
+    n.handle(
+        200,
+        Input::Contacts {
+            contacts: vec![peer("c"), peer("d")],
+        },
+    );
+    let outs = drain(&mut n);
+    let soon = rejoin_timers(&outs);
+    assert_eq!(soon.len(), 1, "{outs:?}");
+    assert!(
+        soon[0].0 <= cfg.rejoin_backoff_min,
+        "retry soon, not after the full backoff: {} ms",
+        soon[0].0
+    );
+    assert!(
+        joins_sent(&outs).is_empty(),
+        "the retry waits for its timer"
+    );
+
+    // The superseded timer does nothing.
+    n.handle(300, Input::Timer(old));
+    assert!(joins_sent(&drain(&mut n)).is_empty());
+
+    let rejoins = n.stats().rejoins;
+    n.handle(400, Input::Timer(soon[0].1.clone()));
+    assert_eq!(n.stats().rejoins, rejoins + 1);
+    let mut tried = joins_sent(&drain(&mut n));
+    assert_eq!(tried.len(), 1);
+    n.handle(
+        401,
+        Input::DialFailed {
+            peer: peer(&tried[0]),
+        },
+    );
+    tried.extend(joins_sent(&drain(&mut n)));
+    tried.sort();
+    assert_eq!(tried, ["c", "d"], "the round uses the new list");
+}
+
+#[test]
+fn a_connected_node_only_stores_fresh_contacts() {
+    let mut n = node("a");
+    n.handle(
+        0,
+        Input::Join {
+            contacts: vec![peer("c")],
+        },
+    );
+    n.handle(
+        1,
+        msg(
+            &peer("c"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 3,
+            },
+        ),
+    );
+    drain(&mut n);
+    n.handle(
+        2,
+        Input::Contacts {
+            contacts: vec![peer("z")],
+        },
+    );
+    let outs = drain(&mut n);
+    assert!(rejoin_timers(&outs).is_empty() && joins_sent(&outs).is_empty());
+    assert_eq!(ids(&n), ["z"]);
+    // Losing the only neighbour: the next round goes to the new contact.
+    n.handle(3, Input::ConnectionLost { peer: peer("c") });
+    let outs = drain(&mut n);
+    let (after, t) = rejoin_timers(&outs).pop().expect("isolated");
+    n.handle(3 + after, Input::Timer(t));
+    // The round: the new contact and the suspect `c`, in random order.
+    let mut tried = joins_sent(&drain(&mut n));
+    while let Some(last) = tried.last().cloned().filter(|_| tried.len() < 2) {
+        n.handle(4 + after, Input::DialFailed { peer: peer(&last) });
+        let next = joins_sent(&drain(&mut n));
+        if next.is_empty() {
+            break;
+        }
+        tried.extend(next);
+    }
+    tried.sort();
+    assert_eq!(tried, ["c", "z"], "the round uses the new list");
+}
