@@ -76,6 +76,10 @@ enum NetEvent {
         remote: SocketAddr,
         result: Result<(TcpStream, Session), HandshakeFail>,
     },
+    /// The dialer of a pending accepted handshake proved the secret.
+    Proved {
+        token: u64,
+    },
     Frame {
         conn: ConnId,
         frame: Frame,
@@ -510,11 +514,22 @@ impl Actor {
                 let handle = self.tasks.spawn(async move {
                     let mut stream = stream;
                     let _ = stream.set_nodelay(true);
-                    let result =
-                        handshake::accept(&mut stream, &identity, max_frame, preauth, deadline)
-                            .await
-                            .map(|session| (stream, session))
-                            .map_err(HandshakeFail::Handshake);
+                    let proved_tx = tx.clone();
+                    let result = handshake::accept(
+                        &mut stream,
+                        &identity,
+                        max_frame,
+                        preauth,
+                        deadline,
+                        move || {
+                            // Best effort: a full channel only loses the
+                            // eviction preference, nothing else.
+                            let _ = proved_tx.try_send(NetEvent::Proved { token });
+                        },
+                    )
+                    .await
+                    .map(|session| (stream, session))
+                    .map_err(HandshakeFail::Handshake);
                     let _ = tx
                         .send(NetEvent::Handshaken {
                             origin: Origin::Accepted { token },
@@ -581,6 +596,7 @@ impl Actor {
                     }
                 }
             }
+            NetEvent::Proved { token } => self.pending.proved(token),
             NetEvent::Frame { conn, frame } => self.on_frame(conn, frame),
             NetEvent::ReadClosed { conn, error } => {
                 if error.is_protocol_violation() {

@@ -7,6 +7,9 @@
 //! attacker who holds connections open must keep out-pacing every real
 //! handshake (which finishes in a round trip or two) to lock anyone out,
 //! while refusing the newest lets a few idle sockets starve all newcomers.
+//! Handshakes whose dialer already proved the secret go last: under a burst
+//! of real joins (many nodes behind one address) the ones nearly done are
+//! not the ones dropped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,11 +20,17 @@ use tokio::time::Instant;
 /// needs to cancel one (an abort handle).
 pub struct Pending<T> {
     /// Tokens grow, so the first entry is the oldest.
-    by_token: BTreeMap<u64, (IpAddr, T)>,
+    by_token: BTreeMap<u64, Slot<T>>,
     per_ip: HashMap<IpAddr, VecDeque<u64>>,
     next: u64,
     max: usize,
     max_per_ip: usize,
+}
+
+struct Slot<T> {
+    ip: IpAddr,
+    handle: T,
+    proved: bool,
 }
 
 impl<T> Pending<T> {
@@ -44,30 +53,63 @@ impl<T> Pending<T> {
             .get(&ip)
             .is_some_and(|q| q.len() >= self.max_per_ip)
         {
-            let Some(&oldest) = self.per_ip.get(&ip).and_then(|q| q.front()) else {
+            let queue: Vec<u64> = self
+                .per_ip
+                .get(&ip)
+                .map(|q| q.iter().copied().collect())
+                .unwrap_or_default();
+            let Some(victim) = self.victim(queue.into_iter()) else {
                 break;
             };
-            evicted.extend(self.remove(oldest));
+            evicted.extend(self.remove(victim));
         }
         while self.by_token.len() >= self.max {
-            let Some(&oldest) = self.by_token.keys().next() else {
+            let Some(victim) = self.victim(self.by_token.keys().copied()) else {
                 break;
             };
-            evicted.extend(self.remove(oldest));
+            evicted.extend(self.remove(victim));
         }
         let token = self.next;
         self.next += 1;
         (token, evicted)
     }
 
+    /// The oldest of `tokens` (oldest first) that has not proved the
+    /// secret, else the oldest.
+    fn victim(&self, mut tokens: impl Iterator<Item = u64>) -> Option<u64> {
+        let first = tokens.next()?;
+        if !self.by_token.get(&first).is_some_and(|s| s.proved) {
+            return Some(first);
+        }
+        Some(
+            tokens
+                .find(|t| !self.by_token.get(t).is_some_and(|s| s.proved))
+                .unwrap_or(first),
+        )
+    }
+
     pub fn insert(&mut self, token: u64, ip: IpAddr, handle: T) {
-        self.by_token.insert(token, (ip, handle));
+        self.by_token.insert(
+            token,
+            Slot {
+                ip,
+                handle,
+                proved: false,
+            },
+        );
         self.per_ip.entry(ip).or_default().push_back(token);
+    }
+
+    /// The dialer of this handshake has shown it holds the secret.
+    pub fn proved(&mut self, token: u64) {
+        if let Some(s) = self.by_token.get_mut(&token) {
+            s.proved = true;
+        }
     }
 
     /// The handshake finished (either way) or was evicted.
     pub fn remove(&mut self, token: u64) -> Option<T> {
-        let (ip, handle) = self.by_token.remove(&token)?;
+        let Slot { ip, handle, .. } = self.by_token.remove(&token)?;
         if let Some(q) = self.per_ip.get_mut(&ip) {
             q.retain(|t| *t != token);
             if q.is_empty() {
@@ -190,6 +232,24 @@ mod tests {
         assert_eq!(p.remove(t), Some("d"));
         let (_, ev) = p.make_room(ip(9));
         assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn handshakes_that_proved_the_secret_go_last() {
+        let mut p = Pending::new(3, 10);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let (t, _) = p.make_room(ip(1));
+            p.insert(t, ip(1), name);
+            if i < 2 {
+                p.proved(t);
+            }
+        }
+        let (t, ev) = p.make_room(ip(2));
+        assert_eq!(ev, vec!["c"], "the unproved one goes first");
+        p.insert(t, ip(2), "d");
+        p.proved(t);
+        let (_, ev) = p.make_room(ip(2));
+        assert_eq!(ev, vec!["a"], "then the oldest");
     }
 
     #[test]

@@ -498,15 +498,18 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Runs the listener's side: the dialer must prove the secret by
-/// `preauth_deadline`, and finish by `deadline`.
+/// `preauth_deadline`, and finish by `deadline`. `on_proved` is called when
+/// it has.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     me: &Identity,
     max_frame: usize,
     preauth_deadline: Instant,
     deadline: Instant,
+    mut on_proved: impl FnMut(),
 ) -> Result<Session, HandshakeError> {
     let mut hs = Responder::new(me, max_frame);
+    let mut told = false;
     let mut input = vec![0u8; Responder::first_read()];
     read_n(stream, &mut input, preauth_deadline.min(deadline)).await?;
     loop {
@@ -515,6 +518,10 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 write(stream, &send, deadline).await?;
                 input.resize(n, 0);
                 let by = if hs.proved() {
+                    if !told {
+                        told = true;
+                        on_proved();
+                    }
                     deadline
                 } else {
                     preauth_deadline.min(deadline)

@@ -97,8 +97,8 @@ impl Default for TransportConfig {
             max_frame_size: 65536,
             idle_timeout: 2000,
             write_queue: 1024,
-            max_unauthenticated: 64,
-            max_unauthenticated_per_ip: 16,
+            max_unauthenticated: 128,
+            max_unauthenticated_per_ip: 32,
             preauth_timeout: 1000,
             log_interval: 60_000,
         }
