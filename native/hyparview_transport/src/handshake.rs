@@ -17,6 +17,8 @@
 //!
 //! [`Initiator`] and [`Responder`] are sans-IO step machines (the fuzzer
 //! drives them directly); [`dial`] and [`accept`] run them on a stream.
+//! (Past 600 lines with its tests: both machines share one wire format and
+//! one set of checks, and reading them side by side is the point.)
 
 use crate::channel::{self, Opener, Sealer};
 use crate::wire::{valid_advertised, valid_id, MAGIC, VERSION};
