@@ -102,15 +102,30 @@ fn start_flood(
 
 #[test]
 fn idle_connections_and_a_garbage_flood_do_not_lock_out_joiners() {
-    let mut seed = TestNode::start(options("lockout_seed", vec![]));
+    // The shipped handshake deadline: an idle connection is not dropped for
+    // 2 s, so the attacker's sockets turn over slowly, as they would in use.
+    let mut o = options("lockout_seed", vec![]);
+    o.transport.handshake_timeout =
+        hyparview_transport::TransportConfig::default().handshake_timeout;
+    let mut seed = TestNode::start(o);
     let rt = attacker_runtime();
     let stop = Arc::new(AtomicBool::new(false));
+    let attack = Instant::now();
     let opened = start_flood(&rt, seed.addr(), 200, 500, stop.clone());
-    // Let the attack fill every slot first.
-    assert!(wait_until(T, || opened.load(Ordering::Relaxed) >= 400));
+    // Let the attack fill every slot and reach its steady state first: the
+    // idle connections have been dropped and reopened, the garbage refused.
+    assert!(wait_until(T, || opened.load(Ordering::Relaxed) >= 400
+        && seed.snap().counters.connections_accepted >= 2000
+        && attack.elapsed() >= Duration::from_secs(1)));
     let mut joined = Vec::new();
-    for i in 0..3 {
-        let mut j = TestNode::start(options(&format!("lockout_j{i}"), vec![seed.contact()]));
+    for i in 0..5 {
+        let mut o = options(&format!("lockout_j{i}"), vec![seed.contact()]);
+        // The shipped rejoin backoff (it grows towards 30 s): a joiner must
+        // get in through the transport, not by retrying often.
+        let d = hyparview::Config::default();
+        o.protocol.rejoin_backoff_min = d.rejoin_backoff_min;
+        o.protocol.rejoin_backoff_max = d.rejoin_backoff_max;
+        let mut j = TestNode::start(o);
         let started = Instant::now();
         let seed_id = seed.id.clone();
         let ok = wait_until(Duration::from_secs(3), || j.active_ids().contains(&seed_id));
@@ -119,6 +134,10 @@ fn idle_connections_and_a_garbage_flood_do_not_lock_out_joiners() {
     }
     stop.store(true, Ordering::Relaxed);
     drop(rt);
+    println!(
+        "joins under attack: {joined:?}; attacker connections opened: {}",
+        opened.load(Ordering::Relaxed)
+    );
     assert!(
         joined.iter().all(|(ok, _)| *ok),
         "joins under attack (joined?, time): {joined:?}; attacker connections opened: {}",
