@@ -1080,7 +1080,8 @@ async fn reader_task(
     conn: ConnId,
     tx: mpsc::Sender<NetEvent>,
 ) {
-    let mut r = BufReader::with_capacity(channel::MAX_RECORD + 2, r);
+    // Records larger than the buffer are read straight into `record`.
+    let mut r = BufReader::new(r);
     let mut record = Vec::new();
     loop {
         match channel::read_frame(&mut r, &mut opener, &mut record).await {

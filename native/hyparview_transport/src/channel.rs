@@ -50,7 +50,7 @@ pub fn split(
         Opener {
             keys,
             nonce: received,
-            plain: vec![0u8; MAX_RECORD],
+            plain: Vec::new(),
             frames: Decoder::new(max_frame),
         },
     )
@@ -85,6 +85,11 @@ impl Opener {
     pub fn open_raw(&mut self, record: &[u8]) -> Result<&[u8], ReadError> {
         if record.len() < TAG || record.len() > MAX_RECORD {
             return Err(ReadError::Tampered);
+        }
+        // Sized to the largest record seen, not the largest possible: most
+        // connections only ever carry small frames.
+        if self.plain.len() < record.len() {
+            self.plain.resize(record.len(), 0);
         }
         let n = self
             .keys
