@@ -5,7 +5,11 @@
 //! through one bounded channel; the actor never awaits anything but its
 //! `select!`, so a slow peer can only fill its own queue.
 
-use crate::wire::{self, Frame, Identity, ReadError, RejectReason, Role};
+use crate::admission::{Pending, Reports};
+use crate::channel::{self, Opener, Sealer};
+use crate::handshake::{self, HandshakeError, Identity, Session};
+use crate::wire::{self, Frame, ReadError};
+use crate::RejectReason;
 use crate::{
     ms, Command, Counters, Event, EventSink, LogLevel, Snapshot, SnapshotCell, TransportConfig,
 };
@@ -32,6 +36,13 @@ const MAX_DIAL_QUEUE: usize = 256;
 const NET_CHANNEL: usize = 1024;
 /// Longest a shutdown waits for queued frames to be written.
 const SHUTDOWN_FLUSH_MS: u64 = 200;
+/// Extra attempts of a dial whose handshake the other side closed: a
+/// listener under a connection flood drops its oldest pending handshakes,
+/// and a reachable contact should be retried at once, not after the
+/// node's rejoin backoff.
+const DIAL_RETRIES: u32 = 2;
+/// Plaintext the writer batches into one write (a few records).
+const WRITE_BATCH: usize = 4 * channel::MAX_RECORD_PLAIN;
 
 pub(crate) struct Init {
     pub node: Node,
@@ -45,20 +56,29 @@ pub(crate) struct Init {
 }
 
 enum Origin {
-    Accepted,
-    Dialed { expected: Peer },
+    /// `token` names its slot among the pending handshakes.
+    Accepted {
+        token: u64,
+    },
+    Dialed {
+        expected: Peer,
+    },
 }
 
 enum HandshakeFail {
     Connect,
-    Rejected(RejectReason),
+    Handshake(HandshakeError),
 }
 
 enum NetEvent {
     Handshaken {
         origin: Origin,
         remote: SocketAddr,
-        result: Result<(TcpStream, Peer), HandshakeFail>,
+        result: Result<(TcpStream, Session), HandshakeFail>,
+    },
+    /// The dialer of a pending accepted handshake proved the secret.
+    Proved {
+        token: u64,
     },
     Frame {
         conn: ConnId,
@@ -74,6 +94,7 @@ enum NetEvent {
 }
 
 enum WriterCmd {
+    /// Encoded frames (plaintext; the writer seals them).
     Data(Vec<u8>),
     /// Flush what was queued before, half-close, exit.
     Close,
@@ -123,7 +144,8 @@ pub(crate) struct Actor {
     listener: Option<TcpListener>,
     listen_port: u16,
     accept_paused_until: Option<Instant>,
-    unauthenticated: usize,
+    /// Handshakes in progress on accepted connections.
+    pending: Pending<AbortHandle>,
     conns: HashMap<ConnId, Conn>,
     by_peer: HashMap<PeerId, ConnId>,
     dialing: HashMap<PeerId, Dial>,
@@ -141,14 +163,14 @@ pub(crate) struct Actor {
     counters: Counters,
     sink: Arc<dyn EventSink>,
     snapshot: SnapshotCell,
-    rejected_ips: HashSet<IpAddr>,
+    /// Rate limit of per-address reports (rejections and warnings).
+    reports: Reports,
     /// Active peers already reported lost for lack of a connection.
     orphans: HashSet<PeerId>,
     /// Active peers whose current connection the peer superseded: the
     /// connection it kept is still in our handshake. Not reported lost
     /// before the deadline; dialed at the deadline if anything waits.
     awaiting: HashMap<PeerId, (Peer, Instant)>,
-    logged: HashSet<(IpAddr, &'static str)>,
     stop: Option<bool>,
 }
 
@@ -156,13 +178,18 @@ impl Actor {
     pub(crate) fn new(init: Init) -> Actor {
         let (net_tx, net_rx) = mpsc::channel(NET_CHANNEL);
         let now = Instant::now();
-        let identity = Arc::new(Identity {
-            id: init.local.id.to_string(),
-            addr: init.local.addr,
-            incarnation: init.local.incarnation,
-            secret: init.secret,
-        });
+        let identity = Arc::new(Identity::new(
+            &init.local.id,
+            init.local.addr,
+            init.local.incarnation,
+            &init.secret,
+        ));
         let next_heartbeat = now + ms(init.transport.heartbeat_interval);
+        let pending = Pending::new(
+            init.transport.max_unauthenticated,
+            init.transport.max_unauthenticated_per_ip,
+        );
+        let reports = Reports::new(ms(init.transport.log_interval), MAX_REMEMBERED);
         Actor {
             node: init.node,
             local: init.local,
@@ -172,7 +199,7 @@ impl Actor {
             listener: Some(init.listener),
             listen_port: init.listen_port,
             accept_paused_until: None,
-            unauthenticated: 0,
+            pending,
             conns: HashMap::new(),
             by_peer: HashMap::new(),
             dialing: HashMap::new(),
@@ -190,10 +217,9 @@ impl Actor {
             counters: Counters::new(),
             sink: init.sink,
             snapshot: init.snapshot,
-            rejected_ips: HashSet::new(),
+            reports,
             orphans: HashSet::new(),
             awaiting: HashMap::new(),
-            logged: HashSet::new(),
             stop: None,
         }
     }
@@ -438,23 +464,25 @@ impl Actor {
         let tx = self.net_tx.clone();
         let connect_t = ms(self.cfg.connect_timeout);
         let hs_t = ms(self.cfg.handshake_timeout);
+        let max_frame = self.cfg.max_frame_size as usize;
         self.tasks.spawn(async move {
             let addr = expected.addr;
-            let result = match timeout(connect_t, TcpStream::connect(addr)).await {
-                Ok(Ok(mut stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    match timeout(
-                        hs_t,
-                        wire::handshake(&mut stream, &identity, Role::Dialer, Some(&expected.id)),
-                    )
-                    .await
+            let mut attempt = 0;
+            let result = loop {
+                let r = dial_once(&identity, &expected, connect_t, hs_t, max_frame).await;
+                match r {
+                    Err(HandshakeFail::Handshake(HandshakeError::Closed))
+                        if attempt < DIAL_RETRIES =>
                     {
-                        Ok(Ok(peer)) => Ok((stream, peer)),
-                        Ok(Err(r)) => Err(HandshakeFail::Rejected(r)),
-                        Err(_) => Err(HandshakeFail::Rejected(RejectReason::Timeout)),
+                        // Reachable but dropped mid-handshake (e.g. evicted
+                        // by a listener under a flood): retry soon, with
+                        // jitter so evicted dialers do not return in step.
+                        attempt += 1;
+                        let jitter = rand::random::<u64>() % 100;
+                        tokio::time::sleep(ms(50 * attempt as u64 + jitter)).await;
                     }
+                    r => break r,
                 }
-                _ => Err(HandshakeFail::Connect),
             };
             let _ = tx
                 .send(NetEvent::Handshaken {
@@ -470,39 +498,47 @@ impl Actor {
         match r {
             Ok((stream, remote)) => {
                 self.counters.connections_accepted += 1;
-                if self.unauthenticated >= self.cfg.max_unauthenticated {
-                    // Closing at once keeps a connection flood from holding fds/memory.
-                    drop(stream);
-                    self.log_once(remote.ip(), "unauth_limit", LogLevel::Warning, || {
-                        "too many connections in handshake; dropping new ones".to_string()
-                    });
-                    return;
+                let (token, evicted) = self.pending.make_room(remote.ip());
+                for handle in evicted {
+                    // Dropping the task closes its socket; the dialer (if it
+                    // was a real one) sees the close and retries.
+                    handle.abort();
+                    self.counters.handshakes_evicted += 1;
                 }
-                self.unauthenticated += 1;
                 let identity = self.identity.clone();
                 let tx = self.net_tx.clone();
-                let hs_t = ms(self.cfg.handshake_timeout);
-                self.tasks.spawn(async move {
+                let now = Instant::now();
+                let deadline = now + ms(self.cfg.handshake_timeout);
+                let preauth = now + ms(self.cfg.preauth_timeout);
+                let max_frame = self.cfg.max_frame_size as usize;
+                let handle = self.tasks.spawn(async move {
                     let mut stream = stream;
                     let _ = stream.set_nodelay(true);
-                    let result = match timeout(
-                        hs_t,
-                        wire::handshake(&mut stream, &identity, Role::Acceptor, None),
+                    let proved_tx = tx.clone();
+                    let result = handshake::accept(
+                        &mut stream,
+                        &identity,
+                        max_frame,
+                        preauth,
+                        deadline,
+                        move || {
+                            // Best effort: a full channel only loses the
+                            // eviction preference, nothing else.
+                            let _ = proved_tx.try_send(NetEvent::Proved { token });
+                        },
                     )
                     .await
-                    {
-                        Ok(Ok(peer)) => Ok((stream, peer)),
-                        Ok(Err(r)) => Err(HandshakeFail::Rejected(r)),
-                        Err(_) => Err(HandshakeFail::Rejected(RejectReason::Timeout)),
-                    };
+                    .map(|session| (stream, session))
+                    .map_err(HandshakeFail::Handshake);
                     let _ = tx
                         .send(NetEvent::Handshaken {
-                            origin: Origin::Accepted,
+                            origin: Origin::Accepted { token },
                             remote,
                             result,
                         })
                         .await;
                 });
+                self.pending.insert(token, remote.ip(), handle);
             }
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
@@ -522,23 +558,27 @@ impl Actor {
                 remote,
                 result,
             } => {
-                if let Origin::Accepted = origin {
-                    self.unauthenticated = self.unauthenticated.saturating_sub(1);
+                if let Origin::Accepted { token } = origin {
+                    self.pending.remove(token);
                 }
                 match (origin, result) {
-                    (Origin::Accepted, Ok((stream, peer))) => {
-                        self.register(stream, peer, remote, false);
+                    (Origin::Accepted { .. }, Ok((stream, session))) => {
+                        self.register(stream, session, remote, false);
                     }
-                    (Origin::Accepted, Err(HandshakeFail::Rejected(r))) => self.rejected(remote, r),
-                    (Origin::Accepted, Err(HandshakeFail::Connect)) => {}
-                    (Origin::Dialed { expected }, Ok((stream, peer))) => {
-                        self.register(stream, peer, remote, true);
+                    (Origin::Accepted { .. }, Err(HandshakeFail::Handshake(e))) => {
+                        self.handshake_failed(remote, e, None)
+                    }
+                    (Origin::Accepted { .. }, Err(HandshakeFail::Connect)) => {}
+                    (Origin::Dialed { expected }, Ok((stream, session))) => {
+                        self.register(stream, session, remote, true);
                         self.flush_dial(&expected.id);
                     }
                     (Origin::Dialed { expected }, Err(fail)) => {
                         self.counters.dial_failures += 1;
                         match fail {
-                            HandshakeFail::Rejected(r) => self.rejected(remote, r),
+                            HandshakeFail::Handshake(e) => {
+                                self.handshake_failed(remote, e, Some(&expected))
+                            }
                             HandshakeFail::Connect => {
                                 let ip = remote.ip();
                                 self.log_once(ip, "dial_failed", LogLevel::Debug, || {
@@ -556,6 +596,7 @@ impl Actor {
                     }
                 }
             }
+            NetEvent::Proved { token } => self.pending.proved(token),
             NetEvent::Frame { conn, frame } => self.on_frame(conn, frame),
             NetEvent::ReadClosed { conn, error } => {
                 if error.is_protocol_violation() {
@@ -614,14 +655,6 @@ impl Actor {
                     }
                 }
             }
-            Frame::Hello(_) | Frame::Auth { .. } => {
-                self.counters.frames_rejected += 1;
-                let ip = c.remote.ip();
-                self.log_once(ip, "bad_frame", LogLevel::Warning, || {
-                    "handshake frame after the handshake; closing".to_string()
-                });
-                self.fail(cid);
-            }
         }
     }
 
@@ -630,19 +663,22 @@ impl Actor {
     /// one (higher incarnation, else the one dialed by the lower id, else the
     /// newer) so simultaneous dials converge. The loser is closed gracefully
     /// and its loss never reported.
-    fn register(&mut self, stream: TcpStream, peer: Peer, remote: SocketAddr, dialed: bool) {
+    fn register(&mut self, stream: TcpStream, session: Session, remote: SocketAddr, dialed: bool) {
+        let Session {
+            peer,
+            sealer,
+            opener,
+        } = session;
         let cid = self.next_conn;
         self.next_conn += 1;
         let (r, w) = stream.into_split();
         let (tx, rx) = mpsc::channel(self.cfg.write_queue);
-        let reader = self.tasks.spawn(reader_task(
-            r,
-            cid,
-            self.net_tx.clone(),
-            self.cfg.max_frame_size as usize,
-        ));
+        let reader = self
+            .tasks
+            .spawn(reader_task(r, opener, cid, self.net_tx.clone()));
         let writer = self.tasks.spawn(writer_task(
             w,
+            sealer,
             rx,
             cid,
             self.net_tx.clone(),
@@ -840,6 +876,7 @@ impl Actor {
         if now >= self.next_heartbeat && self.stop.is_none() {
             self.next_heartbeat = now + ms(self.cfg.heartbeat_interval);
             self.heartbeat(now);
+            self.flush_reports(now);
         }
     }
 
@@ -893,16 +930,57 @@ impl Actor {
 
     // ---- reporting --------------------------------------------------------
 
-    fn rejected(&mut self, remote: SocketAddr, reason: RejectReason) {
-        self.counters.handshake_rejections += 1;
-        if self.rejected_ips.len() < MAX_REMEMBERED && self.rejected_ips.insert(remote.ip()) {
-            self.emit(Event::HandshakeRejected {
-                addr: remote,
-                reason,
-            });
+    /// A handshake that did not complete. A close is no verdict on the
+    /// other side (a peer killed mid-handshake, a listener shedding load):
+    /// counted, logged at debug, never reported as a rejection.
+    fn handshake_failed(&mut self, remote: SocketAddr, e: HandshakeError, dialed: Option<&Peer>) {
+        match e {
+            HandshakeError::Closed => {
+                self.counters.handshakes_closed += 1;
+                self.log_once(
+                    remote.ip(),
+                    "handshake_closed",
+                    LogLevel::Debug,
+                    || match dialed {
+                        Some(p) => format!(
+                            "{remote} ({}) closed the connection during the handshake \
+                             (overloaded, or it does not hold our secret)",
+                            p.id
+                        ),
+                        None => format!("{remote} closed the connection during the handshake"),
+                    },
+                );
+            }
+            HandshakeError::Rejected(reason) => self.rejected(remote, reason),
         }
     }
 
+    fn rejected(&mut self, remote: SocketAddr, reason: RejectReason) {
+        self.counters.handshake_rejections += 1;
+        if !self
+            .reports
+            .allow(Instant::now(), remote.ip(), reason.as_str())
+        {
+            return;
+        }
+        if reason == RejectReason::BadVersion {
+            self.emit(Event::Log {
+                level: LogLevel::Warning,
+                message: format!(
+                    "{remote} speaks another hyparview protocol version (this node speaks \
+                     version {}); upgrade the older node",
+                    wire::VERSION
+                ),
+            });
+        }
+        self.emit(Event::HandshakeRejected {
+            addr: remote,
+            reason,
+        });
+    }
+
+    /// Logs at most once per `log_interval` per address and kind; the
+    /// occurrences left out are reported with a count by `flush_reports`.
     fn log_once(
         &mut self,
         ip: IpAddr,
@@ -910,10 +988,25 @@ impl Actor {
         level: LogLevel,
         msg: impl FnOnce() -> String,
     ) {
-        if self.logged.len() < MAX_REMEMBERED && self.logged.insert((ip, kind)) {
+        if self.reports.allow(Instant::now(), ip, kind) {
             self.emit(Event::Log {
                 level,
                 message: msg(),
+            });
+        }
+    }
+
+    fn flush_reports(&mut self, now: Instant) {
+        let secs = self.cfg.log_interval / 1000;
+        for (ip, kind, n) in self.reports.flush(now) {
+            let from = if ip == crate::admission::MANY {
+                "many addresses".to_string()
+            } else {
+                ip.to_string()
+            };
+            self.emit(Event::Log {
+                level: LogLevel::Info,
+                message: format!("{n} more {kind} from {from} in the last {secs} s"),
             });
         }
     }
@@ -955,10 +1048,43 @@ async fn accept(l: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAd
     }
 }
 
-async fn reader_task(r: OwnedReadHalf, conn: ConnId, tx: mpsc::Sender<NetEvent>, max: usize) {
+/// Connects and runs the dialer's handshake once.
+async fn dial_once(
+    identity: &Identity,
+    expected: &Peer,
+    connect_t: std::time::Duration,
+    hs_t: std::time::Duration,
+    max_frame: usize,
+) -> Result<(TcpStream, Session), HandshakeFail> {
+    let mut stream = match timeout(connect_t, TcpStream::connect(expected.addr)).await {
+        Ok(Ok(s)) => s,
+        _ => return Err(HandshakeFail::Connect),
+    };
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + hs_t;
+    handshake::dial(
+        &mut stream,
+        identity,
+        Some(&expected.id),
+        max_frame,
+        deadline,
+    )
+    .await
+    .map(|session| (stream, session))
+    .map_err(HandshakeFail::Handshake)
+}
+
+async fn reader_task(
+    r: OwnedReadHalf,
+    mut opener: Opener,
+    conn: ConnId,
+    tx: mpsc::Sender<NetEvent>,
+) {
+    // Records larger than the buffer are read straight into `record`.
     let mut r = BufReader::new(r);
+    let mut record = Vec::new();
     loop {
-        match wire::read_frame(&mut r, max).await {
+        match channel::read_frame(&mut r, &mut opener, &mut record).await {
             Ok(frame) => {
                 // Awaiting here is the backpressure on a fast sender.
                 if tx.send(NetEvent::Frame { conn, frame }).await.is_err() {
@@ -973,32 +1099,46 @@ async fn reader_task(r: OwnedReadHalf, conn: ConnId, tx: mpsc::Sender<NetEvent>,
     }
 }
 
+/// Seals what the actor queued and writes it. Frames queued together go out
+/// in as few records and writes as fit `WRITE_BATCH`.
 async fn writer_task(
     mut w: OwnedWriteHalf,
+    mut sealer: Sealer,
     mut rx: mpsc::Receiver<WriterCmd>,
     conn: ConnId,
     tx: mpsc::Sender<NetEvent>,
     write_timeout: std::time::Duration,
 ) {
+    let mut plain = Vec::new();
+    let mut out = Vec::new();
     while let Some(cmd) = rx.recv().await {
+        let mut close = false;
         match cmd {
-            WriterCmd::Data(bytes) => {
-                if !matches!(
-                    timeout(write_timeout, w.write_all(&bytes)).await,
-                    Ok(Ok(()))
-                ) {
-                    let _ = tx.send(NetEvent::WriteFailed { conn }).await;
-                    return;
-                }
+            WriterCmd::Data(bytes) => plain.extend_from_slice(&bytes),
+            WriterCmd::Close => close = true,
+        }
+        while !close && plain.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(WriterCmd::Data(bytes)) => plain.extend_from_slice(&bytes),
+                Ok(WriterCmd::Close) => close = true,
+                Err(_) => break,
             }
-            WriterCmd::Close => {
-                let _ = timeout(write_timeout, async {
-                    let _ = w.flush().await;
-                    let _ = w.shutdown().await;
-                })
-                .await;
-                return;
-            }
+        }
+        out.clear();
+        let sealed = sealer.seal(&plain, &mut out);
+        plain.clear();
+        if sealed.is_err() || !matches!(timeout(write_timeout, w.write_all(&out)).await, Ok(Ok(())))
+        {
+            let _ = tx.send(NetEvent::WriteFailed { conn }).await;
+            return;
+        }
+        if close {
+            let _ = timeout(write_timeout, async {
+                let _ = w.flush().await;
+                let _ = w.shutdown().await;
+            })
+            .await;
+            return;
         }
     }
 }

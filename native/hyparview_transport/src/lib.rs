@@ -8,6 +8,9 @@
 //! joins on the caller's thread, so the NIF can call it from a scheduler.
 
 mod actor;
+mod admission;
+pub mod channel;
+pub mod handshake;
 pub mod wire;
 
 use hyparview::{Config, Peer};
@@ -19,7 +22,8 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
-pub use wire::{valid_id, RejectReason};
+pub use handshake::RejectReason;
+pub use wire::valid_id;
 
 /// Message kinds (from `Message::kind()`) with a counter in [`Counters`].
 pub const MESSAGE_KINDS: [&str; 7] = hyparview::MessageKind::NAMES;
@@ -61,8 +65,18 @@ pub struct TransportConfig {
     pub idle_timeout: u64,
     /// Frames queued per connection before the peer counts as failed.
     pub write_queue: usize,
-    /// Concurrent accepted connections still in their handshake.
+    /// Concurrent accepted connections still in their handshake; when full,
+    /// the oldest is dropped to make room (a flood cannot lock newcomers out).
     pub max_unauthenticated: usize,
+    /// Of those, at most this many from one source IP (the oldest of that IP
+    /// is dropped to make room).
+    pub max_unauthenticated_per_ip: usize,
+    /// An accepted connection must prove the secret (the handshake's first
+    /// message) within this long (ms; capped by `handshake_timeout`).
+    pub preauth_timeout: u64,
+    /// Rejected handshakes and other per-address warnings are reported at
+    /// most once per this interval per address and kind, with a count (ms).
+    pub log_interval: u64,
 }
 
 impl Default for TransportConfig {
@@ -75,7 +89,10 @@ impl Default for TransportConfig {
             max_frame_size: 65536,
             idle_timeout: 2000,
             write_queue: 1024,
-            max_unauthenticated: 64,
+            max_unauthenticated: 128,
+            max_unauthenticated_per_ip: 32,
+            preauth_timeout: 1000,
+            log_interval: 60_000,
         }
     }
 }
@@ -109,9 +126,20 @@ impl TransportConfig {
         if self.write_queue == 0 {
             return Err(invalid("write_queue", "must be positive"));
         }
-        if self.max_unauthenticated == 0 {
-            return Err(invalid("max_unauthenticated", "must be positive"));
+        if !(1..=1_000_000).contains(&self.max_unauthenticated) {
+            return Err(invalid(
+                "max_unauthenticated",
+                "must be between 1 and 1000000",
+            ));
         }
+        if !(1..=1_000_000).contains(&self.max_unauthenticated_per_ip) {
+            return Err(invalid(
+                "max_unauthenticated_per_ip",
+                "must be between 1 and 1000000",
+            ));
+        }
+        ms("preauth_timeout", self.preauth_timeout)?;
+        ms("log_interval", self.log_interval)?;
         Ok(())
     }
 }
@@ -273,7 +301,8 @@ pub enum LogLevel {
 pub enum Event {
     PeerUp(Peer),
     PeerDown(Peer),
-    /// At most once per remote IP per server.
+    /// At most once per `log_interval` per remote IP (a `Log` line counts the
+    /// ones left out). A peer that merely closed mid-handshake is no rejection.
     HandshakeRejected {
         addr: SocketAddr,
         reason: RejectReason,
@@ -311,6 +340,10 @@ pub struct Counters {
     pub failures_detected: u64,
     pub heartbeat_timeouts: u64,
     pub handshake_rejections: u64,
+    /// Handshakes the other side closed or reset before finishing.
+    pub handshakes_closed: u64,
+    /// Pending handshakes dropped to make room for newer ones.
+    pub handshakes_evicted: u64,
     pub frames_rejected: u64,
 }
 

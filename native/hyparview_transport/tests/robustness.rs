@@ -1,12 +1,14 @@
 //! Untrusted input: garbage, oversize frames, wrong secrets, bad handshakes,
 //! slow or frozen peers and connection floods. The server must reject them,
-//! count them, report each remote IP once, and keep working.
+//! count them, report each remote IP once per `log_interval`, and keep working.
 
 mod common;
 
 use common::*;
 use hyparview::Message;
-use hyparview_transport::wire::{self, Frame, Hello, Identity, Role};
+use hyparview_transport::channel::{self, Sealer};
+use hyparview_transport::handshake::{self, HandshakeError, Identity, Session};
+use hyparview_transport::wire::Frame;
 use hyparview_transport::{runtime, Event, RejectReason};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
@@ -53,13 +55,34 @@ fn closed_within(s: &mut StdStream, within: Duration) -> bool {
 }
 
 fn identity(id: &str, secret: &[u8]) -> Identity {
-    Identity {
-        id: id.into(),
-        addr: "127.0.0.1:9".parse().unwrap(),
-        incarnation: 1,
-        secret: secret.to_vec(),
-    }
+    identity_at(id, 1, secret)
 }
+
+fn identity_at(id: &str, incarnation: u64, secret: &[u8]) -> Identity {
+    Identity::new(id, "127.0.0.1:9".parse().unwrap(), incarnation, secret)
+}
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + T
+}
+
+/// A raw authenticated client connection.
+async fn authed(src: &str, to: SocketAddr, me: &Identity) -> (TcpStream, Session) {
+    let mut s = client(src, to).await;
+    let session = handshake::dial(&mut s, me, None, 65536, deadline())
+        .await
+        .unwrap_or_else(|e| panic!("handshake failed: {e:?}"));
+    (s, session)
+}
+
+/// Seals raw plaintext (not necessarily a valid frame) as records.
+async fn send_plain(s: &mut TcpStream, sealer: &mut Sealer, plain: &[u8]) {
+    let mut out = Vec::new();
+    sealer.seal(plain, &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+}
+
+const PREAMBLE: &[u8] = b"HYPV\x00\x02";
 
 fn join_works(a: &mut TestNode, name: &str) {
     let mut b = TestNode::start(options(name, vec![a.contact()]));
@@ -75,24 +98,27 @@ fn join_works(a: &mut TestNode, name: &str) {
 #[test]
 fn garbage_and_oversize_rejected_once_per_ip_and_server_keeps_working() {
     let mut a = TestNode::start(options("garbage_a", vec![]));
-    // "GET " read as a length is ~1.2 GB: rejected without reading it.
+    // Not our protocol at all.
     let mut s = std_client("127.0.0.1", a.addr());
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert!(closed_within(&mut s, T));
-    let ev = a.wait_event(T, rejected(RejectReason::OversizeFrame));
+    let ev = a.wait_event(T, rejected(RejectReason::BadMagic));
     assert!(
         matches!(ev, Some(Event::HandshakeRejected { addr, .. }) if addr.ip().to_string() == "127.0.0.1")
     );
 
-    // Well-sized but undecodable, from another address.
+    // Our preamble, then a first message far above the handshake cap:
+    // rejected without reading it.
     let mut s = std_client("127.0.0.2", a.addr());
-    s.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
+    s.write_all(&[PREAMBLE, &[0xff, 0xff]].concat()).unwrap();
     assert!(closed_within(&mut s, T));
-    assert!(a.wait_event(T, rejected(RejectReason::BadFrame)).is_some());
+    assert!(a
+        .wait_event(T, rejected(RejectReason::OversizeFrame))
+        .is_some());
 
     // Same address again: counted, not reported again.
     let mut s = std_client("127.0.0.2", a.addr());
-    s.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    s.write_all(&[PREAMBLE, &[0xff, 0xfe]].concat()).unwrap();
     assert!(closed_within(&mut s, T));
     assert!(wait_until(T, || a.snap().counters.handshake_rejections == 3));
     let reports = a
@@ -102,7 +128,7 @@ fn garbage_and_oversize_rejected_once_per_ip_and_server_keeps_working() {
         .count();
     assert_eq!(
         reports, 0,
-        "already-consumed reports aside, no new report for 127.0.0.2"
+        "already-consumed reports aside, no new report for 127.0.0.2 and the same reason"
     );
 
     join_works(&mut a, "garbage_b");
@@ -115,9 +141,10 @@ fn wrong_secret_is_rejected_on_both_sides() {
     let mut o = options("secret_b", vec![a.contact()]);
     o.secret = b"another secret".to_vec();
     let mut b = TestNode::start(o);
+    // The listener refuses before sending a byte; the dialer only sees a close.
     assert!(a.wait_event(T, rejected(RejectReason::BadAuth)).is_some());
-    assert!(b.wait_event(T, rejected(RejectReason::BadAuth)).is_some());
     assert!(wait_until(T, || b.snap().counters.dial_failures >= 1));
+    assert!(b.snap().counters.handshakes_closed >= 1);
     assert!(a.snap().active_view.is_empty());
     assert!(b.snap().active_view.is_empty());
     assert_eq!(a.snap().counters.message_in("join"), 0);
@@ -131,51 +158,50 @@ fn bad_magic_version_id_and_self_connection_are_rejected() {
     let mut a = TestNode::start(options("hello_a", vec![]));
     let rt = runtime(2).unwrap();
     let addr = a.addr();
-    let a_id = a.id.clone();
-    let hello = |magic: [u8; 4], version: u16, id: &str| {
-        wire::encode(&Frame::Hello(Hello {
-            magic,
-            version,
-            id: id.into(),
-            addr: "127.0.0.1:9".parse().unwrap(),
-            incarnation: 1,
-            nonce: [7; 32],
-        }))
-    };
-    let cases = [
+    let raw = [
         (
             "127.0.0.3",
-            hello(*b"XXXX", wire::VERSION, "x@h"),
+            b"XXXX\x00\x02".to_vec(),
             RejectReason::BadMagic,
         ),
         (
             "127.0.0.4",
-            hello(wire::MAGIC, 999, "x@h"),
+            b"HYPV\x03\xe7".to_vec(),
             RejectReason::BadVersion,
         ),
-        (
-            "127.0.0.5",
-            hello(wire::MAGIC, wire::VERSION, "no-at-sign"),
-            RejectReason::BadId,
-        ),
-        (
-            "127.0.0.6",
-            hello(wire::MAGIC, wire::VERSION, &a_id),
-            RejectReason::SelfConnection,
-        ),
     ];
-    for (src, bytes, reason) in cases {
+    for (src, bytes, reason) in raw {
         rt.block_on(async {
             let mut s = client(src, addr).await;
             s.write_all(&bytes).await.unwrap();
-            // The server answers with its own Hello, then closes.
+            // Nothing comes back before the close.
             let mut sink = Vec::new();
             let r = tokio::time::timeout(T, s.read_to_end(&mut sink)).await;
             assert!(r.is_ok(), "server kept a rejected connection open");
+            assert!(sink.is_empty(), "server answered an unauthenticated peer");
         });
-        let ev = a.wait_event(T, rejected(reason));
-        assert!(ev.is_some(), "no {reason} rejection");
+        assert!(a.wait_event(T, rejected(reason)).is_some(), "no {reason}");
     }
+    // An authenticated dialer with an invalid id: the listener refuses it.
+    rt.block_on(async {
+        let mut s = client("127.0.0.5", addr).await;
+        let me = identity("no-at-sign", SECRET);
+        let _ = handshake::dial(&mut s, &me, None, 65536, deadline()).await;
+        let mut sink = Vec::new();
+        let r = tokio::time::timeout(T, s.read_to_end(&mut sink)).await;
+        assert!(r.is_ok(), "server kept a rejected connection open");
+    });
+    assert!(a.wait_event(T, rejected(RejectReason::BadId)).is_some());
+    // A dialer that reaches a node with its own id stops itself.
+    rt.block_on(async {
+        let mut s = client("127.0.0.6", addr).await;
+        let me = identity(&a.id, SECRET);
+        let r = handshake::dial(&mut s, &me, None, 65536, deadline()).await;
+        assert!(matches!(
+            r,
+            Err(HandshakeError::Rejected(RejectReason::SelfConnection))
+        ));
+    });
     join_works(&mut a, "hello_b");
     a.stop();
 }
@@ -207,26 +233,27 @@ fn slow_handshake_times_out() {
 }
 
 #[test]
-fn unauthenticated_connection_flood_is_bounded() {
+fn unauthenticated_connection_flood_is_bounded_and_sheds_the_oldest() {
     let mut o = options("flood_a", vec![]);
     o.transport.max_unauthenticated = 4;
     o.transport.handshake_timeout = 5000;
+    o.transport.preauth_timeout = 5000;
     let mut a = TestNode::start(o);
     let mut idle: Vec<StdStream> = (0..4).map(|_| std_client("127.0.0.8", a.addr())).collect();
-    // The first four get the server's Hello (their handshake is running).
-    for s in &mut idle {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-    }
-    // Further ones are closed at once, long before the 5 s handshake timeout.
-    for _ in 0..3 {
-        let mut s = std_client("127.0.0.8", a.addr());
+    assert!(wait_until(T, || a.snap().counters.connections_accepted == 4));
+    // Each further one takes the slot of the oldest, long before the 5 s
+    // pre-auth deadline; the newest are kept.
+    let mut newer: Vec<StdStream> = Vec::new();
+    for (i, old) in idle.iter_mut().take(3).enumerate() {
+        newer.push(std_client("127.0.0.8", a.addr()));
+        assert!(wait_until(T, || a.snap().counters.connections_accepted == 5 + i as u64));
         let started = Instant::now();
-        assert!(closed_within(&mut s, Duration::from_secs(3)));
+        assert!(closed_within(old, Duration::from_secs(3)));
         assert!(started.elapsed() < Duration::from_secs(3));
     }
-    assert!(wait_until(T, || a.snap().counters.connections_accepted == 7));
+    assert_eq!(a.snap().counters.handshakes_evicted, 3);
     drop(idle);
+    drop(newer);
     join_works(&mut a, "flood_b");
     a.stop();
 }
@@ -237,30 +264,34 @@ fn bad_frames_after_handshake_close_the_connection() {
     let rt = runtime(2).unwrap();
     let addr = a.addr();
     rt.block_on(async {
-        // Oversize length header from an authenticated peer.
-        let mut s = client("127.0.0.9", addr).await;
         let me = identity("framer@127.0.0.1", SECRET);
-        wire::handshake(&mut s, &me, Role::Dialer, None)
-            .await
-            .unwrap();
-        s.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
+        // Oversize length header from an authenticated peer.
+        let (mut s, mut session) = authed("127.0.0.9", addr, &me).await;
+        send_plain(&mut s, &mut session.sealer, &(1u32 << 30).to_be_bytes()).await;
         let mut rest = Vec::new();
         assert!(tokio::time::timeout(T, s.read_to_end(&mut rest))
             .await
             .is_ok());
 
         // Undecodable payload.
-        let mut s = client("127.0.0.9", addr).await;
-        wire::handshake(&mut s, &me, Role::Dialer, None)
+        let (mut s, mut session) = authed("127.0.0.9", addr, &me).await;
+        send_plain(&mut s, &mut session.sealer, &[0, 0, 0, 2, 0xfe, 0xfe]).await;
+        let mut rest = Vec::new();
+        assert!(tokio::time::timeout(T, s.read_to_end(&mut rest))
             .await
-            .unwrap();
-        s.write_all(&[0, 0, 0, 2, 0xfe, 0xfe]).await.unwrap();
+            .is_ok());
+
+        // A record that was not sealed with the session keys.
+        let (mut s, _session) = authed("127.0.0.9", addr, &me).await;
+        let mut fake = vec![0, 20];
+        fake.extend_from_slice(&[0x5a; 20]);
+        s.write_all(&fake).await.unwrap();
         let mut rest = Vec::new();
         assert!(tokio::time::timeout(T, s.read_to_end(&mut rest))
             .await
             .is_ok());
     });
-    assert!(wait_until(T, || a.snap().counters.frames_rejected == 2));
+    assert!(wait_until(T, || a.snap().counters.frames_rejected == 3));
 }
 
 #[test]
@@ -271,15 +302,12 @@ fn frozen_active_peer_is_detected_by_heartbeats() {
     // Authenticate and JOIN, then never read or write again (like SIGSTOP:
     // the kernel keeps the connection open, no FIN arrives).
     let stream = rt.block_on(async {
-        let mut s = client("127.0.0.10", addr).await;
         let me = identity("frozen@127.0.0.1", SECRET);
-        wire::handshake(&mut s, &me, Role::Dialer, None)
+        let (mut s, mut session) = authed("127.0.0.10", addr, &me).await;
+        channel::write_frames(&mut s, &mut session.sealer, &[Frame::Msg(Message::Join)])
             .await
             .unwrap();
-        s.write_all(&wire::encode(&Frame::Msg(Message::Join)))
-            .await
-            .unwrap();
-        s
+        (s, session)
     });
     assert!(a
         .wait_event(
@@ -310,19 +338,15 @@ fn newer_incarnation_replaces_the_old_connection() {
     let addr = a.addr();
     let join_as = |incarnation: u64| {
         rt.block_on(async {
-            let mut s = client("127.0.0.11", addr).await;
-            let mut me = identity("restarted@127.0.0.1", SECRET);
-            me.incarnation = incarnation;
-            wire::handshake(&mut s, &me, Role::Dialer, None)
+            let me = identity_at("restarted@127.0.0.1", incarnation, SECRET);
+            let (mut s, mut session) = authed("127.0.0.11", addr, &me).await;
+            channel::write_frames(&mut s, &mut session.sealer, &[Frame::Msg(Message::Join)])
                 .await
                 .unwrap();
-            s.write_all(&wire::encode(&Frame::Msg(Message::Join)))
-                .await
-                .unwrap();
-            s
+            (s, session)
         })
     };
-    let mut old = join_as(1);
+    let (mut old, _old_session) = join_as(1);
     assert!(a
         .wait_event(
             T,
@@ -361,13 +385,17 @@ fn idle_connection_of_a_non_active_peer_is_retired_and_pings_are_answered() {
     let rt = runtime(2).unwrap();
     let addr = a.addr();
     rt.block_on(async {
-        let mut s = client("127.0.0.12", addr).await;
         let me = identity("visitor@127.0.0.1", SECRET);
-        wire::handshake(&mut s, &me, Role::Dialer, None)
+        let (mut s, mut session) = authed("127.0.0.12", addr, &me).await;
+        channel::write_frames(&mut s, &mut session.sealer, &[Frame::Ping])
             .await
             .unwrap();
-        wire::write_frame(&mut s, &Frame::Ping).await.unwrap();
-        let reply = tokio::time::timeout(T, wire::read_frame(&mut s, 1024)).await;
+        let mut buf = Vec::new();
+        let reply = tokio::time::timeout(
+            T,
+            channel::read_frame(&mut s, &mut session.opener, &mut buf),
+        )
+        .await;
         assert!(matches!(reply, Ok(Ok(Frame::Pong))), "no Pong: {reply:?}");
         // Not in the active view and unused: closed after idle_timeout, not before.
         let since = Instant::now();

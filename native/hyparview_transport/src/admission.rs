@@ -1,0 +1,296 @@
+//! Who gets a handshake slot, and how often we complain about those who
+//! misbehave. Both are plain data structures (the actor passes `now`), so
+//! their rules are tested here without sockets.
+//!
+//! Pending handshakes: a per-source-IP and a global limit. When either is
+//! reached the *oldest* pending handshake goes, never the newest: an
+//! attacker who holds connections open must keep out-pacing every real
+//! handshake (which finishes in a round trip or two) to lock anyone out,
+//! while refusing the newest lets a few idle sockets starve all newcomers.
+//! Handshakes whose dialer already proved the secret go last: under a burst
+//! of real joins (many nodes behind one address) the ones nearly done are
+//! not the ones dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Handshakes in progress on accepted connections; `T` is what the caller
+/// needs to cancel one (an abort handle).
+pub struct Pending<T> {
+    /// Tokens grow, so the first entry is the oldest.
+    by_token: BTreeMap<u64, Slot<T>>,
+    per_ip: HashMap<IpAddr, VecDeque<u64>>,
+    next: u64,
+    max: usize,
+    max_per_ip: usize,
+}
+
+struct Slot<T> {
+    ip: IpAddr,
+    handle: T,
+    proved: bool,
+}
+
+impl<T> Pending<T> {
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
+        Pending {
+            by_token: BTreeMap::new(),
+            per_ip: HashMap::new(),
+            next: 0,
+            max: max.max(1),
+            max_per_ip: max_per_ip.max(1),
+        }
+    }
+
+    /// Frees a slot for a new handshake from `ip`: returns what was evicted
+    /// (to cancel) and the token for the new one, to `insert` once started.
+    pub fn make_room(&mut self, ip: IpAddr) -> (u64, Vec<T>) {
+        let mut evicted = Vec::new();
+        while self
+            .per_ip
+            .get(&ip)
+            .is_some_and(|q| q.len() >= self.max_per_ip)
+        {
+            let queue: Vec<u64> = self
+                .per_ip
+                .get(&ip)
+                .map(|q| q.iter().copied().collect())
+                .unwrap_or_default();
+            let Some(victim) = self.victim(queue.into_iter()) else {
+                break;
+            };
+            evicted.extend(self.remove(victim));
+        }
+        while self.by_token.len() >= self.max {
+            let Some(victim) = self.victim(self.by_token.keys().copied()) else {
+                break;
+            };
+            evicted.extend(self.remove(victim));
+        }
+        let token = self.next;
+        self.next += 1;
+        (token, evicted)
+    }
+
+    /// The oldest of `tokens` (oldest first) that has not proved the
+    /// secret, else the oldest.
+    fn victim(&self, mut tokens: impl Iterator<Item = u64>) -> Option<u64> {
+        let first = tokens.next()?;
+        if !self.by_token.get(&first).is_some_and(|s| s.proved) {
+            return Some(first);
+        }
+        Some(
+            tokens
+                .find(|t| !self.by_token.get(t).is_some_and(|s| s.proved))
+                .unwrap_or(first),
+        )
+    }
+
+    pub fn insert(&mut self, token: u64, ip: IpAddr, handle: T) {
+        self.by_token.insert(
+            token,
+            Slot {
+                ip,
+                handle,
+                proved: false,
+            },
+        );
+        self.per_ip.entry(ip).or_default().push_back(token);
+    }
+
+    /// The dialer of this handshake has shown it holds the secret.
+    pub fn proved(&mut self, token: u64) {
+        if let Some(s) = self.by_token.get_mut(&token) {
+            s.proved = true;
+        }
+    }
+
+    /// The handshake finished (either way) or was evicted.
+    pub fn remove(&mut self, token: u64) -> Option<T> {
+        let Slot { ip, handle, .. } = self.by_token.remove(&token)?;
+        if let Some(q) = self.per_ip.get_mut(&ip) {
+            q.retain(|t| *t != token);
+            if q.is_empty() {
+                self.per_ip.remove(&ip);
+            }
+        }
+        Some(handle)
+    }
+}
+
+/// Per-(address, kind) report limiter: the first occurrence is reported,
+/// the rest of the interval only counted, and the count reported when the
+/// interval is over. Unlike a once-per-lifetime set, a false alarm (or an
+/// old problem) never hides a later one for long.
+pub struct Reports {
+    interval: Duration,
+    max: usize,
+    entries: HashMap<(IpAddr, &'static str), Entry>,
+}
+
+struct Entry {
+    since: Instant,
+    suppressed: u64,
+}
+
+/// Addresses beyond the memory bound share this key: a scan from many
+/// addresses is still reported, once per interval.
+pub const MANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+impl Reports {
+    pub fn new(interval: Duration, max: usize) -> Self {
+        Reports {
+            interval,
+            max: max.max(1),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// True if this occurrence is to be reported now; otherwise it is counted.
+    pub fn allow(&mut self, now: Instant, ip: IpAddr, kind: &'static str) -> bool {
+        let mut key = (ip, kind);
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.max {
+            self.expire(now);
+            if self.entries.len() >= self.max {
+                key = (MANY, kind);
+            }
+        }
+        match self.entries.get_mut(&key) {
+            Some(e) if now.duration_since(e.since) < self.interval => {
+                e.suppressed += 1;
+                false
+            }
+            Some(e) => {
+                e.since = now;
+                true
+            }
+            None => {
+                if self.entries.len() < self.max || key.0 == MANY {
+                    self.entries.insert(
+                        key,
+                        Entry {
+                            since: now,
+                            suppressed: 0,
+                        },
+                    );
+                }
+                true
+            }
+        }
+    }
+
+    /// Counts of occurrences left out in intervals that are now over (each
+    /// once), and forgets quiet entries.
+    pub fn flush(&mut self, now: Instant) -> Vec<(IpAddr, &'static str, u64)> {
+        let mut out = Vec::new();
+        let interval = self.interval;
+        self.entries.retain(|(ip, kind), e| {
+            if now.duration_since(e.since) < interval {
+                return true;
+            }
+            if e.suppressed > 0 {
+                out.push((*ip, *kind, e.suppressed));
+                e.suppressed = 0;
+                e.since = now;
+                return true;
+            }
+            false
+        });
+        out
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let interval = self.interval;
+        self.entries
+            .retain(|_, e| e.suppressed > 0 || now.duration_since(e.since) < interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    #[test]
+    fn global_limit_evicts_the_oldest_not_the_newest() {
+        let mut p = Pending::new(3, 10);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let (t, ev) = p.make_room(ip(i as u8));
+            assert!(ev.is_empty());
+            p.insert(t, ip(i as u8), name);
+        }
+        let (t, ev) = p.make_room(ip(9));
+        assert_eq!(ev, vec!["a"]);
+        p.insert(t, ip(9), "d");
+        assert_eq!(p.by_token.len(), 3);
+        // A finished handshake frees its slot.
+        assert_eq!(p.remove(t), Some("d"));
+        let (_, ev) = p.make_room(ip(9));
+        assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn handshakes_that_proved_the_secret_go_last() {
+        let mut p = Pending::new(3, 10);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let (t, _) = p.make_room(ip(1));
+            p.insert(t, ip(1), name);
+            if i < 2 {
+                p.proved(t);
+            }
+        }
+        let (t, ev) = p.make_room(ip(2));
+        assert_eq!(ev, vec!["c"], "the unproved one goes first");
+        p.insert(t, ip(2), "d");
+        p.proved(t);
+        let (_, ev) = p.make_room(ip(2));
+        assert_eq!(ev, vec!["a"], "then the oldest");
+    }
+
+    #[test]
+    fn per_ip_limit_evicts_that_ips_oldest() {
+        let mut p = Pending::new(100, 2);
+        let (t, _) = p.make_room(ip(1));
+        p.insert(t, ip(1), "x1");
+        let (t, _) = p.make_room(ip(2));
+        p.insert(t, ip(2), "other");
+        let (t, _) = p.make_room(ip(1));
+        p.insert(t, ip(1), "x2");
+        let (t, ev) = p.make_room(ip(1));
+        assert_eq!(ev, vec!["x1"]);
+        p.insert(t, ip(1), "x3");
+        assert_eq!(p.by_token.len(), 3);
+    }
+
+    #[test]
+    fn reports_once_per_interval_with_a_count() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut r = Reports::new(Duration::from_secs(60), 2);
+        assert!(r.allow(t0, ip(1), "bad_auth"));
+        assert!(!r.allow(t0 + s, ip(1), "bad_auth"));
+        assert!(!r.allow(t0 + 2 * s, ip(1), "bad_auth"));
+        // Another kind from the same address is not hidden by the first.
+        assert!(r.allow(t0 + 2 * s, ip(1), "timeout"));
+        assert!(r.flush(t0 + 30 * s).is_empty());
+        assert_eq!(r.flush(t0 + 61 * s), vec![(ip(1), "bad_auth", 2)]);
+        // The next interval starts fresh.
+        assert!(r.allow(t0 + 122 * s, ip(1), "bad_auth"));
+    }
+
+    #[test]
+    fn reports_memory_is_bounded_and_overflow_shares_a_key() {
+        let t0 = Instant::now();
+        let mut r = Reports::new(Duration::from_secs(60), 2);
+        assert!(r.allow(t0, ip(1), "k"));
+        assert!(r.allow(t0, ip(2), "k"));
+        assert!(r.allow(t0, ip(3), "k"), "first overflow is reported");
+        assert!(!r.allow(t0, ip(4), "k"), "later ones share its interval");
+        assert!(r.entries.len() <= 3);
+    }
+}

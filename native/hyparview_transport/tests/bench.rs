@@ -1,0 +1,154 @@
+//! Measurements, not checks (ignored by default): handshakes per second
+//! against a running server, ping round trips and pipelined frame
+//! throughput on one connection, and the convergence time of a small
+//! overlay. Run them in release mode:
+//!
+//! ```text
+//! cargo test --release -p hyparview_transport --test bench -- --ignored --nocapture --test-threads 1
+//! ```
+//! Only the `client` module touches the channel's API, so the same file
+//! measures another protocol version with that module swapped.
+
+mod common;
+
+use common::*;
+use hyparview_transport::runtime;
+use hyparview_transport::wire::Frame;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+mod client {
+    use super::*;
+    use hyparview_transport::channel;
+    use hyparview_transport::handshake::{self, Identity, Session};
+
+    pub struct Conn {
+        s: TcpStream,
+        session: Session,
+        buf: Vec<u8>,
+    }
+
+    pub async fn connect(to: std::net::SocketAddr, id: &str) -> Conn {
+        let me = Identity::new(id, "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+        let mut s = TcpStream::connect(to).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let session = handshake::dial(&mut s, &me, None, 65536, deadline)
+            .await
+            .unwrap();
+        Conn {
+            s,
+            session,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(c: &mut Conn, frames: &[Frame]) {
+        channel::write_frames(&mut c.s, &mut c.session.sealer, frames)
+            .await
+            .unwrap();
+    }
+
+    pub async fn recv(c: &mut Conn) -> Frame {
+        channel::read_frame(&mut c.s, &mut c.session.opener, &mut c.buf)
+            .await
+            .unwrap()
+    }
+}
+
+#[test]
+#[ignore]
+fn bench_handshakes_per_second() {
+    let mut o = options("bench_hs", vec![]);
+    o.transport.idle_timeout = 60_000;
+    let a = TestNode::start(o);
+    let rt = runtime(2).unwrap();
+    let n = 1000;
+    let started = Instant::now();
+    rt.block_on(async {
+        for i in 0..n {
+            let c = client::connect(a.addr(), &format!("hs{i}@127.0.0.1")).await;
+            drop(c);
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "BENCH handshakes: {n} sequential in {secs:.3} s = {:.0}/s",
+        n as f64 / secs
+    );
+}
+
+#[test]
+#[ignore]
+fn bench_ping_latency_and_frame_throughput() {
+    let mut o = options("bench_rtt", vec![]);
+    o.transport.idle_timeout = 60_000;
+    o.transport.write_queue = 65536;
+    let a = TestNode::start(o);
+    let rt = runtime(2).unwrap();
+    rt.block_on(async {
+        let mut c = client::connect(a.addr(), "rtt@127.0.0.1").await;
+        let rounds = 2000;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            client::send(&mut c, &[Frame::Ping]).await;
+            assert_eq!(client::recv(&mut c).await, Frame::Pong);
+        }
+        let rtt = started.elapsed().as_secs_f64() / rounds as f64;
+        println!("BENCH ping round trip: {:.1} us", rtt * 1e6);
+        // Pipelined: batches of pings, all pongs read back.
+        let total = 100_000;
+        let batch = vec![Frame::Ping; 500];
+        let started = Instant::now();
+        for _ in 0..total / batch.len() {
+            client::send(&mut c, &batch).await;
+            for _ in 0..batch.len() {
+                assert_eq!(client::recv(&mut c).await, Frame::Pong);
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "BENCH frame throughput: {total} ping/pong in {secs:.3} s = {:.0} frames/s each way",
+            total as f64 / secs
+        );
+    });
+}
+
+#[test]
+#[ignore]
+fn bench_convergence_of_a_small_overlay() {
+    let n = 64;
+    let started = Instant::now();
+    let nodes = start_overlay("conv", n);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let ok = wait_until(Duration::from_secs(60), || {
+        overlay_problem(&refs, protocol().active_view_size).is_none()
+    });
+    assert!(ok, "did not converge:{}", dump(&refs));
+    let took = started.elapsed().as_secs_f64();
+    let dials: u64 = nodes.iter().map(|n| n.snap().counters.dials).sum();
+    let evicted: u64 = nodes
+        .iter()
+        .map(|n| n.snap().counters.handshakes_evicted)
+        .sum();
+    println!("BENCH convergence: {n} nodes, connected and symmetric after {took:.3} s ({dials} dials, {evicted} handshakes evicted)");
+}
+
+/// CPU of one handshake, both sides, without sockets.
+#[test]
+#[ignore]
+fn bench_handshake_cpu() {
+    use hyparview_transport::handshake::{run_pair, Identity};
+    let a = Identity::new("a@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+    let b = Identity::new("b@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+    let n = 2000;
+    let started = Instant::now();
+    for _ in 0..n {
+        let (x, y) = run_pair(&a, &b, Some("b@h"), 65536);
+        assert!(x.is_ok() && y.is_ok());
+    }
+    println!(
+        "BENCH handshake cpu: {:.1} us for both sides",
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+}
