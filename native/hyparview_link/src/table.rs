@@ -214,6 +214,8 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
         let we_are_lower = self.local < peer;
         let i = self.entry(&peer);
         let e = &mut self.peers[i];
+        // The authenticated identity is the one to dial later.
+        e.peer = peer;
         e.orphan = false;
         e.awaiting = None;
         let new = Conn {
