@@ -28,8 +28,6 @@ use hyparview_link::{LinkConfig, Links};
 use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// Network and timing parameters of the simulated transport (defaults are
@@ -214,32 +212,12 @@ impl Counters {
     }
 }
 
-/// The ids' hash is already a good hash (`PeerId::hash64`): use it as is.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 pub struct Sim<P: Protocol = Node> {
     pub now: Millis,
     pub nodes: Vec<SimNode<P>>,
     /// `ids[i]` is node `i`'s id; every copy in the run shares its storage,
     /// so comparing against it is a pointer compare.
     ids: Vec<PeerId>,
-    /// id hash -> node index.
-    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
     factory: Factory<P>,
     events: EventQueue,
     payloads: Vec<Option<EventKind>>,
@@ -264,11 +242,26 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Simulated nodes are numbered within the 10.0.0.0/8 addresses.
+const MAX_NODES: u32 = 1 << 24;
+
 /// Identity of simulated node `i` (a fresh id: the engine makes it once per
-/// node and hands out clones).
+/// node and hands out clones). Its address encodes `i`: 10.x.y.z.
 pub fn peer_of(i: u32) -> Peer {
+    assert!(i < MAX_NODES, "at most {MAX_NODES} simulated nodes");
     let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
     Peer::new(format!("n{i}@sim"), SocketAddr::new(ip.into(), 4500), 1)
+}
+
+/// The node index `peer_of` encoded in an address.
+fn index_of(addr: &SocketAddr) -> Option<u32> {
+    match addr {
+        SocketAddr::V4(a) => {
+            let [ten, x, y, z] = a.ip().octets();
+            (ten == 10).then(|| u32::from_be_bytes([0, x, y, z]))
+        }
+        SocketAddr::V6(_) => None,
+    }
 }
 
 impl Sim<Node> {
@@ -304,7 +297,6 @@ impl<P: Protocol> Sim<P> {
             factory,
             nodes: Vec::new(),
             ids: Vec::new(),
-            index: HashMap::default(),
             events: EventQueue::new(),
             payloads: Vec::new(),
             free_slots: Vec::new(),
@@ -329,8 +321,6 @@ impl<P: Protocol> Sim<P> {
     pub fn create_node(&mut self) -> u32 {
         let i = self.nodes.len() as u32;
         let peer = peer_of(i);
-        let clash = self.index.insert(peer.id.hash64(), i);
-        assert!(clash.is_none(), "two simulated ids with one hash");
         self.ids.push(peer.id.clone());
         let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
         let node = (self.factory)(peer.clone(), node_seed);
@@ -360,11 +350,12 @@ impl<P: Protocol> Sim<P> {
         self.start(node, contacts);
     }
 
-    /// Index of the node with `peer`'s id: a hash lookup and a pointer
-    /// compare (every id in the run is a clone of `ids[i]`).
+    /// Index of the node with `peer`'s id: read from its address, checked
+    /// against the id (a pointer compare: every id in the run is a clone of
+    /// `ids[i]`), so a peer with a foreign id or address is no node.
     pub fn lookup(&self, peer: &Peer) -> Option<u32> {
-        let &i = self.index.get(&peer.id.hash64())?;
-        (self.ids[i as usize] == peer.id).then_some(i)
+        let i = index_of(&peer.addr)?;
+        (self.ids.get(i as usize)? == &peer.id).then_some(i)
     }
 
     pub fn is_alive(&self, i: u32) -> bool {
