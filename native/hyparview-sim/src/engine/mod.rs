@@ -23,7 +23,7 @@ mod queue;
 #[cfg(test)]
 mod tests;
 
-use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, PeerId, Timer};
+use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, Timer};
 use hyparview_link::{LinkConfig, Links};
 use queue::EventQueue;
 use rand::rngs::SmallRng;
@@ -215,9 +215,10 @@ impl Counters {
 pub struct Sim<P: Protocol = Node> {
     pub now: Millis,
     pub nodes: Vec<SimNode<P>>,
-    /// `ids[i]` is node `i`'s id; every copy in the run shares its storage,
-    /// so comparing against it is a pointer compare.
-    ids: Vec<PeerId>,
+    /// `peers[i]` is node `i`'s identity, the one every copy in the run is
+    /// cloned from (so comparing ids is a pointer compare); kept apart from
+    /// `nodes` so the hot path reads a small dense array.
+    peers: Vec<Peer>,
     factory: Factory<P>,
     events: EventQueue,
     payloads: Vec<Option<EventKind>>,
@@ -296,7 +297,7 @@ impl<P: Protocol> Sim<P> {
             now: 0,
             factory,
             nodes: Vec::new(),
-            ids: Vec::new(),
+            peers: Vec::new(),
             events: EventQueue::new(),
             payloads: Vec::new(),
             free_slots: Vec::new(),
@@ -321,7 +322,7 @@ impl<P: Protocol> Sim<P> {
     pub fn create_node(&mut self) -> u32 {
         let i = self.nodes.len() as u32;
         let peer = peer_of(i);
-        self.ids.push(peer.id.clone());
+        self.peers.push(peer.clone());
         let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
         let node = (self.factory)(peer.clone(), node_seed);
         self.nodes.push(SimNode {
@@ -352,10 +353,10 @@ impl<P: Protocol> Sim<P> {
 
     /// Index of the node with `peer`'s id: read from its address, checked
     /// against the id (a pointer compare: every id in the run is a clone of
-    /// `ids[i]`), so a peer with a foreign id or address is no node.
+    /// `peers[i]`), so a peer with a foreign id or address is no node.
     pub fn lookup(&self, peer: &Peer) -> Option<u32> {
         let i = index_of(&peer.addr)?;
-        (self.ids.get(i as usize)? == &peer.id).then_some(i)
+        (self.peers.get(i as usize)?.id == peer.id).then_some(i)
     }
 
     pub fn is_alive(&self, i: u32) -> bool {
@@ -404,7 +405,7 @@ impl<P: Protocol> Sim<P> {
     fn is_active(&self, a: u32, b: u32) -> bool {
         self.nodes[a as usize]
             .node
-            .is_active(&self.nodes[b as usize].peer.id)
+            .is_active(&self.peers[b as usize].id)
     }
 
     /// Processes every event up to and including time `t`, then sets now = t.
@@ -476,7 +477,7 @@ impl<P: Protocol> Sim<P> {
         n.alive = true;
         let peers = contacts
             .iter()
-            .map(|&c| self.nodes[c as usize].peer.clone())
+            .map(|&c| self.peers[c as usize].clone())
             .collect();
         self.nodes[node as usize].contacts = contacts;
         self.feed(node, Input::Join { contacts: peers });

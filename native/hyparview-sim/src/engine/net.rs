@@ -31,7 +31,7 @@ impl<P: Protocol> Sim<P> {
             links.received(now, c);
         }
         self.counters.delivered += 1;
-        let from = self.nodes[from as usize].peer.clone();
+        let from = self.peers[from as usize].clone();
         self.feed(to, Input::Message { from, message });
     }
 
@@ -177,7 +177,7 @@ impl<P: Protocol> Sim<P> {
             DialFailed::Failed => {
                 self.nodes[a as usize].orphan_check = true;
                 self.counters.dial_failures += 1;
-                let peer = self.nodes[b as usize].peer.clone();
+                let peer = self.peers[b as usize].clone();
                 self.feed(a, Input::DialFailed { peer });
             }
         }
@@ -198,7 +198,7 @@ impl<P: Protocol> Sim<P> {
         match self.nodes[node as usize].links.closed(conn, activity) {
             Loss::Report => {
                 self.counters.connections_lost += 1;
-                let peer = self.nodes[peer as usize].peer.clone();
+                let peer = self.peers[peer as usize].clone();
                 self.feed(node, Input::ConnectionLost { peer });
             }
             Loss::Quiet => self.maybe_check_orphans(node),
@@ -273,7 +273,7 @@ impl<P: Protocol> Sim<P> {
         for b in lost {
             self.counters.orphans_reported += 1;
             self.counters.connections_lost += 1;
-            let peer = self.nodes[b as usize].peer.clone();
+            let peer = self.peers[b as usize].clone();
             self.feed(i, Input::ConnectionLost { peer });
         }
     }
@@ -289,7 +289,7 @@ impl<P: Protocol> Sim<P> {
             self.nodes[u as usize].orphan_check = true;
         }
         self.counters.connections_lost += 1;
-        let peer = self.nodes[v as usize].peer.clone();
+        let peer = self.peers[v as usize].clone();
         self.feed(u, Input::ConnectionLost { peer });
     }
 
