@@ -98,27 +98,30 @@ pub type Factory<P> = Box<dyn FnMut(Peer, u64) -> P>;
 /// A connection handle (unique over the run).
 type ConnId = u32;
 
-/// One simulated participant.
+/// One simulated participant. `repr(C)`: the fields every event reads
+/// (liveness, the orphan flag, the connection tables' headers) share the
+/// first cache line instead of trailing the protocol state.
+#[repr(C)]
 pub struct SimNode<P = Node> {
-    pub node: P,
-    pub peer: Peer,
     /// Started and not killed/left.
     pub alive: bool,
     /// Has been started (a scheduled join has not yet).
     pub started: bool,
     pub group: u8,
-    /// The contacts it joined through.
-    pub contacts: Vec<u32>,
-    /// The connection policy, keyed by node index.
-    links: Links<u32, ConnId>,
-    /// The network side of each current connection (the same set as the
-    /// current connections in `links`).
-    wires: Vec<Wire>,
     /// Something happened that can leave an active peer without a
     /// connection (a peer came up, a connection or dial went away).
     orphan_check: bool,
     pub peer_ups: u32,
     pub peer_downs: u32,
+    /// The network side of each current connection (the same set as the
+    /// current connections in `links`).
+    wires: Vec<Wire>,
+    /// The connection policy, keyed by node index.
+    links: Links<u32, ConnId>,
+    /// The contacts it joined through.
+    pub contacts: Vec<u32>,
+    pub peer: Peer,
+    pub node: P,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
