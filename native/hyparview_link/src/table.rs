@@ -22,7 +22,8 @@ pub struct Links<K, C> {
 struct Entry<K, C> {
     peer: K,
     current: Option<Conn<C>>,
-    dial: Option<Dial>,
+    /// Boxed: dials are rare, and the table is scanned on every message.
+    dial: Option<Box<Dial>>,
     /// The peer superseded our current connection: the one it kept is on
     /// its way, until this deadline.
     awaiting: Option<Millis>,
@@ -172,11 +173,11 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
         } else {
             DialState::Started
         };
-        e.dial = Some(Dial {
+        e.dial = Some(Box::new(Dial {
             queue: vec![message],
             after: AfterFlush::Keep,
             state,
-        });
+        }));
         match state {
             DialState::Parked => Route::Queued,
             DialState::Started => Route::Dial,
@@ -261,8 +262,8 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
     fn flush(&mut self, now: Millis, i: usize) -> Option<Flush<C>> {
         let hold = self.cfg.request_hold;
         let e = &mut self.peers[i];
-        let d = e.dial.take()?;
         let c = e.current.as_mut()?;
+        let d = *e.dial.take()?;
         for m in &d.queue {
             c.used(now, m, hold);
         }
