@@ -1,14 +1,19 @@
 //! Deterministic discrete-event simulator for the `hyparview` state machine.
 //!
-//! [`engine::Sim`] runs many [`hyparview::Node`]s on one virtual clock with a
-//! network model faithful to the TCP transport; [`scenario`] builds the
-//! stable / failure / churn / partition experiments and their [`Report`];
-//! [`metrics`] holds the graph measures. Everything random comes from the
-//! seed, so the same parameters always give the same report (but `wall_ms`).
+//! [`engine::Sim`] runs many [`hyparview::Node`]s on one virtual clock, each
+//! with the production connection policy (`hyparview_link`) over a model of
+//! the TCP network; [`scenarios`] holds the experiments (one module each)
+//! over one measuring loop; [`measure`] and [`metrics`] hold what is
+//! measured; [`report`] the result. Everything random comes from the seed,
+//! so the same parameters always give the same report (but `wall_ms`).
 
 pub mod engine;
+pub mod measure;
 pub mod metrics;
-pub mod scenario;
+pub mod report;
+pub mod scenarios;
 
 pub use engine::{NetConfig, Sim};
-pub use scenario::{parse_args, run, run_keep, snapshot, Params, Report, Scenario, USAGE};
+pub use measure::{snapshot, Snapshot};
+pub use report::Report;
+pub use scenarios::{parse_args, run, run_keep, Experiment, Params, Scenario, USAGE};

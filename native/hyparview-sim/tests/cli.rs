@@ -45,6 +45,18 @@ fn json_output_has_the_documented_keys() {
         for k in ["min", "mean", "max"] {
             assert!(v["active_view"][k].is_number(), "{text}");
         }
+        // View size -> node count, over the live nodes.
+        for hist in ["active_view_hist", "passive_view_hist"] {
+            let h = v[hist].as_object().expect(hist);
+            let nodes: u64 = h.values().map(|c| c.as_u64().expect("count")).sum();
+            assert_eq!(Some(nodes), v["live_nodes"].as_u64(), "{hist} in {text}");
+            let max: u64 = h
+                .keys()
+                .map(|k| k.parse::<u64>().expect("size"))
+                .max()
+                .unwrap();
+            assert_eq!(Some(max), v[hist.trim_end_matches("_hist")]["max"].as_u64());
+        }
         let rel = v["reliability"].as_array().expect("array");
         let expected = if scenario == "partition" { 5 } else { 3 };
         assert_eq!(rel.len(), expected, "{text}");

@@ -13,9 +13,13 @@ use crate::RejectReason;
 use crate::{
     ms, Command, Counters, Event, EventSink, LogLevel, Snapshot, SnapshotCell, TransportConfig,
 };
-use hyparview::{Input, Message, Node, Output, Peer, PeerId, Timer};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use hyparview::{Input, Message, Node, Output, Peer, Timer};
+use hyparview_link::{
+    Activity, AfterFlush, DialFailed, Flush, Idle, LinkConfig, Links, Loss, Origin as LinkOrigin,
+    Retire, Route,
+};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -30,8 +34,6 @@ type ConnId = u64;
 /// Bound on the per-ip / per-kind rate-limit memories so a scan of many
 /// addresses cannot grow them without limit.
 const MAX_REMEMBERED: usize = 4096;
-/// Messages kept for a peer while its dial is in progress.
-const MAX_DIAL_QUEUE: usize = 256;
 /// Capacity of the channel from connection tasks to the actor.
 const NET_CHANNEL: usize = 1024;
 /// Longest a shutdown waits for queued frames to be written.
@@ -100,31 +102,43 @@ enum WriterCmd {
     Close,
 }
 
+/// Which connection is current per peer, the dial queues, request hold,
+/// idle retirement and the orphan check are `hyparview_link`'s; a `Conn`
+/// is only the IO side of one connection.
 struct Conn {
     peer: Peer,
     remote: SocketAddr,
-    /// True when we dialed it (used to pick one of two simultaneous connections).
-    dialed: bool,
     tx: mpsc::Sender<WriterCmd>,
     reader: AbortHandle,
     writer: AbortHandle,
     last_rx: Instant,
-    last_used: Instant,
-    /// Not retired as idle before this: a request (JOIN, NEIGHBOR) sent on
-    /// it may still be answered, and over a slow link the answer can take
-    /// longer than the idle timeout.
-    hold_until: Instant,
     /// Set once a graceful close started: hard close at this deadline.
     closing: Option<Instant>,
 }
 
-#[derive(Default)]
-struct Dial {
-    queue: Vec<Message>,
-    close_after: bool,
-    /// No dial started: the messages wait for the replacement of a
-    /// superseded connection (see `Actor::awaiting`).
-    parked: bool,
+/// A peer as the link policy keys it: by id only (its address and
+/// incarnation ride along, for dialing it later).
+#[derive(Clone, Debug)]
+struct Remote(Peer);
+
+impl PartialEq for Remote {
+    fn eq(&self, other: &Remote) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Remote {}
+
+impl PartialOrd for Remote {
+    fn partial_cmp(&self, other: &Remote) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Remote {
+    fn cmp(&self, other: &Remote) -> Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
 }
 
 enum Wake {
@@ -147,8 +161,7 @@ pub(crate) struct Actor {
     /// Handshakes in progress on accepted connections.
     pending: Pending<AbortHandle>,
     conns: HashMap<ConnId, Conn>,
-    by_peer: HashMap<PeerId, ConnId>,
-    dialing: HashMap<PeerId, Dial>,
+    links: Links<Remote, ConnId>,
     next_conn: ConnId,
     tasks: JoinSet<()>,
     net_tx: mpsc::Sender<NetEvent>,
@@ -165,12 +178,6 @@ pub(crate) struct Actor {
     snapshot: SnapshotCell,
     /// Rate limit of per-address reports (rejections and warnings).
     reports: Reports,
-    /// Active peers already reported lost for lack of a connection.
-    orphans: HashSet<PeerId>,
-    /// Active peers whose current connection the peer superseded: the
-    /// connection it kept is still in our handshake. Not reported lost
-    /// before the deadline; dialed at the deadline if anything waits.
-    awaiting: HashMap<PeerId, (Peer, Instant)>,
     stop: Option<bool>,
 }
 
@@ -190,6 +197,15 @@ impl Actor {
             init.transport.max_unauthenticated_per_ip,
         );
         let reports = Reports::new(ms(init.transport.log_interval), MAX_REMEMBERED);
+        let t = &init.transport;
+        let links = Links::new(
+            Remote(init.local.clone()),
+            LinkConfig {
+                idle_timeout: t.idle_timeout,
+                request_hold: init.node.config().neighbor_timeout.max(t.idle_timeout),
+                replacement_grace: t.connect_timeout + t.handshake_timeout,
+            },
+        );
         Actor {
             node: init.node,
             local: init.local,
@@ -201,8 +217,7 @@ impl Actor {
             accept_paused_until: None,
             pending,
             conns: HashMap::new(),
-            by_peer: HashMap::new(),
-            dialing: HashMap::new(),
+            links,
             next_conn: 1,
             tasks: JoinSet::new(),
             net_tx,
@@ -218,8 +233,6 @@ impl Actor {
             sink: init.sink,
             snapshot: init.snapshot,
             reports,
-            orphans: HashSet::new(),
-            awaiting: HashMap::new(),
             stop: None,
         }
     }
@@ -303,8 +316,8 @@ impl Actor {
         if let Some(t) = self.accept_paused_until {
             d = d.min(t);
         }
-        for (_, t) in self.awaiting.values() {
-            d = d.min(*t);
+        if let Some(t) = self.links.next_deadline() {
+            d = d.min(self.start + ms(t));
         }
         d
     }
@@ -339,14 +352,15 @@ impl Actor {
         match out {
             Output::Send { to, message } => self.send(to, message),
             Output::Disconnect { peer } => {
-                if let Some(d) = self.dialing.get_mut(&peer.id) {
-                    d.close_after = true;
-                } else if let Some(&cid) = self.by_peer.get(&peer.id) {
+                if let Some(cid) = self.links.disconnect(&Remote(peer)) {
                     self.close_gracefully(cid);
                 }
             }
             Output::PeerUp(p) => self.emit(Event::PeerUp(p)),
-            Output::PeerDown(p) => self.emit(Event::PeerDown(p)),
+            Output::PeerDown(p) => {
+                self.links.peer_down(&Remote(p.clone()));
+                self.emit(Event::PeerDown(p));
+            }
             Output::SetTimer { after, timer } => {
                 let seq = self.next_timer;
                 self.next_timer += 1;
@@ -379,61 +393,34 @@ impl Actor {
             self.inbox.push_back(Input::DialFailed { peer: to });
             return;
         }
-        if let Some(&cid) = self.by_peer.get(&to.id) {
-            self.enqueue_msg(cid, message);
-            return;
-        }
-        if let Some(d) = self.dialing.get_mut(&to.id) {
-            if d.queue.len() < MAX_DIAL_QUEUE {
-                d.queue.push(message);
+        let now = self.now_ms();
+        let remote = Remote(to);
+        match self.links.send(now, &remote, message) {
+            Route::Conn(cid, message) => self.write_msg(cid, message),
+            Route::Queued => {}
+            Route::Dial if !wire::valid_advertised(&remote.0.addr) => {
+                let _ = self.links.dial_failed(now, &remote);
+                self.inbox.push_back(Input::DialFailed { peer: remote.0 });
             }
-            d.close_after = false;
-            return;
+            Route::Dial => self.start_dial(remote.0),
         }
-        if self.awaiting.contains_key(&to.id) {
-            // Its replacement connection is on the way: no extra dial.
-            self.dialing.insert(
-                to.id.clone(),
-                Dial {
-                    queue: vec![message],
-                    close_after: false,
-                    parked: true,
-                },
-            );
-            return;
-        }
-        if !wire::valid_advertised(&to.addr) {
-            self.inbox.push_back(Input::DialFailed { peer: to });
-            return;
-        }
-        self.dialing.insert(
-            to.id.clone(),
-            Dial {
-                queue: vec![message],
-                close_after: false,
-                parked: false,
-            },
-        );
-        self.start_dial(to);
     }
 
-    fn enqueue_msg(&mut self, cid: ConnId, message: Message) {
+    /// Writes a message the link policy routed to `cid`.
+    fn write_msg(&mut self, cid: ConnId, message: Message) {
         let kind = message.kind().name();
-        let request = matches!(message, Message::Join | Message::Neighbor { .. });
-        let hold = ms(self
-            .node
-            .config()
-            .neighbor_timeout
-            .max(self.cfg.idle_timeout));
         if self.enqueue(cid, &Frame::Msg(message)) {
             bump(&mut self.counters.messages_out, kind);
-            if let Some(c) = self.conns.get_mut(&cid) {
-                let now = Instant::now();
-                c.last_used = now;
-                if request {
-                    c.hold_until = c.hold_until.max(now + hold);
-                }
-            }
+        }
+    }
+
+    /// Writes a dial queue out, then closes if the core disconnected meanwhile.
+    fn write_flush(&mut self, f: Flush<ConnId>) {
+        for m in f.messages {
+            self.write_msg(f.conn, m);
+        }
+        if f.after == AfterFlush::Close {
+            self.close_gracefully(f.conn);
         }
     }
 
@@ -569,9 +556,9 @@ impl Actor {
                         self.handshake_failed(remote, e, None)
                     }
                     (Origin::Accepted { .. }, Err(HandshakeFail::Connect)) => {}
-                    (Origin::Dialed { expected }, Ok((stream, session))) => {
+                    (Origin::Dialed { .. }, Ok((stream, session))) => {
+                        // The handshake checked that the peer is `expected`.
                         self.register(stream, session, remote, true);
-                        self.flush_dial(&expected.id);
                     }
                     (Origin::Dialed { expected }, Err(fail)) => {
                         self.counters.dial_failures += 1;
@@ -586,12 +573,13 @@ impl Actor {
                                 });
                             }
                         }
-                        if self.by_peer.contains_key(&expected.id) {
+                        let now = self.now_ms();
+                        let remote = Remote(expected);
+                        match self.links.dial_failed(now, &remote) {
                             // The peer dialed us meanwhile: deliver over that.
-                            self.flush_dial(&expected.id);
-                        } else {
-                            self.dialing.remove(&expected.id);
-                            self.feed(Input::DialFailed { peer: expected });
+                            DialFailed::Fallback(f) => self.write_flush(f),
+                            DialFailed::Failed => self.feed(Input::DialFailed { peer: remote.0 }),
+                            DialFailed::Unknown => {}
                         }
                     }
                 }
@@ -630,7 +618,8 @@ impl Actor {
         c.last_rx = now;
         match frame {
             Frame::Msg(message) => {
-                c.last_used = now;
+                let at = self.start.elapsed().as_millis() as u64;
+                self.links.received(at, cid);
                 let from = c.peer.clone();
                 bump(&mut self.counters.messages_in, message.kind().name());
                 self.feed(Input::Message { from, message });
@@ -642,27 +631,21 @@ impl Actor {
             }
             Frame::Pong => {}
             Frame::Superseded => {
-                let peer = c.peer.clone();
-                if self.by_peer.get(&peer.id) == Some(&cid) {
-                    // The peer keeps another connection to us whose handshake
-                    // we have not finished: retire this one quietly and give
-                    // the replacement until the deadline.
+                // The peer keeps another connection to us whose handshake we
+                // have not finished: retire this one quietly; the policy
+                // gives the replacement until its deadline.
+                let activity = Activity::of(self.node.is_active(&c.peer.id));
+                let at = self.start.elapsed().as_millis() as u64;
+                if let Some(cid) = self.links.superseded(at, cid, activity) {
                     self.close_gracefully(cid);
-                    if self.node.is_active(&peer.id) {
-                        let deadline =
-                            now + ms(self.cfg.connect_timeout) + ms(self.cfg.handshake_timeout);
-                        self.awaiting.insert(peer.id.clone(), (peer, deadline));
-                    }
                 }
             }
         }
     }
 
     /// Takes an authenticated connection into use. With two connections to
-    /// the same peer id, exactly one stays current; both ends choose the same
-    /// one (higher incarnation, else the one dialed by the lower id, else the
-    /// newer) so simultaneous dials converge. The loser is closed gracefully
-    /// and its loss never reported.
+    /// the same peer the link policy keeps one current (both ends choose
+    /// the same); the other is retired and its loss never reported.
     fn register(&mut self, stream: TcpStream, session: Session, remote: SocketAddr, dialed: bool) {
         let Session {
             peer,
@@ -684,61 +667,36 @@ impl Actor {
             self.net_tx.clone(),
             ms(self.cfg.failure_timeout),
         ));
-        let now = Instant::now();
         self.conns.insert(
             cid,
             Conn {
                 peer: peer.clone(),
                 remote,
-                dialed,
                 tx,
                 reader,
                 writer,
-                last_rx: now,
-                last_used: now,
-                hold_until: now,
+                last_rx: Instant::now(),
                 closing: None,
             },
         );
-        self.orphans.remove(&peer.id);
-        self.awaiting.remove(&peer.id);
-        self.choose_current(cid, &peer, dialed);
-        if self.dialing.get(&peer.id).is_some_and(|d| d.parked) {
-            // Messages held for the replacement of a superseded connection.
-            self.flush_dial(&peer.id);
-        }
-    }
-
-    fn choose_current(&mut self, cid: ConnId, peer: &Peer, dialed: bool) {
-        let Some(&old) = self.by_peer.get(&peer.id) else {
-            self.by_peer.insert(peer.id.clone(), cid);
-            return;
-        };
-        let (old_inc, old_dialed) = match self.conns.get(&old) {
-            Some(o) => (o.peer.incarnation, o.dialed),
-            None => {
-                self.by_peer.insert(peer.id.clone(), cid);
-                return;
-            }
-        };
-        let we_are_lower = self.local.id < peer.id;
-        let new_wins = if peer.incarnation != old_inc {
-            peer.incarnation > old_inc
-        } else if dialed != old_dialed {
-            dialed == we_are_lower
+        let origin = if dialed {
+            LinkOrigin::Dialed
         } else {
-            true
+            LinkOrigin::Accepted
         };
-        if !new_wins {
-            self.retire_duplicate(cid);
-            return;
-        }
-        self.by_peer.insert(peer.id.clone(), cid);
-        if peer.incarnation > old_inc {
+        let now = self.now_ms();
+        let incarnation = peer.incarnation;
+        let r = self
+            .links
+            .register(now, cid, Remote(peer), incarnation, origin);
+        match r.retired {
             // The old process is gone: drop its connection outright.
-            self.hard_close(old);
-        } else {
-            self.retire_duplicate(old);
+            Some((old, Retire::Drop)) => self.hard_close(old),
+            Some((old, Retire::Supersede)) => self.retire_duplicate(old),
+            None => {}
+        }
+        if let Some(f) = r.flush {
+            self.write_flush(f);
         }
     }
 
@@ -750,51 +708,20 @@ impl Actor {
         }
     }
 
-    /// An active peer must have a connection (or a dial under way): without
-    /// one there are no heartbeats and its loss would never be noticed. This
-    /// happens when an answer arrives on a connection that was already being
-    /// retired (e.g. a NEIGHBOR reply slower than the idle timeout); the
-    /// other end sees that connection close, so report the link lost here
-    /// too and keep both views symmetric. Reported once per episode.
+    /// Reports the active peers the link policy finds without any link
+    /// (see `Links::orphans`).
     fn check_orphans(&mut self) {
-        let node = &self.node;
-        self.orphans.retain(|id| node.is_active(id));
-        let orphans: Vec<Peer> = node
+        let active: Vec<Remote> = self
+            .node
             .active_view()
             .into_iter()
-            .filter(|p| {
-                !self.by_peer.contains_key(&p.id)
-                    && !self.dialing.contains_key(&p.id)
-                    && !self.awaiting.contains_key(&p.id)
-                    && !self.orphans.contains(&p.id)
-            })
-            .cloned()
+            .map(|p| Remote(p.clone()))
             .collect();
-        for peer in orphans {
-            self.orphans.insert(peer.id.clone());
+        for Remote(peer) in self.links.orphans(active.iter()) {
             self.counters.failures_detected += 1;
             self.inbox.push_back(Input::ConnectionLost { peer });
         }
         self.drain_inbox();
-    }
-
-    /// Sends what was queued while dialing `id` on whatever connection is now
-    /// current for it.
-    fn flush_dial(&mut self, id: &PeerId) {
-        let Some(d) = self.dialing.remove(id) else {
-            return;
-        };
-        let Some(&cid) = self.by_peer.get(id) else {
-            return;
-        };
-        for m in d.queue {
-            self.enqueue_msg(cid, m);
-        }
-        if d.close_after {
-            if let Some(&cid) = self.by_peer.get(id) {
-                self.close_gracefully(cid);
-            }
-        }
     }
 
     /// Flush, half-close, keep reading until the peer closes or the deadline.
@@ -806,11 +733,8 @@ impl Actor {
             return;
         }
         c.closing = Some(Instant::now() + ms(self.cfg.failure_timeout));
-        let id = c.peer.id.clone();
         let queued = c.tx.try_send(WriterCmd::Close).is_ok();
-        if self.by_peer.get(&id) == Some(&cid) {
-            self.by_peer.remove(&id);
-        }
+        self.links.closing(cid);
         if !queued {
             self.hard_close(cid);
         }
@@ -820,22 +744,22 @@ impl Actor {
         if let Some(c) = self.conns.remove(&cid) {
             c.reader.abort();
             c.writer.abort();
-            if self.by_peer.get(&c.peer.id) == Some(&cid) {
-                self.by_peer.remove(&c.peer.id);
-            }
+            self.links.closing(cid);
         }
     }
 
-    /// The connection broke. Only the loss of the current connection of an
-    /// active peer is reported to the node.
+    /// The connection broke. The link policy decides whether the node hears
+    /// of it (only the current connection of an active peer).
     fn fail(&mut self, cid: ConnId) {
         let Some(c) = self.conns.get(&cid) else {
             return;
         };
         let peer = c.peer.clone();
-        let current = self.by_peer.get(&peer.id) == Some(&cid);
+        let loss = self
+            .links
+            .closed(cid, Activity::of(self.node.is_active(&peer.id)));
         self.hard_close(cid);
-        if current && self.node.is_active(&peer.id) {
+        if loss == Loss::Report {
             self.counters.failures_detected += 1;
             self.inbox.push_back(Input::ConnectionLost { peer });
             self.drain_inbox();
@@ -847,22 +771,10 @@ impl Actor {
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
         }
-        let expired: Vec<Peer> = self
-            .awaiting
-            .values()
-            .filter(|(_, t)| *t <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for peer in expired {
-            // No replacement came: dial for what waits, else `check_orphans`
-            // reports the link lost.
-            self.awaiting.remove(&peer.id);
-            if let Some(d) = self.dialing.get_mut(&peer.id) {
-                if d.parked {
-                    d.parked = false;
-                    self.start_dial(peer);
-                }
-            }
+        // No replacement came: dial for what waits (the others are left
+        // to the orphan check).
+        for Remote(peer) in self.links.expire(self.now_ms()) {
+            self.start_dial(peer);
         }
         while let Some(Reverse((t, seq))) = self.timers.peek().copied() {
             if t > now || self.stop.is_some() {
@@ -885,6 +797,7 @@ impl Actor {
     fn heartbeat(&mut self, now: Instant) {
         let failure = ms(self.cfg.failure_timeout);
         let idle = ms(self.cfg.idle_timeout);
+        let at = self.now_ms();
         let mut ping = Vec::new();
         let mut timed_out = Vec::new();
         let mut retire = Vec::new();
@@ -896,14 +809,20 @@ impl Actor {
                 }
                 continue;
             }
-            let current = self.by_peer.get(&c.peer.id) == Some(&cid);
-            if current && self.node.is_active(&c.peer.id) {
+            let activity = Activity::of(self.node.is_active(&c.peer.id));
+            if self.links.peer_of(cid).is_none() {
+                // Not current and not closing (not expected): retire once
+                // silent for the idle timeout.
+                if now.duration_since(c.last_rx) >= idle {
+                    retire.push(cid);
+                }
+            } else if activity == Activity::Active {
                 if now.duration_since(c.last_rx) >= failure {
                     timed_out.push(cid);
                 } else {
                     ping.push(cid);
                 }
-            } else if now.duration_since(c.last_used) >= idle && now >= c.hold_until {
+            } else if self.links.idle(at, cid, activity) == Idle::Retire {
                 retire.push(cid);
             }
         }

@@ -1,0 +1,569 @@
+//! Discrete-event engine: N `hyparview::Node`s on one virtual clock, each
+//! with the production connection policy (`hyparview_link::Links`) over a
+//! model of the TCP network, so the protocol sees the inputs it would see in
+//! production. The engine only moves events; what is measured lives in
+//! `metrics` and the scenarios.
+//!
+//! Network model (what `hyparview_link` does not decide; see `net.rs`):
+//! - a write on an open connection is delivered after a random latency,
+//!   FIFO per connection (TCP keeps order within a connection);
+//! - a dial to a live, reachable peer opens both ends at once, and the
+//!   first message arrives after five one-way latencies (TCP connect,
+//!   Hello/Auth handshake, the message); the accepting end drops any older
+//!   connection to the dialer, which the dialer had already closed. A dial
+//!   to a dead or unreachable peer fails after the connect timeout;
+//! - a broken connection (peer killed, or cut by a partition) silently drops
+//!   writes until the break is noticed: after one latency for a killed peer
+//!   (RST), after the failure timeout for a partition (heartbeats);
+//! - a graceful close removes the local end at once; the remote end reads
+//!   the EOF once the messages sent before have arrived.
+
+mod net;
+mod queue;
+#[cfg(test)]
+mod tests;
+
+use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, Timer};
+use hyparview_link::{LinkConfig, Links};
+use queue::EventQueue;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// Network and timing parameters of the simulated transport (defaults are
+/// the transport's).
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub latency_min: Millis,
+    pub latency_max: Millis,
+    /// A dial to a dead or unreachable peer fails after this long.
+    pub connect_timeout: Millis,
+    /// Heartbeat-based detection of a connection cut by a partition.
+    pub failure_timeout: Millis,
+    /// Connections to peers outside the active view close when unused this
+    /// long (checked on the transport's heartbeat tick).
+    pub idle_timeout: Millis,
+    pub heartbeat_interval: Millis,
+    /// A connection that carried a JOIN/NEIGHBOR is not retired for this
+    /// long (the transport uses max(neighbor_timeout, idle_timeout);
+    /// `Sim::new` sets it so).
+    pub request_hold: Millis,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency_min: 5,
+            latency_max: 50,
+            connect_timeout: 2_000,
+            failure_timeout: 5_000,
+            idle_timeout: 2_000,
+            heartbeat_interval: 1_000,
+            request_hold: 2_000,
+        }
+    }
+}
+
+/// What the engine needs from a participant: `hyparview::Node` in real
+/// runs; a scripted stand-in in the engine's own tests.
+pub trait Protocol {
+    fn handle(&mut self, now: Millis, input: Input);
+    fn poll_output(&mut self) -> Option<Output>;
+    fn active_view(&self) -> Vec<&Peer>;
+    fn passive_view(&self) -> Vec<&Peer>;
+    fn is_active(&self, id: &str) -> bool;
+}
+
+impl Protocol for Node {
+    fn handle(&mut self, now: Millis, input: Input) {
+        Node::handle(self, now, input)
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Node::poll_output(self)
+    }
+    fn active_view(&self) -> Vec<&Peer> {
+        Node::active_view(self)
+    }
+    fn passive_view(&self) -> Vec<&Peer> {
+        Node::passive_view(self)
+    }
+    fn is_active(&self, id: &str) -> bool {
+        Node::is_active(self, id)
+    }
+}
+
+/// Builds the participant for (identity, per-node seed).
+pub type Factory<P> = Box<dyn FnMut(Peer, u64) -> P>;
+
+/// A connection handle (unique over the run).
+type ConnId = u32;
+
+/// One simulated participant. `repr(C)`: the fields every event reads
+/// (liveness, the orphan flag, the connection tables' headers) share the
+/// first cache line instead of trailing the protocol state.
+#[repr(C)]
+pub struct SimNode<P = Node> {
+    /// Started and not killed/left.
+    pub alive: bool,
+    /// Has been started (a scheduled join has not yet).
+    pub started: bool,
+    pub group: u8,
+    /// Something happened that can leave an active peer without a
+    /// connection (a peer came up, a connection or dial went away).
+    orphan_check: bool,
+    pub peer_ups: u32,
+    pub peer_downs: u32,
+    /// The network side of each current connection (the same set as the
+    /// current connections in `links`).
+    wires: Vec<Wire>,
+    /// The connection policy, keyed by node index.
+    links: Links<u32, ConnId>,
+    /// The contacts it joined through.
+    pub contacts: Vec<u32>,
+    pub peer: Peer,
+    pub node: P,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WireState {
+    Open,
+    /// The connection is dead but its owner has not noticed yet.
+    Broken,
+}
+
+/// One end of a connection, as the network sees it.
+#[derive(Clone, Copy, Debug)]
+struct Wire {
+    conn: ConnId,
+    peer: u32,
+    state: WireState,
+    /// An idle check is scheduled for it.
+    idle_check: IdleCheck,
+    /// Arrival time of the last message written on it (FIFO order).
+    last_arrival: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdleCheck {
+    Scheduled,
+    None,
+}
+
+enum EventKind {
+    Deliver {
+        to: u32,
+        from: u32,
+        message: Message,
+    },
+    Timer {
+        node: u32,
+        timer: Timer,
+    },
+    DialFailed {
+        node: u32,
+        peer: u32,
+    },
+    /// `node` notices that its connection `conn` to `peer` broke, or reads
+    /// the EOF of a close by the remote end.
+    Gone {
+        node: u32,
+        peer: u32,
+        conn: ConnId,
+    },
+    IdleCheck {
+        node: u32,
+        peer: u32,
+        conn: ConnId,
+    },
+    Join {
+        node: u32,
+        contacts: Vec<u32>,
+    },
+}
+
+/// Transport counters, reset at the start of a measured phase.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub sends: u64,
+    /// Sends per message kind (kinds are `&'static str`s: compared by
+    /// address first, so counting costs no string compare).
+    pub kinds: Vec<(&'static str, u64)>,
+    pub delivered: u64,
+    pub dial_failures: u64,
+    /// `ConnectionLost` inputs fed.
+    pub connections_lost: u64,
+    pub idle_closed: u64,
+    /// Active peers reported lost for having no connection (orphan check).
+    pub orphans_reported: u64,
+}
+
+impl Counters {
+    fn count_kind(&mut self, kind: &'static str) {
+        let hit = self
+            .kinds
+            .iter_mut()
+            .find(|(k, _)| std::ptr::eq(*k, kind) || *k == kind);
+        match hit {
+            Some(e) => e.1 += 1,
+            None => self.kinds.push((kind, 1)),
+        }
+    }
+
+    /// Sends per message kind, by name.
+    pub fn by_kind(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.kinds.iter().copied().collect()
+    }
+}
+
+pub struct Sim<P: Protocol = Node> {
+    pub now: Millis,
+    pub nodes: Vec<SimNode<P>>,
+    /// `peers[i]` is node `i`'s identity, the one every copy in the run is
+    /// cloned from (so comparing ids is a pointer compare); kept apart from
+    /// `nodes` so the hot path reads a small dense array.
+    peers: Vec<Peer>,
+    factory: Factory<P>,
+    events: EventQueue,
+    payloads: Vec<Option<EventKind>>,
+    free_slots: Vec<u32>,
+    next_conn: ConnId,
+    rng: SmallRng,
+    seed: u64,
+    net: NetConfig,
+    link: LinkConfig,
+    partitioned: bool,
+    pub counters: Counters,
+    pub events_processed: u64,
+    /// Diagnosis: print every event between these two nodes to stderr.
+    pub trace_pair: Option<(u32, u32)>,
+}
+
+/// SplitMix64 finaliser: decorrelates per-node seeds from the sim seed.
+pub fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Simulated nodes are numbered within the 10.0.0.0/8 addresses.
+const MAX_NODES: u32 = 1 << 24;
+
+/// Identity of simulated node `i` (a fresh id: the engine makes it once per
+/// node and hands out clones). Its address encodes `i`: 10.x.y.z.
+pub fn peer_of(i: u32) -> Peer {
+    assert!(i < MAX_NODES, "at most {MAX_NODES} simulated nodes");
+    let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+    Peer::new(format!("n{i}@sim"), SocketAddr::new(ip.into(), 4500), 1)
+}
+
+/// The node index `peer_of` encoded in an address.
+fn index_of(addr: &SocketAddr) -> Option<u32> {
+    match addr {
+        SocketAddr::V4(a) => {
+            let [ten, x, y, z] = a.ip().octets();
+            (ten == 10).then(|| u32::from_be_bytes([0, x, y, z]))
+        }
+        SocketAddr::V6(_) => None,
+    }
+}
+
+impl Sim<Node> {
+    /// Simulator of `hyparview::Node`s; `config` must be valid.
+    pub fn new(seed: u64, config: Config, mut net: NetConfig) -> Sim<Node> {
+        config.validate().expect("simulator config must be valid");
+        net.request_hold = config.neighbor_timeout.max(net.idle_timeout);
+        Sim::with_factory(
+            seed,
+            net,
+            Box::new(move |peer, node_seed| {
+                Node::new(peer, config.clone(), node_seed).expect("validated above")
+            }),
+        )
+    }
+}
+
+impl<P: Protocol> Sim<P> {
+    pub fn with_factory(seed: u64, net: NetConfig, factory: Factory<P>) -> Sim<P> {
+        assert!(
+            net.latency_min <= net.latency_max,
+            "latency_min > latency_max"
+        );
+        let link = LinkConfig {
+            idle_timeout: net.idle_timeout,
+            request_hold: net.request_hold,
+            // The model has no handshake race (no SUPERSEDED), so this is
+            // never used; the transport's value.
+            replacement_grace: net.connect_timeout,
+        };
+        Sim {
+            now: 0,
+            factory,
+            nodes: Vec::new(),
+            peers: Vec::new(),
+            events: EventQueue::new(),
+            payloads: Vec::new(),
+            free_slots: Vec::new(),
+            next_conn: 0,
+            // The sim's own stream is separate from every node's stream.
+            rng: SmallRng::seed_from_u64(mix64(seed ^ 0x5EED_0F51_A7A7)),
+            seed,
+            net,
+            link,
+            partitioned: false,
+            counters: Counters::default(),
+            events_processed: 0,
+            trace_pair: None,
+        }
+    }
+
+    pub fn rng(&mut self) -> &mut SmallRng {
+        &mut self.rng
+    }
+
+    /// Creates a node (not yet started). Returns its index.
+    pub fn create_node(&mut self) -> u32 {
+        let i = self.nodes.len() as u32;
+        let peer = peer_of(i);
+        self.peers.push(peer.clone());
+        let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
+        let node = (self.factory)(peer.clone(), node_seed);
+        self.nodes.push(SimNode {
+            node,
+            peer,
+            alive: false,
+            started: false,
+            group: 0,
+            contacts: Vec::new(),
+            links: Links::new(i, self.link),
+            wires: Vec::new(),
+            orphan_check: false,
+            peer_ups: 0,
+            peer_downs: 0,
+        });
+        i
+    }
+
+    /// Schedules `node` to start and join through `contacts` at `at`.
+    pub fn schedule_join(&mut self, node: u32, contacts: Vec<u32>, at: Millis) {
+        self.push(at.max(self.now), EventKind::Join { node, contacts });
+    }
+
+    /// Starts `node` now.
+    pub fn join_now(&mut self, node: u32, contacts: Vec<u32>) {
+        self.start(node, contacts);
+    }
+
+    /// Index of the node with `peer`'s id: read from its address, checked
+    /// against the id (a pointer compare: every id in the run is a clone of
+    /// `peers[i]`), so a peer with a foreign id or address is no node.
+    pub fn lookup(&self, peer: &Peer) -> Option<u32> {
+        let i = index_of(&peer.addr)?;
+        (self.peers.get(i as usize)?.id == peer.id).then_some(i)
+    }
+
+    pub fn is_alive(&self, i: u32) -> bool {
+        self.nodes[i as usize].alive
+    }
+
+    pub fn live_nodes(&self) -> Vec<u32> {
+        (0..self.nodes.len() as u32)
+            .filter(|&i| self.nodes[i as usize].alive)
+            .collect()
+    }
+
+    pub fn pending_events(&self) -> usize {
+        self.events.len
+    }
+
+    /// Connections currently held by `i` (open or broken, not dials).
+    pub fn connection_count(&self, i: u32) -> usize {
+        self.nodes[i as usize].wires.len()
+    }
+
+    /// True when `a` can reach `b` (no partition between them).
+    pub fn reachable(&self, a: u32, b: u32) -> bool {
+        !self.partitioned || self.nodes[a as usize].group == self.nodes[b as usize].group
+    }
+
+    fn push(&mut self, time: Millis, kind: EventKind) {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.payloads[slot as usize] = Some(kind);
+                slot
+            }
+            None => {
+                self.payloads.push(Some(kind));
+                (self.payloads.len() - 1) as u32
+            }
+        };
+        self.events.push(time, slot);
+    }
+
+    fn latency(&mut self) -> Millis {
+        self.rng
+            .gen_range(self.net.latency_min..=self.net.latency_max)
+    }
+
+    fn is_active(&self, a: u32, b: u32) -> bool {
+        self.nodes[a as usize]
+            .node
+            .is_active(&self.peers[b as usize].id)
+    }
+
+    /// Processes every event up to and including time `t`, then sets now = t.
+    pub fn run_until(&mut self, t: Millis) {
+        while let Some((time, slot)) = self.events.pop_until(t) {
+            let kind = self.payloads[slot as usize]
+                .take()
+                .expect("every queued slot holds a payload");
+            self.free_slots.push(slot);
+            self.now = time;
+            self.events_processed += 1;
+            if self.trace_pair.is_some() {
+                self.trace_event(&kind);
+            }
+            self.dispatch(kind);
+        }
+        self.now = self.now.max(t);
+    }
+
+    fn traced(&self, a: u32, b: u32) -> bool {
+        self.trace_pair
+            .is_some_and(|(x, y)| (a, b) == (x, y) || (a, b) == (y, x))
+    }
+
+    fn trace_event(&self, kind: &EventKind) {
+        let (node, peer, what) = match kind {
+            EventKind::Deliver { to, from, message } => {
+                (*to, *from, format!("n{to} receives {message:?}"))
+            }
+            EventKind::DialFailed { node, peer } => (*node, *peer, format!("n{node} dial failed")),
+            EventKind::Gone { node, peer, conn } => {
+                (*node, *peer, format!("n{node} loses conn {conn}"))
+            }
+            EventKind::IdleCheck { node, peer, conn } => {
+                (*node, *peer, format!("n{node} idle check conn {conn}"))
+            }
+            _ => return,
+        };
+        if self.traced(node, peer) {
+            let (x, y) = (node.min(peer), node.max(peer));
+            eprintln!(
+                "t={} {what} [active: n{x}->n{y} {} / n{y}->n{x} {}]",
+                self.now,
+                self.is_active(x, y),
+                self.is_active(y, x)
+            );
+        }
+    }
+
+    fn dispatch(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Deliver { to, from, message } => self.deliver(to, from, message),
+            EventKind::Timer { node, timer } => {
+                if self.nodes[node as usize].alive {
+                    self.feed(node, Input::Timer(timer));
+                }
+            }
+            EventKind::DialFailed { node, peer } => self.dial_failed(node, peer),
+            EventKind::Gone { node, peer, conn } => self.connection_gone(node, peer, conn),
+            EventKind::IdleCheck { node, peer, conn } => self.idle_check(node, peer, conn),
+            EventKind::Join { node, contacts } => self.start(node, contacts),
+        }
+    }
+
+    fn start(&mut self, node: u32, contacts: Vec<u32>) {
+        let n = &mut self.nodes[node as usize];
+        assert!(!n.started, "node {node} started twice");
+        n.started = true;
+        n.alive = true;
+        let peers = contacts
+            .iter()
+            .map(|&c| self.peers[c as usize].clone())
+            .collect();
+        self.nodes[node as usize].contacts = contacts;
+        self.feed(node, Input::Join { contacts: peers });
+    }
+
+    /// Feeds one input to a live node and applies its outputs.
+    pub fn feed(&mut self, i: u32, input: Input) {
+        debug_assert!(self.nodes[i as usize].alive);
+        let now = self.now;
+        self.nodes[i as usize].node.handle(now, input);
+        self.flush(i);
+        self.maybe_check_orphans(i);
+    }
+
+    /// Applies the outputs `i` has pending (they are produced by `feed`;
+    /// exposed for scripted participants in tests).
+    pub fn flush(&mut self, i: u32) {
+        while let Some(out) = self.nodes[i as usize].node.poll_output() {
+            self.apply(i, out);
+        }
+    }
+
+    fn apply(&mut self, a: u32, out: Output) {
+        if self.trace_pair.is_some() {
+            let b = match &out {
+                Output::Send { to: p, .. }
+                | Output::Disconnect { peer: p }
+                | Output::PeerUp(p)
+                | Output::PeerDown(p) => self.lookup(p),
+                Output::SetTimer { .. } => None,
+            };
+            if let Some(b) = b.filter(|&b| self.traced(a, b)) {
+                eprintln!("t={} n{a}/n{b}: n{a} outputs {out:?}", self.now);
+            }
+        }
+        match out {
+            Output::Send { to, message } => {
+                self.counters.sends += 1;
+                self.counters.count_kind(message.kind().name());
+                match self.lookup(&to) {
+                    Some(b) if b != a => self.send(a, b, message),
+                    // Self or an id no node has: nothing to deliver to.
+                    _ => {}
+                }
+            }
+            Output::Disconnect { peer } => {
+                if let Some(b) = self.lookup(&peer) {
+                    self.disconnect(a, b);
+                }
+            }
+            Output::PeerUp(_) => {
+                self.nodes[a as usize].peer_ups += 1;
+                self.nodes[a as usize].orphan_check = true;
+            }
+            Output::PeerDown(peer) => {
+                self.nodes[a as usize].peer_downs += 1;
+                if let Some(b) = self.lookup(&peer) {
+                    self.peer_down(a, b);
+                }
+            }
+            Output::SetTimer { after, timer } => {
+                let at = self.now + after;
+                self.push(at, EventKind::Timer { node: a, timer });
+            }
+        }
+    }
+
+    /// Active view of `i` as node indices (unknown ids dropped).
+    pub fn active_indices(&self, i: u32) -> Vec<u32> {
+        self.nodes[i as usize]
+            .node
+            .active_view()
+            .into_iter()
+            .filter_map(|p| self.lookup(p))
+            .collect()
+    }
+
+    pub fn passive_indices(&self, i: u32) -> Vec<u32> {
+        self.nodes[i as usize]
+            .node
+            .passive_view()
+            .into_iter()
+            .filter_map(|p| self.lookup(p))
+            .collect()
+    }
+}

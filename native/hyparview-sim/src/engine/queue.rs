@@ -1,0 +1,139 @@
+//! The event queue: a timing wheel of 1 ms buckets plus a heap for far
+//! events, popping in (time, push sequence) order.
+
+use hyparview::Millis;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Far-future entry: (time, sequence, payload slot).
+type EventKey = Reverse<(Millis, u64, u32)>;
+
+/// Span of the timing wheel in ms; later events wait in a heap.
+const WHEEL_MS: usize = 1 << 16;
+
+/// Event queue ordered by (time, push sequence): a timing wheel of 1 ms
+/// buckets over [base, base + WHEEL_MS), each bucket in push order, plus a
+/// heap for later events. Same order as a heap keyed by (time, sequence),
+/// at a fraction of the cost (the heap pop was ~10 % of a run).
+///
+/// Invariants: every heap entry has time >= base + WHEEL_MS, and nothing is
+/// ever pushed before `base` (the engine pushes at >= now >= base). So when
+/// `base` advances, entries leaving the heap reach their bucket before any
+/// direct push can, and a bucket is always in sequence order.
+pub(crate) struct EventQueue {
+    wheel: Vec<Vec<u32>>,
+    /// Entries of bucket `base` already popped.
+    head: usize,
+    base: Millis,
+    far: BinaryHeap<EventKey>,
+    seq: u64,
+    pub(crate) len: usize,
+}
+
+impl EventQueue {
+    pub(crate) fn new() -> EventQueue {
+        EventQueue {
+            wheel: (0..WHEEL_MS).map(|_| Vec::new()).collect(),
+            head: 0,
+            base: 0,
+            far: BinaryHeap::new(),
+            seq: 0,
+            len: 0,
+        }
+    }
+
+    fn bucket(t: Millis) -> usize {
+        (t % WHEEL_MS as Millis) as usize
+    }
+
+    pub(crate) fn push(&mut self, time: Millis, slot: u32) {
+        debug_assert!(time >= self.base, "event before the queue's base");
+        let time = time.max(self.base);
+        self.seq += 1;
+        self.len += 1;
+        if time - self.base < WHEEL_MS as Millis {
+            self.wheel[Self::bucket(time)].push(slot);
+        } else {
+            self.far.push(Reverse((time, self.seq, slot)));
+        }
+    }
+
+    /// The next event at or before `t`, in order; never moves `base` past `t`.
+    pub(crate) fn pop_until(&mut self, t: Millis) -> Option<(Millis, u32)> {
+        loop {
+            let b = Self::bucket(self.base);
+            if let Some(&slot) = self.wheel[b].get(self.head) {
+                if self.base > t {
+                    return None;
+                }
+                self.head += 1;
+                self.len -= 1;
+                return Some((self.base, slot));
+            }
+            if self.base >= t || self.len == 0 {
+                return None;
+            }
+            // Bucket drained: move on one ms, pulling in what now fits.
+            self.wheel[b].clear();
+            self.head = 0;
+            self.base += 1;
+            let horizon = self.base + WHEEL_MS as Millis;
+            while let Some(&Reverse((time, _, slot))) = self.far.peek() {
+                if time >= horizon {
+                    break;
+                }
+                self.far.pop();
+                self.wheel[Self::bucket(time)].push(slot);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The wheel pops in exactly the order of a heap keyed by (time, push
+    /// sequence), with pushes interleaved with pops, same-time pushes while
+    /// a bucket drains, and events beyond the wheel's span.
+    #[test]
+    fn event_queue_matches_a_heap_ordered_by_time_then_sequence() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut q = EventQueue::new();
+        let mut reference: BinaryHeap<Reverse<(Millis, u64, u32)>> = BinaryHeap::new();
+        let (mut now, mut seq, mut popped) = (0, 0u64, 0);
+        for round in 0..200u32 {
+            for _ in 0..rng.gen_range(0..50) {
+                let after = match rng.gen_range(0..10) {
+                    0 => 0,
+                    1 => rng.gen_range(WHEEL_MS as Millis..4 * WHEEL_MS as Millis),
+                    _ => rng.gen_range(0..3_000),
+                };
+                seq += 1;
+                let slot = seq as u32;
+                q.push(now + after, slot);
+                reference.push(Reverse((now + after, seq, slot)));
+            }
+            let t = now + rng.gen_range(0..if round % 50 == 0 { 200_000 } else { 2_000 });
+            while let Some((time, slot)) = q.pop_until(t) {
+                let Reverse((rt, _, rslot)) = reference.pop().expect("reference has it");
+                assert_eq!((time, slot), (rt, rslot));
+                assert!(time <= t && time >= now);
+                now = time;
+                popped += 1;
+                if rng.gen_ratio(1, 20) {
+                    // A same-time push while this bucket drains goes last.
+                    seq += 1;
+                    q.push(now, seq as u32);
+                    reference.push(Reverse((now, seq, seq as u32)));
+                }
+            }
+            assert!(reference.peek().is_none_or(|Reverse((rt, _, _))| *rt > t));
+            assert_eq!(q.len, reference.len());
+            now = t;
+        }
+        assert!(popped > 1_000, "{popped}");
+    }
+}
