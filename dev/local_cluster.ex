@@ -30,6 +30,8 @@ defmodule HyParView.Dev.LocalCluster do
 
   use GenServer
 
+  alias HyParView.Dev.Overlay
+
   @ip {127, 0, 0, 1}
   @topology :hyparview_local_cluster
   @root_sup HyParView.Dev.LocalCluster.Root
@@ -60,7 +62,7 @@ defmodule HyParView.Dev.LocalCluster do
           node: node(),
           node_list: [node()],
           active_view: [node()],
-          passive_view: [node()]
+          passive_view: [node() | String.t()]
         }
 
   # ---------------------------------------------------------------------------
@@ -138,8 +140,11 @@ defmodule HyParView.Dev.LocalCluster do
         try do
           :peer.call(peer, __MODULE__, :remote_state, [@topology], 5_000)
           |> case do
-            {:ok, state} -> Map.put(state, :index, index)
-            {:error, reason} -> {:error, index, reason}
+            {:ok, state} ->
+              state |> Map.put(:index, index) |> Map.update!(:passive_view, &names/1)
+
+            {:error, reason} ->
+              {:error, index, reason}
           end
         catch
           kind, reason -> {:error, index, {kind, reason}}
@@ -188,6 +193,23 @@ defmodule HyParView.Dev.LocalCluster do
       |> Enum.reject(&MapSet.member?(members, &1))
 
     check_snapshots(snaps, active_view_size(cluster), outsiders)
+  end
+
+  # A node's passive view names peers it never linked to as strings (nothing
+  # from the network mints an atom there); this VM named every node, so the
+  # names are atoms here.
+  defp names(ids) do
+    Enum.map(ids, fn
+      id when is_binary(id) ->
+        try do
+          String.to_existing_atom(id)
+        rescue
+          ArgumentError -> id
+        end
+
+      id ->
+        id
+    end)
   end
 
   defp index_of(%{index: i}), do: i
@@ -265,42 +287,21 @@ defmodule HyParView.Dev.LocalCluster do
     |> Enum.reject(&is_nil/1)
   end
 
-  defp connectivity_problems([]), do: []
-
   defp connectivity_problems(snaps) do
-    nodes = MapSet.new(snaps, & &1.node)
-    adj = adjacency(snaps)
-    [start | _] = Enum.sort(MapSet.to_list(nodes))
-    reached = reach(adj, [start], MapSet.new([start]))
-    missing = MapSet.difference(nodes, reached)
+    links = Map.new(snaps, &{&1.node, &1.node_list})
 
-    if MapSet.size(missing) == 0 do
-      []
-    else
-      [
-        "graph not connected: #{MapSet.size(reached)} of #{MapSet.size(nodes)} reachable " <>
-          "from #{start}; unreachable #{inspect(Enum.sort(MapSet.to_list(missing)))}"
-      ]
+    case Overlay.unreachable(links) do
+      [] ->
+        []
+
+      missing ->
+        start = links |> Map.keys() |> Enum.min()
+
+        [
+          "graph not connected: #{map_size(links) - length(missing)} of #{map_size(links)} " <>
+            "reachable from #{start}; unreachable #{inspect(missing)}"
+        ]
     end
-  end
-
-  # Undirected adjacency among the running nodes only.
-  defp adjacency(snaps) do
-    nodes = MapSet.new(snaps, & &1.node)
-
-    for s <- snaps, n <- s.node_list, MapSet.member?(nodes, n), reduce: %{} do
-      acc ->
-        acc
-        |> Map.update(s.node, MapSet.new([n]), &MapSet.put(&1, n))
-        |> Map.update(n, MapSet.new([s.node]), &MapSet.put(&1, s.node))
-    end
-  end
-
-  defp reach(_adj, [], seen), do: seen
-
-  defp reach(adj, [n | rest], seen) do
-    next = adj |> Map.get(n, MapSet.new()) |> Enum.reject(&MapSet.member?(seen, &1))
-    reach(adj, next ++ rest, Enum.reduce(next, seen, &MapSet.put(&2, &1)))
   end
 
   @doc """
@@ -324,16 +325,10 @@ defmodule HyParView.Dev.LocalCluster do
   @doc "Number of distinct undirected distribution links among `snaps`."
   @spec link_count([node_state()]) :: non_neg_integer()
   def link_count(snaps) do
-    snaps |> edges() |> length()
+    snaps |> edges() |> MapSet.size()
   end
 
-  defp edges(snaps) do
-    nodes = MapSet.new(snaps, & &1.node)
-
-    for s <- snaps, n <- s.node_list, MapSet.member?(nodes, n), uniq: true do
-      if s.node < n, do: {s.node, n}, else: {n, s.node}
-    end
-  end
+  defp edges(snaps), do: Overlay.edges(Map.new(snaps, &{&1.node, &1.node_list}))
 
   @doc """
   Graphviz DOT (undirected) of the distribution links in `snaps`; an edge
@@ -360,9 +355,9 @@ defmodule HyParView.Dev.LocalCluster do
   end
 
   @doc "Short display name: the part of a node name before `@`, minus the cluster prefix."
-  @spec short(node()) :: String.t()
+  @spec short(node() | String.t()) :: String.t()
   def short(node) do
-    node |> Atom.to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
+    node |> to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
   end
 
   @doc """
@@ -600,8 +595,6 @@ defmodule HyParView.Dev.LocalCluster do
     end
   end
 
-  # Below the kernel's ephemeral range (32768+), so no outgoing connection
-  # can take the port between this probe and the node binding it.
   defp free_port(taken) do
     Stream.repeatedly(fn -> 20_000 + :rand.uniform(12_000) end)
     |> Stream.reject(&(&1 in taken))
@@ -620,22 +613,16 @@ defmodule HyParView.Dev.LocalCluster do
   defp boot_one(state, i, contacts) do
     node = name(state, i)
 
-    paths =
-      :code.get_path()
-      |> Enum.map(&List.to_string/1)
-      |> Enum.reject(&String.starts_with?(&1, List.to_string(:code.root_dir())))
-      |> Enum.uniq()
-      |> Enum.flat_map(&['-pa', String.to_charlist(&1)])
-
     # Distribution listens on the node's own address only (loopback by default).
     dist_ip = ip(state, i) |> Tuple.to_list() |> Enum.join(",")
 
     args =
       ['-connect_all', 'false', '-setcookie', Atom.to_charlist(state.cookie)] ++
         ['-kernel', 'prevent_overlapping_partitions', 'false'] ++
-        ['-kernel', 'inet_dist_use_interface', String.to_charlist("{#{dist_ip}}")] ++ paths
+        ['-kernel', 'inet_dist_use_interface', String.to_charlist("{#{dist_ip}}")] ++
+        code_path_args()
 
-    case start_peer(node, netns(state, i), args, 3) do
+    case start_node(node, args, netns: netns(state, i)) do
       {:ok, peer} ->
         os_pid = :peer.call(peer, :os, :getpid, [])
 
@@ -673,33 +660,67 @@ defmodule HyParView.Dev.LocalCluster do
     end
   end
 
-  # A restarted node can briefly find its name still registered in epmd.
-  defp start_peer(node, netns, args, attempts) do
+  @doc """
+  `-pa` arguments for every code path of this VM outside OTP, so a booted
+  node runs exactly the code of this build.
+  """
+  @spec code_path_args() :: [charlist()]
+  def code_path_args do
+    root = List.to_string(:code.root_dir())
+
+    :code.get_path()
+    |> Enum.map(&List.to_string/1)
+    |> Enum.reject(&(String.starts_with?(&1, root) or &1 == "."))
+    |> Enum.uniq()
+    |> Enum.flat_map(&['-pa', String.to_charlist(&1)])
+  end
+
+  @doc """
+  Boots one BEAM node named `node` (longnames) with OTP's `:peer`, controlled
+  over standard I/O (so this VM never joins its mesh), with VM arguments
+  `args`. The one node boot of the harness; `bench/cluster_bench.exs` uses it
+  too.
+
+  Options: `:netns` (run it in that network namespace, needs root),
+  `:wait_boot` (ms, default 30_000), `:attempts` (default 3: a restarted
+  node can briefly find its name still registered in epmd).
+  """
+  @spec start_node(node(), [charlist()], keyword()) :: {:ok, pid()} | {:error, term()}
+  def start_node(node, args, opts \\ []) do
     [sname, host] = node |> Atom.to_string() |> String.split("@")
 
     exec =
-      if netns do
-        erl = Path.join([:code.root_dir(), "bin", "erl"])
+      case Keyword.get(opts, :netns) do
+        nil ->
+          %{}
 
-        %{
-          exec:
-            {:os.find_executable('ip'), ['netns', 'exec', to_charlist(netns), to_charlist(erl)]}
-        }
-      else
-        %{}
+        netns ->
+          erl = Path.join([:code.root_dir(), "bin", "erl"])
+
+          %{
+            exec:
+              {:os.find_executable('ip'), ['netns', 'exec', to_charlist(netns), to_charlist(erl)]}
+          }
       end
 
-    %{
-      name: String.to_atom(sname),
-      host: String.to_charlist(host),
-      longnames: true,
-      connection: :standard_io,
-      args: args,
-      wait_boot: 30_000
-    }
-    |> Map.merge(exec)
-    |> :peer.start()
-    |> case do
+    spec =
+      Map.merge(
+        %{
+          name: String.to_atom(sname),
+          host: String.to_charlist(host),
+          longnames: true,
+          connection: :standard_io,
+          args: args,
+          wait_boot: Keyword.get(opts, :wait_boot, 30_000)
+        },
+        exec
+      )
+
+    start_peer(node, spec, Keyword.get(opts, :attempts, 3))
+  end
+
+  defp start_peer(node, spec, attempts) do
+    case :peer.start(spec) do
       {:ok, peer, ^node} ->
         {:ok, peer}
 
@@ -710,8 +731,19 @@ defmodule HyParView.Dev.LocalCluster do
         error
 
       {:error, _} ->
+        # Polling pause: epmd forgets a dead node's name within a moment.
         Process.sleep(500)
-        start_peer(node, netns, args, attempts - 1)
+        start_peer(node, spec, attempts - 1)
     end
+  end
+
+  @doc """
+  `n` distinct free TCP ports on 127.0.0.1, below the kernel's ephemeral
+  range (32768+), so no outgoing connection can take one between this probe
+  and a node binding it.
+  """
+  @spec free_ports(non_neg_integer(), [non_neg_integer()]) :: [:inet.port_number()]
+  def free_ports(n, taken \\ []) do
+    Enum.reduce(1..n//1, [], fn _, acc -> [free_port(acc ++ taken) | acc] end) |> Enum.reverse()
   end
 end
