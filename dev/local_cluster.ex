@@ -1,11 +1,18 @@
+# Longer than the ~600-line guideline (about 650) on purpose: the controller
+# (boot, kill, restart over :peer, network-namespace placement) and the code
+# it runs inside the booted nodes form one protocol and read best together;
+# the pure overlay checks are in overlay.ex.
 defmodule HyParView.Dev.LocalCluster do
   @moduledoc """
-  Demo and test tooling — not part of the library's runtime API.
+  Demo, test and bench tooling — compiled from `dev/` for `MIX_ENV=dev` and
+  `test` only; not part of the library or its published package.
 
   Boots real BEAM nodes on this machine with OTP's `:peer`, each running
   `Cluster.Supervisor` with one `Cluster.Strategy.HyParView` topology on
   `127.0.0.1`, and inspects, kills and restarts them. `mix hyparview.demo`
-  and the multi-node ExUnit suite (`test/cluster/`) both drive it.
+  the multi-node ExUnit suite (`test/cluster/`) and `bench/cluster_bench.exs`
+  (through `start_node/3`, `free_ports/2` and `wait_until/3`) all drive it;
+  the overlay checks are `HyParView.Dev.Overlay`'s.
 
   Nodes are controlled over `connection: :standard_io`, so the controlling
   VM never joins their distribution mesh (it does not even need to be
@@ -245,120 +252,18 @@ defmodule HyParView.Dev.LocalCluster do
     if problems == [], do: {:ok, snaps}, else: {:error, problems}
   end
 
-  @doc "The pure part of `check/1`, for snapshots taken earlier."
-  @spec check_snapshots([node_state() | tuple()], pos_integer(), [node()]) ::
-          {:ok, [node_state()]} | {:error, [String.t()]}
-  def check_snapshots(snaps, active_view_size, dead) do
-    {ok, failed} = Enum.split_with(snaps, &is_map/1)
-    alive = MapSet.new(ok, & &1.node)
-    dead = MapSet.new(dead)
-
-    problems =
-      Enum.map(failed, fn {:error, i, reason} ->
-        "node #{i} did not answer: #{inspect(reason)}"
-      end) ++
-        Enum.flat_map(ok, &node_problems(&1, active_view_size, alive, dead)) ++
-        connectivity_problems(ok)
-
-    if problems == [], do: {:ok, ok}, else: {:error, problems}
-  end
-
-  defp node_problems(s, active_view_size, alive, dead) do
-    links = MapSet.new(s.node_list)
-    active = MapSet.new(s.active_view)
-
-    [
-      if(links != active,
-        do:
-          "#{s.node}: Node.list #{inspect(Enum.sort(s.node_list))} != active view #{inspect(Enum.sort(s.active_view))}"
-      ),
-      if(length(s.node_list) > active_view_size,
-        do: "#{s.node}: #{length(s.node_list)} links > active_view_size #{active_view_size}"
-      ),
-      case Enum.filter(s.node_list, &MapSet.member?(dead, &1)) do
-        [] -> nil
-        d -> "#{s.node}: still linked to dead #{inspect(d)}"
-      end,
-      case Enum.reject(s.node_list, &(MapSet.member?(alive, &1) or MapSet.member?(dead, &1))) do
-        [] -> nil
-        f -> "#{s.node}: linked to foreign #{inspect(f)}"
-      end
-    ]
-    |> Enum.reject(&is_nil/1)
-  end
-
-  defp connectivity_problems(snaps) do
-    links = Map.new(snaps, &{&1.node, &1.node_list})
-
-    case Overlay.unreachable(links) do
-      [] ->
-        []
-
-      missing ->
-        start = links |> Map.keys() |> Enum.min()
-
-        [
-          "graph not connected: #{map_size(links) - length(missing)} of #{map_size(links)} " <>
-            "reachable from #{start}; unreachable #{inspect(missing)}"
-        ]
-    end
-  end
-
-  @doc """
-  One line per node of `snaps` (as from `snapshot/1`): short name, links,
-  active view and passive view, for failure reports.
-  """
-  @spec describe([node_state() | tuple()]) :: String.t()
-  def describe(snaps) do
-    Enum.map_join(snaps, "\n", fn
-      %{} = s ->
-        names = fn nodes -> nodes |> Enum.map(&short/1) |> Enum.sort() |> Enum.join(" ") end
-
-        "#{short(s.node)}: links [#{names.(s.node_list)}] active [#{names.(s.active_view)}] " <>
-          "passive [#{names.(s.passive_view)}]"
-
-      {:error, i, reason} ->
-        "n#{i}: no answer (#{inspect(reason)})"
-    end)
-  end
-
-  @doc "Number of distinct undirected distribution links among `snaps`."
-  @spec link_count([node_state()]) :: non_neg_integer()
-  def link_count(snaps) do
-    snaps |> edges() |> MapSet.size()
-  end
-
-  defp edges(snaps), do: Overlay.edges(Map.new(snaps, &{&1.node, &1.node_list}))
-
-  @doc """
-  Graphviz DOT (undirected) of the distribution links in `snaps`; an edge
-  both ends report is drawn solid, a one-sided one dashed.
-  """
-  @spec to_dot([node_state()]) :: String.t()
-  def to_dot(snaps) do
-    have = MapSet.new(for s <- snaps, n <- s.node_list, do: {s.node, n})
-
-    lines =
-      Enum.map(Enum.sort_by(snaps, & &1.index), fn s ->
-        ~s(  "#{s.node}" [label="#{short(s.node)}\\n#{length(s.node_list)} links"];)
-      end) ++
-        Enum.map(Enum.sort(edges(snaps)), fn {a, b} ->
-          style =
-            if MapSet.member?(have, {a, b}) and MapSet.member?(have, {b, a}),
-              do: "",
-              else: " [style=dashed]"
-
-          ~s(  "#{a}" -- "#{b}"#{style};)
-        end)
-
-    Enum.join(["graph hyparview {", "  node [shape=ellipse];" | lines] ++ ["}", ""], "\n")
-  end
-
-  @doc "Short display name: the part of a node name before `@`, minus the cluster prefix."
-  @spec short(node() | String.t()) :: String.t()
-  def short(node) do
-    node |> to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
-  end
+  # The pure checks on snapshots live in HyParView.Dev.Overlay (the one
+  # overlay checker); these names are kept for the tests and the demo.
+  @doc "See `HyParView.Dev.Overlay.check_snapshots/3`."
+  defdelegate check_snapshots(snaps, active_view_size, dead), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.describe/1`."
+  defdelegate describe(snaps), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.link_count/1`."
+  defdelegate link_count(snaps), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.to_dot/1`."
+  defdelegate to_dot(snaps), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.short/1`."
+  defdelegate short(node), to: Overlay
 
   @doc """
   Polls `fun` every `interval_ms` until it returns `:ok`, `true` or
