@@ -1,6 +1,6 @@
 [
   inputs: [
     "{mix,.formatter}.exs",
-    "{config,lib,test}/**/*.{ex,exs}"
+    "{config,lib,dev,test,bench}/**/*.{ex,exs}"
   ]
 ]

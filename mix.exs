@@ -144,25 +144,36 @@ defmodule LibclusterHyparview.MixProject do
     [extra_applications: [:logger, :crypto]]
   end
 
-  defp elixirc_paths(:test), do: ["lib", "test/support"]
+  # dev/ (the local-cluster harness and `mix hyparview.demo`) is tooling:
+  # compiled for :dev and :test only, and not in `package` files.
+  defp elixirc_paths(:test), do: ["lib", "dev", "test/support"]
+  defp elixirc_paths(:dev), do: ["lib", "dev"]
   defp elixirc_paths(_), do: ["lib"]
 
-  # Hex is not available on every build machine (ours have none), so libcluster
-  # comes from Hex when it can and from the API-compatible stand-in otherwise.
-  # HYPARVIEW_LIBCLUSTER=hex|standin forces either. The stand-in is used in
-  # every MIX_ENV (dev demo tasks need it too).
+  # Hex is not available on every build machine (ours have none), so the
+  # repository carries an API-compatible libcluster stand-in under
+  # test/libcluster_standin. It is used only where that directory exists (a
+  # checkout, not the published package, which ships no test/) and Hex is
+  # missing; HYPARVIEW_LIBCLUSTER=hex|standin forces either. Everywhere else
+  # (a Hex-less build of the package, e.g. Nix or Bazel, provides libcluster
+  # itself) the dependency is the real one.
+  @standin "test/libcluster_standin"
+
   defp deps do
     case libcluster_source() do
       :hex -> [{:libcluster, "~> 3.4"}]
-      :standin -> [{:libcluster, path: "test/libcluster_standin"}]
+      :standin -> [{:libcluster, path: @standin}]
     end
   end
 
   defp libcluster_source do
+    standin? = File.dir?(Path.join(__DIR__, @standin))
+
     case System.get_env("HYPARVIEW_LIBCLUSTER") do
       "hex" -> :hex
-      "standin" -> :standin
-      _ -> if Code.ensure_loaded?(Hex), do: :hex, else: :standin
+      "standin" when standin? -> :standin
+      _ when standin? -> if Code.ensure_loaded?(Hex), do: :hex, else: :standin
+      _ -> :hex
     end
   end
 

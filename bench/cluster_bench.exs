@@ -16,6 +16,8 @@ Code.require_file("json.ex", __DIR__)
 defmodule Bench do
   @moduledoc false
 
+  alias HyParView.Dev.{LocalCluster, Overlay}
+
   @defaults %{
     sizes: [16, 32, 64],
     modes: [:none, :fullmesh, :hyparview],
@@ -85,16 +87,12 @@ defmodule Bench do
 
   # ------------------------------------------------------------------ peers
 
+  # The node boot, free ports, the wait and the overlay checks are the
+  # harness's (dev/: HyParView.Dev.LocalCluster, HyParView.Dev.Overlay); the
+  # VM flags are the bench's own, the same for every mode.
   def peer_args do
-    otp = to_string(:code.lib_dir())
-
-    paths =
-      :code.get_path()
-      |> Enum.map(&to_string/1)
-      |> Enum.reject(&(String.starts_with?(&1, otp) or &1 == "."))
-
     [~c"-connect_all", ~c"false", ~c"-setcookie", ~c"hyparview_bench"] ++
-      Enum.flat_map(paths, &[~c"-pa", String.to_charlist(&1)])
+      LocalCluster.code_path_args()
   end
 
   def boot(n, mode, agent_bin) do
@@ -104,17 +102,8 @@ defmodule Bench do
       1..n
       |> Task.async_stream(
         fn i ->
-          name = ~c"bench#{i}"
-
-          {:ok, pid, node} =
-            :peer.start(%{
-              name: name,
-              host: ~c"127.0.0.1",
-              longnames: true,
-              connection: :standard_io,
-              wait_boot: 120_000,
-              args: args
-            })
+          node = :"bench#{i}@127.0.0.1"
+          {:ok, pid} = LocalCluster.start_node(node, args, wait_boot: 120_000, attempts: 1)
 
           {:module, BenchAgent} =
             :peer.call(pid, :code, :load_binary, [BenchAgent, ~c"bench/agent.ex", agent_bin])
@@ -147,12 +136,15 @@ defmodule Bench do
     |> Stream.run()
 
     # Next mode reuses the names: wait until epmd has forgotten them.
-    wait_until(30_000, fn ->
-      case :erl_epmd.names(~c"127.0.0.1") do
-        {:ok, names} -> not Enum.any?(names, fn {n, _} -> List.starts_with?(n, ~c"bench") end)
-        _ -> true
-      end
-    end)
+    LocalCluster.wait_until(
+      fn ->
+        case :erl_epmd.names(~c"127.0.0.1") do
+          {:ok, names} -> not Enum.any?(names, fn {n, _} -> List.starts_with?(n, ~c"bench") end)
+          _ -> true
+        end
+      end,
+      30_000
+    )
   end
 
   def pcall(peers, fun, timeout \\ 15_000) do
@@ -185,27 +177,18 @@ defmodule Bench do
     end)
   end
 
-  def edge(a, b) when a < b, do: {a, b}
-  def edge(a, b), do: {b, a}
-
   def analyze(states, mode, alive) do
     alive_set = MapSet.new(alive)
 
-    edges =
-      for s <- states, n <- s.nodes, MapSet.member?(alive_set, n), into: MapSet.new() do
-        edge(s.node, n)
-      end
+    # Distribution links among the alive nodes.
+    links =
+      Map.new(alive, fn n -> {n, []} end) |> Map.merge(Map.new(states, &{&1.node, &1.nodes}))
 
+    links = Map.take(links, alive)
+    edges = Overlay.edges(links)
     degrees = Enum.map(states, &length(&1.nodes))
-    adj = Enum.reduce(edges, %{}, fn {a, b}, m -> m |> add(a, b) |> add(b, a) end)
-    connected = connected?(alive, adj)
-
-    symmetric =
-      Enum.all?(states, fn s ->
-        Enum.all?(s.nodes, fn n ->
-          not MapSet.member?(alive_set, n) or s.node in Map.get(adj, n, [])
-        end)
-      end)
+    connected = Overlay.connected?(links)
+    symmetric = Overlay.asymmetric(links) == []
 
     {ok, mismatched} =
       case mode do
@@ -232,23 +215,15 @@ defmodule Bench do
     active_sizes = for s <- states, s.active != nil, do: length(s.active)
 
     # The overlay alone: active views symmetric and connected (among alive).
-    act = Map.new(states, &{&1.node, MapSet.new(&1.active || [])})
+    views =
+      Map.new(alive, fn n -> {n, []} end)
+      |> Map.merge(Map.new(states, &{&1.node, &1.active || []}))
+      |> Map.take(alive)
 
-    overlay_edges =
-      for s <- states, v <- s.active || [], MapSet.member?(alive_set, v), into: MapSet.new() do
-        edge(s.node, v)
-      end
-
-    overlay_symmetric =
-      Enum.all?(overlay_edges, fn {a, b} ->
-        MapSet.member?(Map.get(act, a, MapSet.new()), b) and
-          MapSet.member?(Map.get(act, b, MapSet.new()), a)
-      end)
-
-    overlay_adj = Enum.reduce(overlay_edges, %{}, fn {a, b}, m -> m |> add(a, b) |> add(b, a) end)
+    overlay_symmetric = Overlay.asymmetric(views) == []
 
     overlay_ok =
-      mode == :hyparview and overlay_symmetric and connected?(alive, overlay_adj) and
+      mode == :hyparview and overlay_symmetric and Overlay.connected?(views) and
         Enum.all?(states, fn s ->
           s.active != nil and Enum.all?(s.active, &MapSet.member?(alive_set, &1))
         end)
@@ -286,22 +261,6 @@ defmodule Bench do
       active_view_max: Enum.max(active_sizes, fn -> nil end),
       active_view_mean: if(active_sizes == [], do: nil, else: mean(active_sizes))
     }
-  end
-
-  defp add(m, a, b), do: Map.update(m, a, [b], &[b | &1])
-
-  defp connected?([], _adj), do: true
-
-  defp connected?([first | _] = nodes, adj) do
-    seen = bfs([first], MapSet.new([first]), adj)
-    Enum.all?(nodes, &MapSet.member?(seen, &1))
-  end
-
-  defp bfs([], seen, _adj), do: seen
-
-  defp bfs([x | rest], seen, adj) do
-    new = Map.get(adj, x, []) |> Enum.reject(&MapSet.member?(seen, &1))
-    bfs(rest ++ new, Enum.reduce(new, seen, &MapSet.put(&2, &1)), adj)
   end
 
   @doc """
@@ -727,7 +686,7 @@ defmodule Bench do
     configs =
       case mode do
         :hyparview ->
-          ports = free_ports(length(peers))
+          ports = LocalCluster.free_ports(length(peers))
           ids = Enum.zip(nodes, ports)
 
           contacts =
@@ -773,25 +732,6 @@ defmodule Bench do
     # Convergence is timed from the first start call: joins begin as soon as
     # the first servers are up, so the start spread is part of convergence.
     {t1 - t0, t0}
-  end
-
-  # Ports handed out by the kernel right now (so parallel test runs of other
-  # engineers cannot collide with a fixed range); released just before use.
-  defp free_ports(n) do
-    socks =
-      for _ <- 1..n do
-        {:ok, s} = :gen_tcp.listen(0, ip: {127, 0, 0, 1}, reuseaddr: true)
-        s
-      end
-
-    ports =
-      Enum.map(socks, fn s ->
-        {:ok, p} = :inet.port(s)
-        p
-      end)
-
-    Enum.each(socks, &:gen_tcp.close/1)
-    ports
   end
 
   # ---------------------------------------------------------------- machine
@@ -909,19 +849,6 @@ defmodule Bench do
   def pct(xs, q) do
     s = Enum.sort(xs)
     Enum.at(s, min(length(s) - 1, floor(q * (length(s) - 1) + 0.5)))
-  end
-
-  def wait_until(timeout, fun) do
-    deadline = now() + timeout
-
-    Stream.repeatedly(fn -> fun.() end)
-    |> Enum.reduce_while(false, fn ok, _ ->
-      cond do
-        ok -> {:halt, true}
-        now() > deadline -> {:halt, false}
-        true -> Process.sleep(100) && {:cont, false}
-      end
-    end)
   end
 
   def log(msg) do

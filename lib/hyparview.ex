@@ -46,6 +46,9 @@ defmodule HyParView do
     * `:advertise_address` - IP tuple, or `{ip, port}`, that other peers dial;
       needed when listening on a wildcard address whose node name host part is
       neither an IP nor resolvable.
+    * `:log_prefix` - string that starts every log line of this server,
+      followed by the local id (default `"HyParView"`);
+      `Cluster.Strategy.HyParView` passes `"[libcluster:<topology>]"`.
 
   Malformed options raise `ArgumentError` naming the option or config key.
   Runtime failures return `{:error, reason}` without an exit signal to the
@@ -86,7 +89,10 @@ defmodule HyParView do
   @spec active_view(server) :: [Peer.t()]
   def active_view(server), do: GenServer.call(server, :active_view)
 
-  @doc "The current passive view."
+  @doc """
+  The current passive view. Ids that are not already atoms are strings
+  (see `HyParView.Peer`): reading the view never mints an atom.
+  """
   @spec passive_view(server) :: [Peer.t()]
   def passive_view(server), do: GenServer.call(server, :passive_view)
 
@@ -98,7 +104,8 @@ defmodule HyParView do
   The native snapshot: `:local` (`HyParView.Peer`), `:listen_port`,
   `:active_view` and `:passive_view` (lists of `HyParView.Peer`), `:counters`
   (message counts per kind in/out, connections, dials, failures detected,
-  handshake rejections, ...) and `:subscribers` (count).
+  handshake rejections, ...) and `:subscribers` (count). As in
+  `passive_view/1`, ids that are not already atoms are strings.
   """
   @spec info(server) :: map
   def info(server), do: GenServer.call(server, :info)

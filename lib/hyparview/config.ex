@@ -1,51 +1,72 @@
 defmodule HyParView.Config do
+  # The schema is declared once, in Rust (`KEYS` in native/hyparview/src/config.rs
+  # and `TRANSPORT_KEYS` in native/hyparview_transport/src/lib.rs), and
+  # validated there: new/1 asks the NIF. This copy exists for the struct, the
+  # typespec and the docs; test/hyparview/config_schema_test.exs fails when it
+  # differs from schema/0 (what the NIF reports) in any key, default, range,
+  # unit or meaning.
+  # {key, layer, default, min, max, unit, meaning}
+  @specs [
+    {:active_view_size, :protocol, 5, 1, 1024, :count,
+     "maximum size of the active view (peers with an open, monitored link)"},
+    {:passive_view_size, :protocol, 30, 0, 65_536, :count,
+     "maximum size of the passive view (backup candidates, not connected)"},
+    {:arwl, :protocol, 6, 1, 255, :count,
+     "Active Random Walk Length: the TTL a FORWARDJOIN starts with"},
+    {:prwl, :protocol, 3, 0, 255, :count,
+     "Passive Random Walk Length: the TTL at which a FORWARDJOIN also lands in the passive view"},
+    {:shuffle_active_count, :protocol, 3, 0, 1024, :count,
+     "ka: active-view peers included in a SHUFFLE"},
+    {:shuffle_passive_count, :protocol, 4, 0, 65_536, :count,
+     "kp: passive-view peers included in a SHUFFLE"},
+    {:shuffle_interval, :protocol, 10_000, 1, 86_400_000, :ms,
+     "period between SHUFFLEs started by this node"},
+    {:shuffle_ttl, :protocol, 6, 1, 255, :count, "TTL of the SHUFFLE random walk"},
+    {:neighbor_timeout, :protocol, 2_000, 1, 86_400_000, :ms,
+     "wait for a NEIGHBOR (or JOIN) reply before trying another candidate; should exceed connect + handshake + one round trip"},
+    {:rejoin_backoff_min, :protocol, 500, 1, 86_400_000, :ms,
+     "first delay before re-joining through the contacts when isolated; doubles (with jitter) per attempt"},
+    {:rejoin_backoff_max, :protocol, 30_000, 1, 86_400_000, :ms, "cap of the rejoin backoff"},
+    {:promotion_interval, :protocol, 30_000, 1, 86_400_000, :ms,
+     "period of the low-rate passive-peer promotion that lets healed partitions merge when every active view is full (larger = less churn, slower merging)"},
+    {:heartbeat_interval, :transport, 1_000, 1, 3_600_000, :ms,
+     "ping period on connections to active peers"},
+    {:failure_timeout, :transport, 5_000, 1, 3_600_000, :ms,
+     "an active peer silent this long is declared failed"},
+    {:connect_timeout, :transport, 2_000, 1, 3_600_000, :ms, "TCP connect deadline of a dial"},
+    {:handshake_timeout, :transport, 2_000, 1, 3_600_000, :ms,
+     "deadline of the authentication handshake on a new connection"},
+    {:max_frame_size, :transport, 65_536, 1_024, 16_777_216, :bytes,
+     "largest frame accepted; a longer length prefix closes the connection unread"},
+    {:idle_timeout, :transport, 2_000, 1, 3_600_000, :ms,
+     "a connection to a peer outside the active view is closed after this long unused"},
+    {:write_queue, :transport, 1_024, 1, 1_048_576, :count,
+     "frames queued per connection before the peer counts as failed"},
+    {:max_unauthenticated, :transport, 64, 1, 65_536, :count,
+     "accepted connections that may be in their handshake at once"}
+  ]
+
+  @keys Enum.map(@specs, &elem(&1, 0))
+
   @moduledoc """
-  HyParView protocol and runtime parameters.
+  HyParView protocol and transport parameters, set through the
+  `hyparview_config` of a topology or the `:config` option of
+  `HyParView.start_link/1`. Every value is a non-negative integer.
 
-  Protocol keys (defaults mirror `native/hyparview/src/config.rs`, which are
-  the paper's): `active_view_size` (5), `passive_view_size` (30), `arwl` (6,
-  Active Random Walk Length), `prwl` (3, Passive Random Walk Length),
-  `shuffle_active_count` (ka, 3), `shuffle_passive_count` (kp, 4),
-  `shuffle_interval` (10_000 ms), `shuffle_ttl` (6), `neighbor_timeout`
-  (2_000 ms), `rejoin_backoff_min` (500 ms), `rejoin_backoff_max` (30_000 ms),
-  `promotion_interval` (30_000 ms).
-
-  Runtime (transport) keys: `heartbeat_interval` (1_000 ms), `failure_timeout`
-  (5_000 ms, an active peer silent this long is declared failed),
-  `connect_timeout` (2_000 ms), `handshake_timeout` (2_000 ms),
-  `max_frame_size` (65_536 bytes).
+  #{Enum.map_join(@specs, "\n", fn {key, layer, default, min, max, unit, meaning} -> "  * `#{key}` (#{layer}, #{unit}, default #{default}, #{min}..#{max}): #{meaning}." end)}
 
   Cross-key rules: `prwl <= arwl`, `shuffle_active_count <= active_view_size`,
   `shuffle_passive_count <= passive_view_size`,
   `rejoin_backoff_min <= rejoin_backoff_max`,
   `heartbeat_interval < failure_timeout`.
+
+  The key table is declared once, in the Rust core, which also validates;
+  `schema/0` returns it as the NIF sees it.
   """
 
-  # {key, default, min, max}; max nil = u32 range for times/counts.
-  @u32 4_294_967_295
-  @specs [
-    {:active_view_size, 5, 1, 1024},
-    {:passive_view_size, 30, 0, 65_536},
-    {:arwl, 6, 1, 255},
-    {:prwl, 3, 0, 255},
-    {:shuffle_active_count, 3, 0, 1024},
-    {:shuffle_passive_count, 4, 0, 65_536},
-    {:shuffle_interval, 10_000, 1, @u32},
-    {:shuffle_ttl, 6, 1, 255},
-    {:neighbor_timeout, 2_000, 1, @u32},
-    {:rejoin_backoff_min, 500, 1, @u32},
-    {:rejoin_backoff_max, 30_000, 1, @u32},
-    {:promotion_interval, 30_000, 1, @u32},
-    {:heartbeat_interval, 1_000, 1, @u32},
-    {:failure_timeout, 5_000, 1, @u32},
-    {:connect_timeout, 2_000, 1, @u32},
-    {:handshake_timeout, 2_000, 1, @u32},
-    {:max_frame_size, 65_536, 1_024, 16_777_216}
-  ]
-
-  @keys Enum.map(@specs, &elem(&1, 0))
-
-  defstruct Enum.map(@specs, fn {k, default, _, _} -> {k, default} end)
+  defstruct Enum.map(@specs, fn {key, _layer, default, _min, _max, _unit, _meaning} ->
+              {key, default}
+            end)
 
   @type t :: %__MODULE__{
           active_view_size: pos_integer,
@@ -64,7 +85,21 @@ defmodule HyParView.Config do
           failure_timeout: pos_integer,
           connect_timeout: pos_integer,
           handshake_timeout: pos_integer,
-          max_frame_size: pos_integer
+          max_frame_size: pos_integer,
+          idle_timeout: pos_integer,
+          write_queue: pos_integer,
+          max_unauthenticated: pos_integer
+        }
+
+  @typedoc "One key of the schema, as `schema/0` returns it."
+  @type key_spec :: %{
+          key: atom,
+          layer: :protocol | :transport,
+          default: non_neg_integer,
+          min: non_neg_integer,
+          max: non_neg_integer,
+          unit: :count | :ms | :bytes,
+          meaning: String.t()
         }
 
   @doc """
@@ -72,7 +107,8 @@ defmodule HyParView.Config do
   defaults). An existing `%HyParView.Config{}` is re-validated and returned.
 
   Raises `ArgumentError` naming the key for an unknown key, a non-integer or
-  out-of-range value, or a violated cross-key rule.
+  out-of-range value, or a violated cross-key rule. The checks are the Rust
+  core's (through the NIF), so they are the same ones `start_link/1` applies.
 
       iex> HyParView.Config.new(active_view_size: 4).active_view_size
       4
@@ -81,50 +117,25 @@ defmodule HyParView.Config do
   def new(%__MODULE__{} = config), do: config |> Map.from_struct() |> Map.to_list() |> new()
 
   def new(opts) when is_list(opts) do
-    config =
-      Enum.reduce(opts, %__MODULE__{}, fn
-        {key, value}, acc when key in @keys -> Map.put(acc, key, value)
-        {key, _value}, _acc -> raise ArgumentError, unknown_key(key)
-        other, _acc -> raise ArgumentError, "invalid HyParView config entry: #{inspect(other)}"
-      end)
+    unless Keyword.keyword?(opts) do
+      bad = Enum.find(opts, &(not match?({key, _} when is_atom(key), &1)))
+      raise ArgumentError, "invalid HyParView config entry: #{inspect(bad)}"
+    end
 
-    Enum.each(@specs, fn {key, _default, min, max} ->
-      value = Map.fetch!(config, key)
+    case native(:validate_config, [Map.new(opts)]) do
+      :ok ->
+        struct!(__MODULE__, opts)
 
-      unless is_integer(value) and value >= min and value <= max do
-        raise ArgumentError,
-              "invalid HyParView config #{key}: #{inspect(value)} " <>
-                "(expected an integer in #{min}..#{max})"
-      end
-    end)
+      {:error, {:invalid_config, key, message}} ->
+        got =
+          case Keyword.fetch(opts, key) do
+            {:ok, value} -> " (got #{inspect(value, limit: 5)})"
+            :error -> ""
+          end
 
-    check(config.prwl <= config.arwl, :prwl, "must not exceed arwl (#{config.arwl})")
-
-    check(
-      config.shuffle_active_count <= config.active_view_size,
-      :shuffle_active_count,
-      "must not exceed active_view_size (#{config.active_view_size})"
-    )
-
-    check(
-      config.shuffle_passive_count <= config.passive_view_size,
-      :shuffle_passive_count,
-      "must not exceed passive_view_size (#{config.passive_view_size})"
-    )
-
-    check(
-      config.rejoin_backoff_max >= config.rejoin_backoff_min,
-      :rejoin_backoff_max,
-      "must be at least rejoin_backoff_min (#{config.rejoin_backoff_min})"
-    )
-
-    check(
-      config.failure_timeout > config.heartbeat_interval,
-      :failure_timeout,
-      "must be greater than heartbeat_interval (#{config.heartbeat_interval})"
-    )
-
-    config
+        hint = if key in @keys, do: "", else: " (known keys: #{Enum.join(@keys, ", ")})"
+        raise ArgumentError, "invalid HyParView config #{key}: #{message}#{got}#{hint}"
+    end
   end
 
   def new(other) do
@@ -140,17 +151,40 @@ defmodule HyParView.Config do
   @spec keys() :: [atom]
   def keys, do: @keys
 
-  @doc "The config as the plain map the NIF expects (`docs/NIF_API.md`)."
+  @doc """
+  The schema as the Rust core declares it (through the NIF): one map per
+  key with `:key`, `:layer`, `:default`, `:min`, `:max`, `:unit` and
+  `:meaning`, protocol keys first.
+  """
+  @spec schema() :: [key_spec]
+  def schema, do: native(:schema, [])
+
+  @doc false
+  # This module's copy of the schema, in the shape of schema/0 (for the test
+  # that keeps the two equal).
+  @spec specs() :: [key_spec]
+  def specs do
+    for {key, layer, default, min, max, unit, meaning} <- @specs do
+      %{
+        key: key,
+        layer: layer,
+        default: default,
+        min: min,
+        max: max,
+        unit: unit,
+        meaning: meaning
+      }
+    end
+  end
+
+  @doc "The config as the plain map the NIF expects."
   @spec to_map(t) :: %{atom => non_neg_integer}
   def to_map(%__MODULE__{} = config), do: Map.from_struct(config)
 
-  defp check(true, _key, _msg), do: :ok
-
-  defp check(false, key, msg),
-    do: raise(ArgumentError, "invalid HyParView config #{key}: #{msg}")
-
-  defp unknown_key(key) do
-    "unknown HyParView config key #{inspect(key)} (known keys: " <>
-      Enum.map_join(@keys, ", ", &Atom.to_string/1) <> ")"
+  defp native(fun, args) do
+    case HyParView.Native.loaded() do
+      :ok -> apply(HyParView.Native, fun, args)
+      {:error, message} -> raise RuntimeError, message
+    end
   end
 end

@@ -1,6 +1,6 @@
 defmodule HyParView.Native do
   @moduledoc false
-  # NIF boundary, see docs/NIF_API.md. Every function returns quickly; the
+  # NIF boundary, see docs/ARCHITECTURE.md ("NIF"). Every function returns quickly; the
   # work happens on the Rust runtime, which reports back with messages to the
   # owner pid. If the library cannot be loaded the module still loads, so the
   # stubs (and HyParView.Server.start_link/1) can raise an explanatory error.
@@ -57,6 +57,10 @@ defmodule HyParView.Native do
 
   @spec start(pid, map) :: {:ok, reference} | {:error, term}
   def start(_owner, _opts), do: not_loaded()
+  @spec validate_config(map) :: :ok | {:error, {:invalid_config, atom, String.t()}}
+  def validate_config(_config), do: not_loaded()
+  @spec schema() :: [map]
+  def schema, do: not_loaded()
   @spec leave(reference) :: :ok
   def leave(_resource), do: not_loaded()
   @spec stop(reference) :: :ok

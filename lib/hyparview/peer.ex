@@ -1,8 +1,15 @@
 defmodule HyParView.Peer do
   @moduledoc """
-  A HyParView participant: `id` is the BEAM node name (an atom such as
-  `:"app@10.0.0.1"`), `address` is `{ip_tuple, port}` where its HyParView
-  transport listens.
+  A HyParView participant: `id` is the BEAM node name, `address` is
+  `{ip_tuple, port}` where its HyParView transport listens.
+
+  `id` is an atom such as `:"app@10.0.0.1"` for every peer built with
+  `new/2`, for the local peer and for active-view peers (they become
+  distribution links, whose node names are atoms). Peers learned from the
+  network that are not (yet) in the active view, as returned by
+  `HyParView.passive_view/1` and `HyParView.info/1`, carry their id as a
+  `String.t()` unless an atom of that name already exists: nothing that
+  arrives from the network mints an atom.
 
   Ids must be well-formed node names: at most 255 bytes of
   `[A-Za-z0-9_.-]`, exactly one `@`, and a host part of
@@ -13,7 +20,7 @@ defmodule HyParView.Peer do
   defstruct [:id, :address]
 
   @type address :: {:inet.ip_address(), :inet.port_number()}
-  @type t :: %__MODULE__{id: node(), address: address}
+  @type t :: %__MODULE__{id: node() | String.t(), address: address}
 
   @max_id_bytes 255
   @id_regex ~r/\A[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-\[\]:]+\z/

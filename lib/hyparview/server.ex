@@ -46,7 +46,16 @@ defmodule HyParView.Server do
 
   @stop_timeout 5_000
   @default_secret "libcluster_hyparview insecure default secret"
-  @option_keys [:peer, :contacts, :transport, :config, :name, :secret, :advertise_address]
+  @option_keys [
+    :peer,
+    :contacts,
+    :transport,
+    :config,
+    :name,
+    :secret,
+    :advertise_address,
+    :log_prefix
+  ]
 
   defstruct [
     :resource,
@@ -54,6 +63,7 @@ defmodule HyParView.Server do
     :peer,
     :advertise_ip,
     :advertise_port,
+    log_prefix: "HyParView",
     subscribers: %{},
     active: %{}
   ]
@@ -163,7 +173,8 @@ defmodule HyParView.Server do
     end
 
     config = Config.new(Keyword.get(opts, :config, []))
-    secret = secret!(Keyword.get(opts, :secret))
+    prefix = log_prefix!(Keyword.get(opts, :log_prefix, "HyParView"))
+    secret = secret!(Keyword.get(opts, :secret), prefix)
     {advertise_ip, advertise_port} = advertise!(peer, Keyword.get(opts, :advertise_address))
     threads = runtime_threads!()
 
@@ -187,7 +198,14 @@ defmodule HyParView.Server do
     }
 
     gen_opts = Keyword.take(opts, [:name])
-    state = %__MODULE__{peer: peer, advertise_ip: advertise_ip, advertise_port: advertise_port}
+
+    state = %__MODULE__{
+      peer: peer,
+      advertise_ip: advertise_ip,
+      advertise_port: advertise_port,
+      log_prefix: "#{prefix} #{peer.id}:"
+    }
+
     {gen_opts, nif_opts, state}
   end
 
@@ -220,9 +238,17 @@ defmodule HyParView.Server do
             "got: #{inspect(other)}"
   end
 
-  defp secret!(secret) when is_binary(secret) and byte_size(secret) in 1..1024, do: secret
+  defp log_prefix!(prefix) when is_binary(prefix) and byte_size(prefix) <= 256, do: prefix
 
-  defp secret!(nil) do
+  defp log_prefix!(other) do
+    raise ArgumentError,
+          "invalid HyParView option log_prefix: expected a string, got: #{inspect(other)}"
+  end
+
+  defp secret!(secret, _prefix) when is_binary(secret) and byte_size(secret) in 1..1024,
+    do: secret
+
+  defp secret!(nil, prefix) do
     if Node.alive?() do
       :crypto.hash(:sha256, "hyparview-cookie:" <> Atom.to_string(Node.get_cookie()))
     else
@@ -230,7 +256,7 @@ defmodule HyParView.Server do
         :persistent_term.put({__MODULE__, :default_secret_warned}, true)
 
         Logger.warning(
-          "HyParView: no secret: option and the node is not distributed (no cookie); " <>
+          "#{prefix} no secret: option and the node is not distributed (no cookie); " <>
             "using the built-in default secret, which authenticates nothing"
         )
       end
@@ -239,7 +265,7 @@ defmodule HyParView.Server do
     end
   end
 
-  defp secret!(other) do
+  defp secret!(other, _prefix) do
     raise ArgumentError,
           "invalid HyParView option secret: expected a binary of 1..1024 bytes, got: " <>
             inspect(other, limit: 5)
@@ -352,7 +378,7 @@ defmodule HyParView.Server do
 
   def handle_call(:passive_view, _from, state) do
     snapshot = Native.snapshot(state.resource)
-    {:reply, to_peers(Map.get(snapshot, :passive_view, [])), state}
+    {:reply, to_known_peers(Map.get(snapshot, :passive_view, [])), state}
   end
 
   def handle_call(:local_peer, _from, state) do
@@ -365,8 +391,8 @@ defmodule HyParView.Server do
     info =
       snapshot
       |> Map.put(:local, local_peer(state, snapshot))
-      |> Map.put(:active_view, to_peers(Map.get(snapshot, :active_view, [])))
-      |> Map.put(:passive_view, to_peers(Map.get(snapshot, :passive_view, [])))
+      |> Map.put(:active_view, to_known_peers(Map.get(snapshot, :active_view, [])))
+      |> Map.put(:passive_view, to_known_peers(Map.get(snapshot, :passive_view, [])))
       |> Map.put(:subscribers, map_size(state.subscribers))
 
     {:reply, info, state}
@@ -378,7 +404,7 @@ defmodule HyParView.Server do
 
   @impl true
   def handle_info({:hyparview_nif, :peer_up, remote}, state) do
-    case to_peer(remote) do
+    case to_active_peer(remote) do
       {:ok, peer} ->
         if Map.get(state.active, peer.id) == peer do
           {:noreply, state}
@@ -389,7 +415,10 @@ defmodule HyParView.Server do
         end
 
       :error ->
-        Logger.warning("HyParView: ignoring peer_up with a malformed peer: #{inspect(remote)}")
+        Logger.warning(
+          "#{state.log_prefix} ignoring peer_up with a malformed peer: #{inspect(remote)}"
+        )
+
         {:noreply, state}
     end
   end
@@ -412,7 +441,7 @@ defmodule HyParView.Server do
 
   def handle_info({:hyparview_nif, :handshake_rejected, address, reason}, state) do
     Logger.warning(
-      "HyParView #{state.peer.id}: rejected handshake from #{format_address(address)}: " <>
+      "#{state.log_prefix} rejected handshake from #{format_address(address)}: " <>
         inspect(reason)
     )
 
@@ -427,7 +456,7 @@ defmodule HyParView.Server do
 
   def handle_info({:hyparview_nif, :log, level, message}, state) do
     level = if level in [:debug, :info, :warning, :error], do: level, else: :info
-    Logger.log(level, fn -> "HyParView #{state.peer.id}: #{message}" end)
+    Logger.log(level, fn -> "#{state.log_prefix} #{message}" end)
     {:noreply, state}
   end
 
@@ -447,12 +476,12 @@ defmodule HyParView.Server do
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
 
   def handle_info(msg, state) do
-    Logger.debug("HyParView.Server: unexpected message #{inspect(msg)}")
+    Logger.debug("#{state.log_prefix} unexpected message #{inspect(msg, limit: 10)}")
     {:noreply, state}
   end
 
   @impl true
-  def terminate(_reason, %{resource: resource}) when resource != nil do
+  def terminate(_reason, %{resource: resource} = state) when resource != nil do
     # Wait for the actor to close its listener so the port is free on return.
     :ok = Native.stop(resource)
 
@@ -460,7 +489,9 @@ defmodule HyParView.Server do
       {:hyparview_nif, :stopped} -> :ok
     after
       @stop_timeout ->
-        Logger.warning("HyParView: NIF did not confirm shutdown within #{@stop_timeout} ms")
+        Logger.warning(
+          "#{state.log_prefix} NIF did not confirm shutdown within #{@stop_timeout} ms"
+        )
     end
   end
 
@@ -482,12 +513,21 @@ defmodule HyParView.Server do
     %Peer{id: state.peer.id, address: {state.advertise_ip, port}}
   end
 
-  defp to_peers(list) do
-    for remote <- list, {:ok, peer} <- [to_peer(remote)], do: peer
+  # Peers that are not (yet) distribution links: an id that is not an
+  # existing atom stays a string, so reading a view never mints an atom.
+  defp to_known_peers(list) do
+    for {id, ip, port} <- list,
+        is_binary(id) and is_integer(port) and port in 1..65_535,
+        Peer.valid_id?(id) and Peer.valid_ip?(ip) do
+      %Peer{id: known_id(id), address: {ip, port}}
+    end
   end
 
-  # The only place a remote id becomes an atom: after the well-formedness check.
-  defp to_peer({id, ip, port}) when is_binary(id) and is_integer(port) and port in 1..65_535 do
+  # The only place a remote id becomes an atom: a peer entering the active
+  # view (it becomes a distribution link, whose node name is an atom anyway),
+  # after the same well-formedness check as HyParView.Peer.new/2.
+  defp to_active_peer({id, ip, port})
+       when is_binary(id) and is_integer(port) and port in 1..65_535 do
     if Peer.valid_id?(id) and Peer.valid_ip?(ip) do
       {:ok, %Peer{id: String.to_atom(id), address: {ip, port}}}
     else
@@ -495,7 +535,14 @@ defmodule HyParView.Server do
     end
   end
 
-  defp to_peer(_), do: :error
+  defp to_active_peer(_), do: :error
+
+  defp known_id(id) do
+    case existing_atom(id) do
+      {:ok, atom} -> atom
+      :error -> id
+    end
+  end
 
   defp existing_atom(id) when is_binary(id) and byte_size(id) <= 255 do
     {:ok, String.to_existing_atom(id)}

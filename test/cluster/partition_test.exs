@@ -29,7 +29,7 @@ defmodule HyParView.Cluster.PartitionTest do
 
     # Partitions hit aged overlays. Right after the first convergence the
     # passive views are still nearly empty, and a side can split for good
-    # (docs/NEEDS.md #7). Let Shuffles spread the membership first: every
+    # (native/hyparview/tests/cold_split.rs). Let Shuffles spread the membership first: every
     # node must know (actively or passively) every node of its own side.
     {:ok, _, ms} =
       LocalCluster.wait_until(fn -> knows_own_side?(LocalCluster.snapshot(cluster)) end, 30_000)

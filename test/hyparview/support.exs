@@ -64,24 +64,20 @@ defmodule HyParView.TestSupport do
   function building one, and the last value).
   """
   def eventually(fun, timeout \\ 5_000, message \\ "condition not met", interval \\ 25) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline, message, interval)
-  end
+    truthy = fn ->
+      case fun.() do
+        value when value in [nil, false] -> {:not_yet, value}
+        value -> {:ok, value}
+      end
+    end
 
-  defp poll(fun, deadline, message, interval) do
-    value = fun.()
-
-    cond do
-      value not in [nil, false] ->
+    case HyParView.Dev.LocalCluster.wait_until(truthy, timeout, interval) do
+      {:ok, value, _ms} ->
         value
 
-      System.monotonic_time(:millisecond) > deadline ->
+      {:error, {:timeout, {:not_yet, value}}} ->
         message = if is_function(message, 0), do: message.(), else: message
         flunk("#{message} (last value: #{inspect(value, limit: 20)})")
-
-      true ->
-        Process.sleep(interval)
-        poll(fun, deadline, message, interval)
     end
   end
 
@@ -108,14 +104,14 @@ defmodule HyParView.TestSupport.Overlay do
 
     with :ok <- each(views, fn {id, v} -> length(v) in 1..max or {:size, id, v} end),
          :ok <- each(views, fn {id, v} -> Enum.all?(v, &(&1 in ids)) or {:unknown, id, v} end),
-         :ok <-
-           each(views, fn {id, v} ->
-             Enum.all?(v, &(id in Map.fetch!(views, &1))) or {:asymmetric, id, v}
-           end),
-         :ok <- connected(views) do
+         :ok <- problem(HyParView.Dev.Overlay.asymmetric(views), :asymmetric),
+         :ok <- problem(HyParView.Dev.Overlay.unreachable(views), :partitioned) do
       {:ok, views}
     end
   end
+
+  defp problem([], _kind), do: :ok
+  defp problem(found, kind), do: {:error, {kind, found}}
 
   defp each(views, fun) do
     Enum.find_value(views, :ok, fn entry ->
@@ -124,21 +120,5 @@ defmodule HyParView.TestSupport.Overlay do
         problem -> {:error, problem}
       end
     end)
-  end
-
-  defp connected(views) do
-    [start | _] = Map.keys(views)
-    seen = walk([start], MapSet.new([start]), views)
-
-    if MapSet.size(seen) == map_size(views),
-      do: :ok,
-      else: {:error, {:partitioned, MapSet.to_list(seen)}}
-  end
-
-  defp walk([], seen, _views), do: seen
-
-  defp walk([id | rest], seen, views) do
-    next = views |> Map.fetch!(id) |> Enum.reject(&MapSet.member?(seen, &1))
-    walk(next ++ rest, Enum.reduce(next, seen, &MapSet.put(&2, &1)), views)
   end
 end

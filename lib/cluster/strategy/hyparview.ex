@@ -16,6 +16,9 @@ defmodule Cluster.Strategy.HyParView do
           ]
         ]
 
+  Every log line of the strategy and of the server it starts begins with
+  `[libcluster:<topology>]` (through libcluster's `Cluster.Logger`).
+
   Config keys: `local_peer` (required, its id must be `node()`), `contacts`,
   `transport`, `hyparview_config` (passed to `HyParView.Config.new/1`),
   `secret` and `advertise_address` (see `HyParView.start_link/1`).
@@ -49,9 +52,7 @@ defmodule Cluster.Strategy.HyParView do
   active view (stray links of ours, active peers that lost their link).
   """
   use GenServer
-  @behaviour Cluster.Strategy
-
-  require Logger
+  use Cluster.Strategy
 
   alias Cluster.Strategy.State
   alias HyParView.Peer
@@ -81,13 +82,6 @@ defmodule Cluster.Strategy.HyParView do
     retries: %{},
     stray_checks: MapSet.new()
   ]
-
-  @doc "Child specification used when the strategy is started directly."
-  @impl Cluster.Strategy
-  @spec child_spec([State.t()]) :: Supervisor.child_spec()
-  def child_spec(args) do
-    %{id: __MODULE__, type: :worker, start: {__MODULE__, :start_link, [args]}}
-  end
 
   @doc """
   Starts the strategy for one topology (called by `Cluster.Supervisor`).
@@ -172,10 +166,13 @@ defmodule Cluster.Strategy.HyParView do
     case preflight(cluster_state) do
       {:ok, server_opts} ->
         Process.flag(:trap_exit, true)
-        warn_connect_all()
+        warn_connect_all(topology)
         :ok = :net_kernel.monitor_nodes(true, node_type: :all)
 
-        case HyParView.Server.start_link([name: server_name(topology)] ++ server_opts) do
+        server_opts =
+          [name: server_name(topology), log_prefix: "[libcluster:#{topology}]"] ++ server_opts
+
+        case HyParView.Server.start_link(server_opts) do
           {:ok, server} ->
             Process.link(caller)
             :ok = HyParView.subscribe(server, self(), replay: true)
@@ -209,12 +206,15 @@ defmodule Cluster.Strategy.HyParView do
   @doc false
   # Checks the topology config and the node; returns HyParView.Server options.
   @spec preflight(State.t()) :: {:ok, keyword} | {:error, term, String.t()}
-  def preflight(%State{config: config}) do
+  def preflight(%State{config: config, topology: topology}) do
     config = config || []
 
     Enum.each(config, fn {key, _} ->
       unless key in @config_keys do
-        Logger.warning("Cluster.Strategy.HyParView: ignoring unknown config key #{inspect(key)}")
+        Cluster.Logger.warn(
+          topology,
+          "Cluster.Strategy.HyParView: ignoring unknown config key #{inspect(key)}"
+        )
       end
     end)
 
@@ -411,12 +411,13 @@ defmodule Cluster.Strategy.HyParView do
     base + :rand.uniform(max(div(base, 4), 1))
   end
 
-  defp warn_connect_all do
+  defp warn_connect_all(topology) do
     if :init.get_argument(:connect_all) != {:ok, [['false']]} and
          not :persistent_term.get({__MODULE__, :connect_all_warned}, false) do
       :persistent_term.put({__MODULE__, :connect_all_warned}, true)
 
-      Logger.warning(
+      Cluster.Logger.warn(
+        topology,
         "Cluster.Strategy.HyParView: the VM was not started with `-connect_all false`; " <>
           "transitive connections will turn the partial mesh into a full mesh"
       )
@@ -424,6 +425,6 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   defp log_error(topology, message) do
-    Logger.error("[libcluster:#{topology}] Cluster.Strategy.HyParView #{message}")
+    Cluster.Logger.error(topology, "Cluster.Strategy.HyParView #{message}")
   end
 end

@@ -13,6 +13,7 @@ pub mod channel;
 pub mod handshake;
 pub mod wire;
 
+use hyparview::config::{self, ConfigError, Key, Unit};
 use hyparview::{Config, Peer};
 use std::fmt;
 use std::io;
@@ -51,19 +52,15 @@ pub fn runtime(threads: usize) -> io::Result<&'static Runtime> {
 }
 
 /// Timing and limits of the transport (the runtime part of the NIF `config`).
+/// The meaning of each field is stated once, in [`TRANSPORT_KEYS`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportConfig {
-    /// Ping period on connections to active peers (ms).
     pub heartbeat_interval: u64,
-    /// No frame from an active peer for this long = failed (ms).
     pub failure_timeout: u64,
     pub connect_timeout: u64,
     pub handshake_timeout: u64,
     pub max_frame_size: u32,
-    /// A connection to a peer outside the active view is closed after being
-    /// unused for this long (ms).
     pub idle_timeout: u64,
-    /// Frames queued per connection before the peer counts as failed.
     pub write_queue: usize,
     /// Concurrent accepted connections still in their handshake; when full,
     /// the oldest is dropped to make room (a flood cannot lock newcomers out).
@@ -79,68 +76,81 @@ pub struct TransportConfig {
     pub log_interval: u64,
 }
 
+/// An hour: the cap of every transport time.
+const HOUR: u64 = 3_600_000;
+
+/// The transport keys, in the shape of [`hyparview::config::KEYS`] (the NIF
+/// decodes both tables alike). Adding a key = a field on [`TransportConfig`]
+/// plus one line here. Cross-key rules are in [`TransportConfig::validate`].
+#[rustfmt::skip]
+pub const TRANSPORT_KEYS: &[Key<TransportConfig>] = &[
+    Key { name: "heartbeat_interval", default: 1_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "ping period on connections to active peers",
+          get: |c| c.heartbeat_interval, set: |c, v| c.heartbeat_interval = v },
+    Key { name: "failure_timeout", default: 5_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "an active peer silent this long is declared failed",
+          get: |c| c.failure_timeout, set: |c, v| c.failure_timeout = v },
+    Key { name: "connect_timeout", default: 2_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "TCP connect deadline of a dial",
+          get: |c| c.connect_timeout, set: |c, v| c.connect_timeout = v },
+    Key { name: "handshake_timeout", default: 2_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "deadline of the authentication handshake on a new connection",
+          get: |c| c.handshake_timeout, set: |c, v| c.handshake_timeout = v },
+    Key { name: "max_frame_size", default: 65_536, min: 1_024, max: 16_777_216, unit: Unit::Bytes,
+          meaning: "largest frame accepted; a longer length prefix closes the connection unread",
+          get: |c| c.max_frame_size as u64, set: |c, v| c.max_frame_size = v as u32 },
+    Key { name: "idle_timeout", default: 2_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "a connection to a peer outside the active view is closed after this long unused",
+          get: |c| c.idle_timeout, set: |c, v| c.idle_timeout = v },
+    Key { name: "write_queue", default: 1_024, min: 1, max: 1_048_576, unit: Unit::Count,
+          meaning: "frames queued per connection before the peer counts as failed",
+          get: |c| c.write_queue as u64, set: |c, v| c.write_queue = v as usize },
+    Key { name: "max_unauthenticated", default: 128, min: 1, max: 65_536, unit: Unit::Count,
+          meaning: "accepted connections that may be in their handshake at once; when full the oldest is dropped",
+          get: |c| c.max_unauthenticated as u64, set: |c, v| c.max_unauthenticated = v as usize },
+    Key { name: "max_unauthenticated_per_ip", default: 32, min: 1, max: 65_536, unit: Unit::Count,
+          meaning: "of those, at most this many from one source IP (that IP's oldest is dropped)",
+          get: |c| c.max_unauthenticated_per_ip as u64, set: |c, v| c.max_unauthenticated_per_ip = v as usize },
+    Key { name: "preauth_timeout", default: 1_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "an accepted connection must prove the secret within this long (capped by handshake_timeout)",
+          get: |c| c.preauth_timeout, set: |c, v| c.preauth_timeout = v },
+    Key { name: "log_interval", default: 60_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "per-address rejection reports at most once per this interval, with a count",
+          get: |c| c.log_interval, set: |c, v| c.log_interval = v },
+];
+
 impl Default for TransportConfig {
     fn default() -> Self {
-        TransportConfig {
-            heartbeat_interval: 1000,
-            failure_timeout: 5000,
-            connect_timeout: 2000,
-            handshake_timeout: 2000,
-            max_frame_size: 65536,
-            idle_timeout: 2000,
-            write_queue: 1024,
-            max_unauthenticated: 128,
-            max_unauthenticated_per_ip: 32,
-            preauth_timeout: 1000,
-            log_interval: 60_000,
+        // Placeholders, every field is overwritten from TRANSPORT_KEYS.
+        let mut c = TransportConfig {
+            heartbeat_interval: 0,
+            failure_timeout: 0,
+            connect_timeout: 0,
+            handshake_timeout: 0,
+            max_frame_size: 0,
+            idle_timeout: 0,
+            write_queue: 0,
+            max_unauthenticated: 0,
+            max_unauthenticated_per_ip: 0,
+            preauth_timeout: 0,
+            log_interval: 0,
+        };
+        for k in TRANSPORT_KEYS {
+            (k.set)(&mut c, k.default);
         }
+        c
     }
 }
 
 impl TransportConfig {
-    pub fn validate(&self) -> Result<(), StartError> {
-        let ms = |key: &'static str, v: u64| {
-            if v == 0 || v > 3_600_000 {
-                Err(invalid(key, "must be between 1 and 3600000 ms"))
-            } else {
-                Ok(())
-            }
-        };
-        ms("heartbeat_interval", self.heartbeat_interval)?;
-        ms("failure_timeout", self.failure_timeout)?;
-        ms("connect_timeout", self.connect_timeout)?;
-        ms("handshake_timeout", self.handshake_timeout)?;
-        ms("idle_timeout", self.idle_timeout)?;
-        if self.failure_timeout <= self.heartbeat_interval {
-            return Err(invalid(
-                "failure_timeout",
-                "must be greater than heartbeat_interval",
-            ));
-        }
-        if !(1024..=16 * 1024 * 1024).contains(&self.max_frame_size) {
-            return Err(invalid(
-                "max_frame_size",
-                "must be between 1024 and 16777216 bytes",
-            ));
-        }
-        if self.write_queue == 0 {
-            return Err(invalid("write_queue", "must be positive"));
-        }
-        if !(1..=1_000_000).contains(&self.max_unauthenticated) {
-            return Err(invalid(
-                "max_unauthenticated",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.max_unauthenticated_per_ip) {
-            return Err(invalid(
-                "max_unauthenticated_per_ip",
-                "must be between 1 and 1000000",
-            ));
-        }
-        ms("preauth_timeout", self.preauth_timeout)?;
-        ms("log_interval", self.log_interval)?;
-        Ok(())
+    /// Checks every key's range, then the cross-key rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        config::check_ranges(TRANSPORT_KEYS, self)?;
+        config::rule(
+            self.failure_timeout > self.heartbeat_interval,
+            "failure_timeout",
+            "must be greater than heartbeat_interval",
+        )
     }
 }
 
@@ -217,13 +227,9 @@ impl ServerOptions {
                 ));
             }
         }
-        self.protocol
-            .validate()
-            .map_err(|e| StartError::InvalidConfig {
-                key: e.key,
-                message: e.reason,
-            })?;
-        self.transport.validate()
+        self.protocol.validate()?;
+        self.transport.validate()?;
+        Ok(())
     }
 }
 
@@ -288,6 +294,15 @@ impl fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        StartError::InvalidConfig {
+            key: e.key,
+            message: e.reason,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -415,13 +430,7 @@ impl Server {
             opts.advertise_port.unwrap_or(listen_addr.port()),
         );
         let local = Peer::new(opts.id.clone(), advertised, opts.incarnation);
-        let node =
-            hyparview::Node::new(local.clone(), opts.protocol.clone(), opts.seed).map_err(|e| {
-                StartError::InvalidConfig {
-                    key: e.key,
-                    message: e.reason,
-                }
-            })?;
+        let node = hyparview::Node::new(local.clone(), opts.protocol.clone(), opts.seed)?;
         let listener = {
             // Registering with the reactor needs the runtime context.
             let _enter = rt.enter();
@@ -531,4 +540,43 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
 /// Milliseconds as a `Duration`.
 pub(crate) fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_transport_field_has_one_row() {
+        // Debug prints `name: value` per field; each field needs a row.
+        let fields = format!("{:?}", TransportConfig::default())
+            .matches(": ")
+            .count();
+        assert_eq!(fields, TRANSPORT_KEYS.len());
+        let c = TransportConfig::default();
+        for k in TRANSPORT_KEYS {
+            assert_eq!((k.get)(&c), k.default, "{}", k.name);
+            assert!(k.min <= k.default && k.default <= k.max, "{}", k.name);
+            assert!(
+                config::find(hyparview::config::KEYS, k.name).is_none(),
+                "{}",
+                k.name
+            );
+        }
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn transport_rules_name_the_key() {
+        let c = TransportConfig {
+            write_queue: 0,
+            ..TransportConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "write_queue");
+        let c = TransportConfig {
+            heartbeat_interval: 5_000,
+            ..TransportConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "failure_timeout");
+    }
 }

@@ -13,9 +13,9 @@ defmodule Cluster.Logger do
   end
 
   def info(topology, msg), do: Logger.info(prefix(topology, msg))
-  def warning(topology, msg), do: Logger.warning(prefix(topology, msg))
-  # Older libcluster releases called it warn/2; kept for strategies using it.
-  def warn(topology, msg), do: warning(topology, msg)
+  # libcluster 3.5 has warn/2 only (it calls Logger.warning); no warning/2,
+  # so a strategy that works with the stand-in works with the real package.
+  def warn(topology, msg), do: Logger.warning(prefix(topology, msg))
   def error(topology, msg), do: Logger.error(prefix(topology, msg))
 
   defp prefix(topology, msg), do: "[libcluster:#{topology}] #{msg}"

@@ -64,7 +64,7 @@ defmodule Cluster.Strategy do
             reason: :unreachable
           })
 
-          Cluster.Logger.warning(topology, "unable to connect to #{inspect(node)}")
+          Cluster.Logger.warn(topology, "unable to connect to #{inspect(node)}")
           [{node, false} | bad]
 
         :ignored ->
@@ -74,7 +74,7 @@ defmodule Cluster.Strategy do
             reason: :not_part_of_network
           })
 
-          Cluster.Logger.warning(
+          Cluster.Logger.warn(
             topology,
             "unable to connect to #{inspect(node)}: not part of network"
           )
@@ -121,7 +121,7 @@ defmodule Cluster.Strategy do
             reason: :already_disconnected
           })
 
-          Cluster.Logger.warning(
+          Cluster.Logger.warn(
             topology,
             "disconnect from #{inspect(node)} failed because we're already disconnected"
           )
@@ -135,7 +135,7 @@ defmodule Cluster.Strategy do
             reason: :not_part_of_network
           })
 
-          Cluster.Logger.warning(
+          Cluster.Logger.warn(
             topology,
             "disconnect from #{inspect(node)} failed because it is not part of the network"
           )
@@ -149,7 +149,7 @@ defmodule Cluster.Strategy do
             reason: reason
           })
 
-          Cluster.Logger.warning(
+          Cluster.Logger.warn(
             topology,
             "disconnect from #{inspect(node)} failed with: #{inspect(reason)}"
           )

@@ -1,11 +1,18 @@
+# Longer than the ~600-line guideline (about 650) on purpose: the controller
+# (boot, kill, restart over :peer, network-namespace placement) and the code
+# it runs inside the booted nodes form one protocol and read best together;
+# the pure overlay checks are in overlay.ex.
 defmodule HyParView.Dev.LocalCluster do
   @moduledoc """
-  Demo and test tooling — not part of the library's runtime API.
+  Demo, test and bench tooling — compiled from `dev/` for `MIX_ENV=dev` and
+  `test` only; not part of the library or its published package.
 
   Boots real BEAM nodes on this machine with OTP's `:peer`, each running
   `Cluster.Supervisor` with one `Cluster.Strategy.HyParView` topology on
   `127.0.0.1`, and inspects, kills and restarts them. `mix hyparview.demo`
-  and the multi-node ExUnit suite (`test/cluster/`) both drive it.
+  the multi-node ExUnit suite (`test/cluster/`) and `bench/cluster_bench.exs`
+  (through `start_node/3`, `free_ports/2` and `wait_until/3`) all drive it;
+  the overlay checks are `HyParView.Dev.Overlay`'s.
 
   Nodes are controlled over `connection: :standard_io`, so the controlling
   VM never joins their distribution mesh (it does not even need to be
@@ -29,6 +36,8 @@ defmodule HyParView.Dev.LocalCluster do
   """
 
   use GenServer
+
+  alias HyParView.Dev.Overlay
 
   @ip {127, 0, 0, 1}
   @topology :hyparview_local_cluster
@@ -60,7 +69,7 @@ defmodule HyParView.Dev.LocalCluster do
           node: node(),
           node_list: [node()],
           active_view: [node()],
-          passive_view: [node()]
+          passive_view: [node() | String.t()]
         }
 
   # ---------------------------------------------------------------------------
@@ -138,8 +147,11 @@ defmodule HyParView.Dev.LocalCluster do
         try do
           :peer.call(peer, __MODULE__, :remote_state, [@topology], 5_000)
           |> case do
-            {:ok, state} -> Map.put(state, :index, index)
-            {:error, reason} -> {:error, index, reason}
+            {:ok, state} ->
+              state |> Map.put(:index, index) |> Map.update!(:passive_view, &names/1)
+
+            {:error, reason} ->
+              {:error, index, reason}
           end
         catch
           kind, reason -> {:error, index, {kind, reason}}
@@ -190,6 +202,23 @@ defmodule HyParView.Dev.LocalCluster do
     check_snapshots(snaps, active_view_size(cluster), outsiders)
   end
 
+  # A node's passive view names peers it never linked to as strings (nothing
+  # from the network mints an atom there); this VM named every node, so the
+  # names are atoms here.
+  defp names(ids) do
+    Enum.map(ids, fn
+      id when is_binary(id) ->
+        try do
+          String.to_existing_atom(id)
+        rescue
+          ArgumentError -> id
+        end
+
+      id ->
+        id
+    end)
+  end
+
   defp index_of(%{index: i}), do: i
   defp index_of({:error, i, _}), do: i
 
@@ -223,147 +252,18 @@ defmodule HyParView.Dev.LocalCluster do
     if problems == [], do: {:ok, snaps}, else: {:error, problems}
   end
 
-  @doc "The pure part of `check/1`, for snapshots taken earlier."
-  @spec check_snapshots([node_state() | tuple()], pos_integer(), [node()]) ::
-          {:ok, [node_state()]} | {:error, [String.t()]}
-  def check_snapshots(snaps, active_view_size, dead) do
-    {ok, failed} = Enum.split_with(snaps, &is_map/1)
-    alive = MapSet.new(ok, & &1.node)
-    dead = MapSet.new(dead)
-
-    problems =
-      Enum.map(failed, fn {:error, i, reason} ->
-        "node #{i} did not answer: #{inspect(reason)}"
-      end) ++
-        Enum.flat_map(ok, &node_problems(&1, active_view_size, alive, dead)) ++
-        connectivity_problems(ok)
-
-    if problems == [], do: {:ok, ok}, else: {:error, problems}
-  end
-
-  defp node_problems(s, active_view_size, alive, dead) do
-    links = MapSet.new(s.node_list)
-    active = MapSet.new(s.active_view)
-
-    [
-      if(links != active,
-        do:
-          "#{s.node}: Node.list #{inspect(Enum.sort(s.node_list))} != active view #{inspect(Enum.sort(s.active_view))}"
-      ),
-      if(length(s.node_list) > active_view_size,
-        do: "#{s.node}: #{length(s.node_list)} links > active_view_size #{active_view_size}"
-      ),
-      case Enum.filter(s.node_list, &MapSet.member?(dead, &1)) do
-        [] -> nil
-        d -> "#{s.node}: still linked to dead #{inspect(d)}"
-      end,
-      case Enum.reject(s.node_list, &(MapSet.member?(alive, &1) or MapSet.member?(dead, &1))) do
-        [] -> nil
-        f -> "#{s.node}: linked to foreign #{inspect(f)}"
-      end
-    ]
-    |> Enum.reject(&is_nil/1)
-  end
-
-  defp connectivity_problems([]), do: []
-
-  defp connectivity_problems(snaps) do
-    nodes = MapSet.new(snaps, & &1.node)
-    adj = adjacency(snaps)
-    [start | _] = Enum.sort(MapSet.to_list(nodes))
-    reached = reach(adj, [start], MapSet.new([start]))
-    missing = MapSet.difference(nodes, reached)
-
-    if MapSet.size(missing) == 0 do
-      []
-    else
-      [
-        "graph not connected: #{MapSet.size(reached)} of #{MapSet.size(nodes)} reachable " <>
-          "from #{start}; unreachable #{inspect(Enum.sort(MapSet.to_list(missing)))}"
-      ]
-    end
-  end
-
-  # Undirected adjacency among the running nodes only.
-  defp adjacency(snaps) do
-    nodes = MapSet.new(snaps, & &1.node)
-
-    for s <- snaps, n <- s.node_list, MapSet.member?(nodes, n), reduce: %{} do
-      acc ->
-        acc
-        |> Map.update(s.node, MapSet.new([n]), &MapSet.put(&1, n))
-        |> Map.update(n, MapSet.new([s.node]), &MapSet.put(&1, s.node))
-    end
-  end
-
-  defp reach(_adj, [], seen), do: seen
-
-  defp reach(adj, [n | rest], seen) do
-    next = adj |> Map.get(n, MapSet.new()) |> Enum.reject(&MapSet.member?(seen, &1))
-    reach(adj, next ++ rest, Enum.reduce(next, seen, &MapSet.put(&2, &1)))
-  end
-
-  @doc """
-  One line per node of `snaps` (as from `snapshot/1`): short name, links,
-  active view and passive view, for failure reports.
-  """
-  @spec describe([node_state() | tuple()]) :: String.t()
-  def describe(snaps) do
-    Enum.map_join(snaps, "\n", fn
-      %{} = s ->
-        names = fn nodes -> nodes |> Enum.map(&short/1) |> Enum.sort() |> Enum.join(" ") end
-
-        "#{short(s.node)}: links [#{names.(s.node_list)}] active [#{names.(s.active_view)}] " <>
-          "passive [#{names.(s.passive_view)}]"
-
-      {:error, i, reason} ->
-        "n#{i}: no answer (#{inspect(reason)})"
-    end)
-  end
-
-  @doc "Number of distinct undirected distribution links among `snaps`."
-  @spec link_count([node_state()]) :: non_neg_integer()
-  def link_count(snaps) do
-    snaps |> edges() |> length()
-  end
-
-  defp edges(snaps) do
-    nodes = MapSet.new(snaps, & &1.node)
-
-    for s <- snaps, n <- s.node_list, MapSet.member?(nodes, n), uniq: true do
-      if s.node < n, do: {s.node, n}, else: {n, s.node}
-    end
-  end
-
-  @doc """
-  Graphviz DOT (undirected) of the distribution links in `snaps`; an edge
-  both ends report is drawn solid, a one-sided one dashed.
-  """
-  @spec to_dot([node_state()]) :: String.t()
-  def to_dot(snaps) do
-    have = MapSet.new(for s <- snaps, n <- s.node_list, do: {s.node, n})
-
-    lines =
-      Enum.map(Enum.sort_by(snaps, & &1.index), fn s ->
-        ~s(  "#{s.node}" [label="#{short(s.node)}\\n#{length(s.node_list)} links"];)
-      end) ++
-        Enum.map(Enum.sort(edges(snaps)), fn {a, b} ->
-          style =
-            if MapSet.member?(have, {a, b}) and MapSet.member?(have, {b, a}),
-              do: "",
-              else: " [style=dashed]"
-
-          ~s(  "#{a}" -- "#{b}"#{style};)
-        end)
-
-    Enum.join(["graph hyparview {", "  node [shape=ellipse];" | lines] ++ ["}", ""], "\n")
-  end
-
-  @doc "Short display name: the part of a node name before `@`, minus the cluster prefix."
-  @spec short(node()) :: String.t()
-  def short(node) do
-    node |> Atom.to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
-  end
+  # The pure checks on snapshots live in HyParView.Dev.Overlay (the one
+  # overlay checker); these names are kept for the tests and the demo.
+  @doc "See `HyParView.Dev.Overlay.check_snapshots/3`."
+  defdelegate check_snapshots(snaps, active_view_size, dead), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.describe/1`."
+  defdelegate describe(snaps), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.link_count/1`."
+  defdelegate link_count(snaps), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.to_dot/1`."
+  defdelegate to_dot(snaps), to: Overlay
+  @doc "See `HyParView.Dev.Overlay.short/1`."
+  defdelegate short(node), to: Overlay
 
   @doc """
   Polls `fun` every `interval_ms` until it returns `:ok`, `true` or
@@ -600,8 +500,6 @@ defmodule HyParView.Dev.LocalCluster do
     end
   end
 
-  # Below the kernel's ephemeral range (32768+), so no outgoing connection
-  # can take the port between this probe and the node binding it.
   defp free_port(taken) do
     Stream.repeatedly(fn -> 20_000 + :rand.uniform(12_000) end)
     |> Stream.reject(&(&1 in taken))
@@ -620,22 +518,16 @@ defmodule HyParView.Dev.LocalCluster do
   defp boot_one(state, i, contacts) do
     node = name(state, i)
 
-    paths =
-      :code.get_path()
-      |> Enum.map(&List.to_string/1)
-      |> Enum.reject(&String.starts_with?(&1, List.to_string(:code.root_dir())))
-      |> Enum.uniq()
-      |> Enum.flat_map(&['-pa', String.to_charlist(&1)])
-
     # Distribution listens on the node's own address only (loopback by default).
     dist_ip = ip(state, i) |> Tuple.to_list() |> Enum.join(",")
 
     args =
       ['-connect_all', 'false', '-setcookie', Atom.to_charlist(state.cookie)] ++
         ['-kernel', 'prevent_overlapping_partitions', 'false'] ++
-        ['-kernel', 'inet_dist_use_interface', String.to_charlist("{#{dist_ip}}")] ++ paths
+        ['-kernel', 'inet_dist_use_interface', String.to_charlist("{#{dist_ip}}")] ++
+        code_path_args()
 
-    case start_peer(node, netns(state, i), args, 3) do
+    case start_node(node, args, netns: netns(state, i)) do
       {:ok, peer} ->
         os_pid = :peer.call(peer, :os, :getpid, [])
 
@@ -673,33 +565,67 @@ defmodule HyParView.Dev.LocalCluster do
     end
   end
 
-  # A restarted node can briefly find its name still registered in epmd.
-  defp start_peer(node, netns, args, attempts) do
+  @doc """
+  `-pa` arguments for every code path of this VM outside OTP, so a booted
+  node runs exactly the code of this build.
+  """
+  @spec code_path_args() :: [charlist()]
+  def code_path_args do
+    root = List.to_string(:code.root_dir())
+
+    :code.get_path()
+    |> Enum.map(&List.to_string/1)
+    |> Enum.reject(&(String.starts_with?(&1, root) or &1 == "."))
+    |> Enum.uniq()
+    |> Enum.flat_map(&['-pa', String.to_charlist(&1)])
+  end
+
+  @doc """
+  Boots one BEAM node named `node` (longnames) with OTP's `:peer`, controlled
+  over standard I/O (so this VM never joins its mesh), with VM arguments
+  `args`. The one node boot of the harness; `bench/cluster_bench.exs` uses it
+  too.
+
+  Options: `:netns` (run it in that network namespace, needs root),
+  `:wait_boot` (ms, default 30_000), `:attempts` (default 3: a restarted
+  node can briefly find its name still registered in epmd).
+  """
+  @spec start_node(node(), [charlist()], keyword()) :: {:ok, pid()} | {:error, term()}
+  def start_node(node, args, opts \\ []) do
     [sname, host] = node |> Atom.to_string() |> String.split("@")
 
     exec =
-      if netns do
-        erl = Path.join([:code.root_dir(), "bin", "erl"])
+      case Keyword.get(opts, :netns) do
+        nil ->
+          %{}
 
-        %{
-          exec:
-            {:os.find_executable('ip'), ['netns', 'exec', to_charlist(netns), to_charlist(erl)]}
-        }
-      else
-        %{}
+        netns ->
+          erl = Path.join([:code.root_dir(), "bin", "erl"])
+
+          %{
+            exec:
+              {:os.find_executable('ip'), ['netns', 'exec', to_charlist(netns), to_charlist(erl)]}
+          }
       end
 
-    %{
-      name: String.to_atom(sname),
-      host: String.to_charlist(host),
-      longnames: true,
-      connection: :standard_io,
-      args: args,
-      wait_boot: 30_000
-    }
-    |> Map.merge(exec)
-    |> :peer.start()
-    |> case do
+    spec =
+      Map.merge(
+        %{
+          name: String.to_atom(sname),
+          host: String.to_charlist(host),
+          longnames: true,
+          connection: :standard_io,
+          args: args,
+          wait_boot: Keyword.get(opts, :wait_boot, 30_000)
+        },
+        exec
+      )
+
+    start_peer(node, spec, Keyword.get(opts, :attempts, 3))
+  end
+
+  defp start_peer(node, spec, attempts) do
+    case :peer.start(spec) do
       {:ok, peer, ^node} ->
         {:ok, peer}
 
@@ -710,8 +636,19 @@ defmodule HyParView.Dev.LocalCluster do
         error
 
       {:error, _} ->
+        # Polling pause: epmd forgets a dead node's name within a moment.
         Process.sleep(500)
-        start_peer(node, netns, args, attempts - 1)
+        start_peer(node, spec, attempts - 1)
     end
+  end
+
+  @doc """
+  `n` distinct free TCP ports on 127.0.0.1, below the kernel's ephemeral
+  range (32768+), so no outgoing connection can take one between this probe
+  and a node binding it.
+  """
+  @spec free_ports(non_neg_integer(), [non_neg_integer()]) :: [:inet.port_number()]
+  def free_ports(n, taken \\ []) do
+    Enum.reduce(1..n//1, [], fn _, acc -> [free_port(acc ++ taken) | acc] end) |> Enum.reverse()
   end
 end

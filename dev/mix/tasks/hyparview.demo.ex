@@ -28,6 +28,9 @@ defmodule Mix.Tasks.Hyparview.Demo do
   Exits with status 1 if a property does not hold within `--timeout` ms
   (default 60000) at either stage. The controlling VM stays outside the
   nodes' distribution mesh, so the numbers are exactly the strategy's.
+
+  Development tooling: compiled from `dev/` in `MIX_ENV=dev` and `test`
+  only, not part of the published package.
   """
 
   use Mix.Task
