@@ -42,8 +42,14 @@ defmodule HyParView.Config do
      "a connection to a peer outside the active view is closed after this long unused"},
     {:write_queue, :transport, 1_024, 1, 1_048_576, :count,
      "frames queued per connection before the peer counts as failed"},
-    {:max_unauthenticated, :transport, 64, 1, 65_536, :count,
-     "accepted connections that may be in their handshake at once"}
+    {:max_unauthenticated, :transport, 128, 1, 65_536, :count,
+     "accepted connections that may be in their handshake at once; when full the oldest is dropped"},
+    {:max_unauthenticated_per_ip, :transport, 32, 1, 65_536, :count,
+     "of those, at most this many from one source IP (that IP's oldest is dropped)"},
+    {:preauth_timeout, :transport, 1_000, 1, 3_600_000, :ms,
+     "an accepted connection must prove the secret within this long (capped by handshake_timeout)"},
+    {:log_interval, :transport, 60_000, 1, 3_600_000, :ms,
+     "per-address rejection reports at most once per this interval, with a count"}
   ]
 
   @keys Enum.map(@specs, &elem(&1, 0))
@@ -88,7 +94,10 @@ defmodule HyParView.Config do
           max_frame_size: pos_integer,
           idle_timeout: pos_integer,
           write_queue: pos_integer,
-          max_unauthenticated: pos_integer
+          max_unauthenticated: pos_integer,
+          max_unauthenticated_per_ip: pos_integer,
+          preauth_timeout: pos_integer,
+          log_interval: pos_integer
         }
 
   @typedoc "One key of the schema, as `schema/0` returns it."
