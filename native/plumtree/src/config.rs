@@ -64,6 +64,10 @@ pub struct Config {
     pub max_origins: usize,
     /// Most announced-but-missing message ids tracked for grafting.
     pub max_missing: usize,
+    /// Most origins with an eager/lazy tree of their own (see `tree.rs`);
+    /// beyond it the least recently used one goes back to the shared tree.
+    /// Each costs one entry per neighbour.
+    pub max_trees: usize,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             max_buffered_bytes: 64 << 20,
             max_origins: 65_536,
             max_missing: 16_384,
+            max_trees: 1024,
         }
     }
 }
@@ -167,6 +172,9 @@ impl Config {
         if self.max_missing == 0 {
             return Err(err("max_missing", "must be positive"));
         }
+        if self.max_trees == 0 {
+            return Err(err("max_trees", "must be positive"));
+        }
         Ok(())
     }
 }
@@ -207,6 +215,7 @@ mod tests {
             ("max_buffered_bytes", |c| c.max_buffered_bytes = 1),
             ("max_origins", |c| c.max_origins = 0),
             ("max_missing", |c| c.max_missing = 0),
+            ("max_trees", |c| c.max_trees = 0),
         ];
         for (key, break_it) in cases {
             let mut config = Config::default();

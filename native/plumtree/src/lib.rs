@@ -50,6 +50,7 @@ pub mod message;
 mod cache;
 mod state;
 mod stream;
+mod tree;
 
 #[cfg(test)]
 mod testing;
@@ -57,7 +58,7 @@ mod testing;
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError, MAX_IDS_PER_MESSAGE};
 pub use io::{BroadcastError, DropReason, Event, Input, Output, SkipReason, Stats, Timer};
-pub use message::{Announcement, Gossip, Message, MessageId, Round};
+pub use message::{Announcement, Gossip, Message, MessageId, Round, Scope};
 pub use state::{Memory, Plumtree};
 
 /// Milliseconds on the driver's monotonic clock (virtual time in tests).
