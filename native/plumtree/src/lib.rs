@@ -67,3 +67,5 @@ pub type Millis = u64;
 mod net_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod scale_tests;
