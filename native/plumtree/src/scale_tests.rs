@@ -140,6 +140,8 @@ pub(crate) struct Run {
     pub asp: f64,
     pub eccentricity: f64,
     pub stable: Phase,
+    /// Average shortest path among the survivors.
+    pub asp_after: f64,
     pub after_kill: Vec<Phase>,
 }
 
@@ -164,6 +166,7 @@ pub(crate) fn run(
     let stable = phase(&mut net, &mut rng, &origins, per_phase, 20, 3_000);
     let (asp, eccentricity) = shortest_paths(&net, 100);
     let mut after_kill = Vec::new();
+    let mut asp_after = asp;
     if kill > 0.0 {
         let mut dead = BTreeSet::new();
         while (dead.len() as f64) < kill * nodes as f64 {
@@ -172,6 +175,7 @@ pub(crate) fn run(
                 net.kill(victim);
             }
         }
+        asp_after = shortest_paths(&net, 100).0;
         for _ in 0..4 {
             after_kill.push(phase(&mut net, &mut rng, &origins, per_phase, 20, 3_000));
         }
@@ -181,6 +185,7 @@ pub(crate) fn run(
         asp,
         eccentricity,
         stable,
+        asp_after,
         after_kill,
     }
 }
@@ -193,10 +198,11 @@ fn report(label: &str, r: &Run) {
         )
     };
     println!(
-        "{label}: asp {:.2} ecc {:.1} | stable {} | after: {}",
+        "{label}: asp {:.2} ecc {:.1} | stable {} | after (asp {:.2}): {}",
         r.asp,
         r.eccentricity,
         p(&r.stable),
+        r.asp_after,
         r.after_kill.iter().map(p).collect::<Vec<_>>().join(" ; ")
     );
 }
