@@ -110,8 +110,10 @@ pub(crate) fn phase(
         }
     }
     let others = |id: &MessageId<NodeId>| (part.1[part.0[&id.origin]] - 1) as f64;
+    // An origin cut off alone reaches nobody, and nobody is missing.
     let fractions: Vec<f64> = ids
         .iter()
+        .filter(|id| others(id) > 0.0)
         .map(|id| reached.get(id).map_or(0.0, |r| r.0 as f64 / others(id)))
         .collect();
     let expected: f64 = ids.iter().map(others).sum();
@@ -123,7 +125,7 @@ pub(crate) fn phase(
     Phase {
         rmr: received as f64 / expected - 1.0,
         delivery: (
-            fractions.iter().sum::<f64>() / count as f64,
+            fractions.iter().sum::<f64>() / fractions.len() as f64,
             fractions.iter().cloned().fold(1.0, f64::min),
         ),
         ldh: (
