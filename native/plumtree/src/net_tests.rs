@@ -319,7 +319,7 @@ fn after_failures_concurrent_broadcasts_converge_back_to_a_spanning_tree() {
 
 /// With the optimisation (the default) every origin's tree re-optimises
 /// after the failures: it takes longer than the shared tree alone (about
-/// ten messages per origin here, 90 origins) but settles to no redundancy,
+/// fifteen messages per origin here, 90 origins) but settles to no redundancy,
 /// no grafts, and a tree spanning the survivors per origin.
 #[test]
 fn after_failures_every_origins_tree_converges_back_to_a_spanning_tree() {
@@ -334,7 +334,7 @@ fn after_failures_every_origins_tree_converges_back_to_a_spanning_tree() {
     let live = net.live_nodes();
     assert_eq!(reachable(&net, 0).len(), live.len(), "survivors connected");
     let mut phases = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..12 {
         let before = net.total(|s| s.gossip_received);
         let grafts = net.total(|s| s.grafts_sent);
         let ids = broadcast_many(&mut net, &mut rng, 200, 20);
@@ -349,7 +349,7 @@ fn after_failures_every_origins_tree_converges_back_to_a_spanning_tree() {
     }
     println!("(rmr, grafts) per phase of 200 broadcasts: {phases:?}");
     assert!(phases[0].0 < 0.1, "{phases:?}");
-    assert_eq!(phases[7], (0.0, 0), "{phases:?}");
+    assert_eq!(phases[11], (0.0, 0), "{phases:?}");
     assert_eq!(net.total(|s| s.gap_skipped), 0);
     // Each origin's tree spans the survivors. (Trees are directed: a child
     // may keep its parent lazy while the parent pushes to it.)

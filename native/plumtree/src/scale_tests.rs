@@ -239,17 +239,7 @@ fn measure_10000_nodes() {
 #[test]
 #[ignore = "measurement: run with --release --ignored --nocapture"]
 fn measure_1000_nodes() {
-    for origins in [10, 100, 1000] {
-        for threshold in [None, Some(1), Some(2), Some(3)] {
-            for kill in [0.2, 0.5] {
-                let r = run(1000, origins, kill, with_threshold(threshold), 1, 300);
-                report(
-                    &format!("n 1000 origins {origins} threshold {threshold:?} kill {kill}"),
-                    &r,
-                );
-            }
-        }
-    }
+    sweep(1000, &[1000, 100, 10], &[Some(2), None], &[0.2, 0.5]);
 }
 
 #[test]

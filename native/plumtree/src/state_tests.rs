@@ -444,19 +444,31 @@ fn the_tree_optimisation_swaps_a_long_eager_link_for_a_short_lazy_one() {
         optimization_threshold: Some(3),
         ..Config::default()
     };
+    // Origin 9's first message here moves nothing: an origin is optimised
+    // once its messages come at most `BUSY_WITHIN` apart.
+    let mut n = node_with(config.clone(), &[1, 2]);
+    recv(&mut n, 0, 2, prune());
+    let early = Message::IHave(vec![Announcement {
+        id: id(9, 0),
+        round: 1,
+    }]);
+    recv(&mut n, 0, 2, early);
+    assert!(sends(&recv(&mut n, 1, 1, gossip(9, 0, 6))).is_empty());
+    assert_eq!(n.memory().trees, 0);
     // Paper order: IHAVE (round 1 from lazy 2) before GOSSIP (round 6 from 1).
     let mut n = node_with(config.clone(), &[1, 2]);
     recv(&mut n, 0, 2, prune());
+    recv(&mut n, 0, 1, gossip(9, 0, 6));
     recv(
         &mut n,
         0,
         2,
         Message::IHave(vec![Announcement {
-            id: id(9, 0),
+            id: id(9, 1),
             round: 1,
         }]),
     );
-    let outs = recv(&mut n, 1, 1, gossip(9, 0, 6));
+    let outs = recv(&mut n, 1, 1, gossip(9, 1, 6));
     assert_eq!(sends(&outs), vec![(2, "graft"), (1, "prune")]);
     let scoped: Vec<_> = outs
         .iter()
@@ -484,12 +496,13 @@ fn the_tree_optimisation_swaps_a_long_eager_link_for_a_short_lazy_one() {
     let mut n = node_with(config.clone(), &[1, 2]);
     recv(&mut n, 0, 2, prune());
     recv(&mut n, 0, 1, gossip(9, 0, 6));
+    recv(&mut n, 0, 1, gossip(9, 1, 6));
     let outs = recv(
         &mut n,
         1,
         2,
         Message::IHave(vec![Announcement {
-            id: id(9, 0),
+            id: id(9, 1),
             round: 1,
         }]),
     );
@@ -498,12 +511,13 @@ fn the_tree_optimisation_swaps_a_long_eager_link_for_a_short_lazy_one() {
     let mut n = node_with(config, &[1, 2]);
     recv(&mut n, 0, 2, prune());
     recv(&mut n, 0, 1, gossip(9, 0, 6));
+    recv(&mut n, 0, 1, gossip(9, 1, 6));
     assert!(sends(&recv(
         &mut n,
         1,
         2,
         Message::IHave(vec![Announcement {
-            id: id(9, 0),
+            id: id(9, 1),
             round: 4
         }])
     ))
@@ -514,13 +528,14 @@ fn the_tree_optimisation_swaps_a_long_eager_link_for_a_short_lazy_one() {
     };
     let mut n = node_with(disabled, &[1, 2]);
     recv(&mut n, 0, 2, prune());
-    recv(&mut n, 0, 1, gossip(9, 0, 60));
+    recv(&mut n, 0, 1, gossip(9, 0, 6));
+    recv(&mut n, 0, 1, gossip(9, 1, 60));
     assert!(sends(&recv(
         &mut n,
         1,
         2,
         Message::IHave(vec![Announcement {
-            id: id(9, 0),
+            id: id(9, 1),
             round: 0
         }])
     ))
