@@ -25,10 +25,10 @@
 //!
 //! # Trees
 //! Every origin's messages start on one shared eager/lazy tree; the tree
-//! optimisation (`optimization_threshold`, on by default) gives an origin
-//! a tree of its own (a copy of the shared one) the first time it moves a
-//! link for it, so each busy origin converges to short paths of its own
-//! without changing anyone else's. At most `max_trees` origins have one
+//! optimisation (`optimization_threshold`, off by default: see there when
+//! to enable it) gives a busy origin a tree of its own (a copy of the
+//! shared one) the first time it moves a link for it, so each busy origin
+//! converges to short paths of its own without changing anyone else's. At most `max_trees` origins have one
 //! (least recently used back to the shared tree). PRUNE and GRAFT name
 //! the origin and the [`Scope`] they change, so both ends of a link change
 //! the same tree. An origin that sends once uses the shared tree, whose

@@ -522,11 +522,7 @@ fn the_tree_optimisation_swaps_a_long_eager_link_for_a_short_lazy_one() {
         }])
     ))
     .is_empty());
-    let disabled = Config {
-        optimization_threshold: None,
-        ..Config::default()
-    };
-    let mut n = node_with(disabled, &[1, 2]);
+    let mut n = node(&[1, 2]);
     recv(&mut n, 0, 2, prune());
     recv(&mut n, 0, 1, gossip(9, 0, 6));
     recv(&mut n, 0, 1, gossip(9, 1, 60));

@@ -10,7 +10,8 @@
 //! lengthen paths for the others and never settles when several origins
 //! broadcast. Here the shared tree carries every origin's messages, and an
 //! origin gets a tree of its own (a copy of the shared one) the first time
-//! the optimisation moves a link for it; from then on its messages follow,
+//! the optimisation moves a link for it (only origins sending at most 5 s
+//! apart are optimised, see `Plumtree::optimizable`); from then on its messages follow,
 //! and its optimisations change, only its own tree. The copy means an
 //! origin's first optimisation floods nothing. Like Riak's and Partisan's
 //! broadcast (sets per root, seeded from common ones); unlike them, the
