@@ -1,6 +1,9 @@
 //! The Plumtree node: the paper's handlers (Algorithms 1-3) over owned
 //! parts — the eager/lazy peer sets ([`Trees`]), the lazy-push queue, the
 //! missing announcements, the payload [`Cache`] and the FIFO [`Streams`].
+//! A little over 600 lines: the handlers of Algorithms 1-3 read and write
+//! the same parts, and split across files they would no longer read as
+//! the paper's pseudocode does.
 
 use crate::cache::Cache;
 use crate::config::{Config, ConfigError, MAX_IDS_PER_MESSAGE};
