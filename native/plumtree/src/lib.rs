@@ -23,12 +23,24 @@
 //! - Broadcast with [`Plumtree::broadcast`] (an error for payloads over
 //!   `max_broadcast_size`). The origin never delivers its own broadcast.
 //!
+//! # Trees
+//! Every origin's messages start on one shared eager/lazy tree; the tree
+//! optimisation (`optimization_threshold`, off by default: see there when
+//! to enable it) gives a busy origin a tree of its own (a copy of the
+//! shared one) the first time it moves a link for it, so each busy origin
+//! converges to short paths of its own without changing anyone else's. At most `max_trees` origins have one
+//! (least recently used back to the shared tree). PRUNE and GRAFT name
+//! the origin and the [`Scope`] they change, so both ends of a link change
+//! the same tree. An origin that sends once uses the shared tree, whose
+//! paths may be several times the shortest; see `tree.rs`.
+//!
 //! # Wire sizes
 //! A GOSSIP is the payload plus its id (the origin id, two varints) and a
 //! round: a frame limit for broadcast traffic of `max_broadcast_size` plus
 //! the largest encoded peer id plus 32 bytes suffices. An IHAVE carries at
 //! most `max_ihave_batch` ids; a GRAFT at most as many as were missing
-//! ([`MAX_IDS_PER_MESSAGE`] at the most; longer lists received are cut).
+//! ([`MAX_IDS_PER_MESSAGE`] at the most; longer lists received are cut)
+//! plus one peer id; a PRUNE is one peer id.
 //!
 //! # Guarantees (see `stream.rs` for the exact delivery contract)
 //! Per origin incarnation, deliveries are in the order the origin sent
@@ -50,6 +62,7 @@ pub mod message;
 mod cache;
 mod state;
 mod stream;
+mod tree;
 
 #[cfg(test)]
 mod testing;
@@ -57,7 +70,7 @@ mod testing;
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError, MAX_IDS_PER_MESSAGE};
 pub use io::{BroadcastError, DropReason, Event, Input, Output, SkipReason, Stats, Timer};
-pub use message::{Announcement, Gossip, Message, MessageId, Round};
+pub use message::{Announcement, Gossip, Message, MessageId, Round, Scope};
 pub use state::{Memory, Plumtree};
 
 /// Milliseconds on the driver's monotonic clock (virtual time in tests).
@@ -66,3 +79,5 @@ pub type Millis = u64;
 mod net_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod scale_tests;

@@ -60,13 +60,34 @@ pub enum Message<P> {
     /// Modification from paper: one IHAVE carries many announcements (the
     /// paper's lazy-push "policy" is left open; we batch on a timer).
     IHave(Vec<Announcement<P>>),
-    /// GRAFT(mID, round): make the link eager again and send these payloads.
-    /// An empty list only re-grafts the link (the tree optimisation).
+    /// GRAFT(mID, round): make the link eager again in `scope` for
+    /// `origin`, and send the payloads of `ids`. A repair (missing
+    /// messages) is `Scope::Shared` and also makes the link eager in the
+    /// own trees of the ids' origins; the tree optimisation sends an empty
+    /// list with `Scope::Origin`.
     /// Modification from paper: a list instead of one id; the round is not
-    /// carried because the replying node uses its own distance.
-    Graft(Vec<MessageId<P>>),
-    /// PRUNE: the sender moved this link to lazy; do the same.
-    Prune,
+    /// carried because the replying node uses its own distance; the origin
+    /// and scope name the tree (see `tree.rs`).
+    Graft {
+        origin: P,
+        scope: Scope,
+        ids: Vec<MessageId<P>>,
+    },
+    /// PRUNE: the sender moved this link to lazy in `scope` for `origin`
+    /// (a duplicate of one of `origin`'s messages came on it, or the tree
+    /// optimisation replaced it); do the same.
+    Prune { origin: P, scope: Scope },
+}
+
+/// Which tree a PRUNE or GRAFT changes. The sender names the tree it
+/// changed, so both ends of a link change the same one even when only one
+/// of them has a tree of its own for the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// The shared tree, and the origin's own tree where one exists.
+    Shared,
+    /// Only the origin's own tree (copied from the shared one if needed).
+    Origin,
 }
 
 impl<P> Message<P> {
@@ -75,8 +96,8 @@ impl<P> Message<P> {
         match self {
             Message::Gossip(_) => "gossip",
             Message::IHave(_) => "ihave",
-            Message::Graft(_) => "graft",
-            Message::Prune => "prune",
+            Message::Graft { .. } => "graft",
+            Message::Prune { .. } => "prune",
         }
     }
 }
@@ -111,9 +132,20 @@ mod tests {
                     round: 9,
                 },
             ]),
-            Message::Graft(vec![id(1)]),
-            Message::Graft(vec![]),
-            Message::Prune,
+            Message::Graft {
+                origin: "a@h".to_string(),
+                scope: Scope::Shared,
+                ids: vec![id(1)],
+            },
+            Message::Graft {
+                origin: "b@h".to_string(),
+                scope: Scope::Origin,
+                ids: vec![],
+            },
+            Message::Prune {
+                origin: "a@h".to_string(),
+                scope: Scope::Origin,
+            },
         ];
         for message in messages {
             let bytes = postcard::to_stdvec(&message).unwrap();

@@ -2,7 +2,9 @@
 //! within the configured bounds, and what it delivers is per-origin FIFO
 //! and at most once.
 
-use crate::{Announcement, Config, Gossip, Input, Message, MessageId, Output, Plumtree, Timer};
+use crate::{
+    Announcement, Config, Gossip, Input, Message, MessageId, Output, Plumtree, Scope, Timer,
+};
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ fn config() -> Config {
         max_missing: 8,
         max_ihave_batch: 4,
         optimization_threshold: Some(1),
+        max_trees: 3,
         ..Config::default()
     }
 }
@@ -34,6 +37,10 @@ fn id() -> impl Strategy<Value = MessageId<u8>> {
     })
 }
 
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![Just(Scope::Shared), Just(Scope::Origin)]
+}
+
 fn message() -> impl Strategy<Value = Message<u8>> {
     prop_oneof![
         (id(), any::<u32>(), 0..80usize).prop_map(|(id, round, len)| Message::Gossip(Gossip {
@@ -46,8 +53,9 @@ fn message() -> impl Strategy<Value = Message<u8>> {
                 .map(|(id, round)| Announcement { id, round })
                 .collect()
         )),
-        prop::collection::vec(id(), 0..10).prop_map(Message::Graft),
-        Just(Message::Prune),
+        (0..12u8, scope(), prop::collection::vec(id(), 0..10))
+            .prop_map(|(origin, scope, ids)| Message::Graft { origin, scope, ids }),
+        (0..12u8, scope()).prop_map(|(origin, scope)| Message::Prune { origin, scope }),
     ]
 }
 
@@ -130,6 +138,7 @@ proptest! {
             prop_assert!(m.buffered_messages <= config.max_buffered_per_origin * config.max_origins, "{m:?}");
             prop_assert!(m.origins <= config.max_origins, "{m:?}");
             prop_assert!(m.missing <= config.max_missing, "{m:?}");
+            prop_assert!(m.trees <= config.max_trees, "{m:?}");
             prop_assert!(m.queued_announcements <= 12 * config.max_ihave_batch, "{m:?}");
             // Timers stay bounded too: one per missing id, per stream, plus
             // the two periodic ones (stale ones are dropped as they fire).

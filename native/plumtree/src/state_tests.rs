@@ -3,7 +3,7 @@
 use crate::io::TimerKind;
 use crate::{
     Announcement, BroadcastError, Config, DropReason, Event, Gossip, Input, Message, MessageId,
-    Output, Plumtree, SkipReason, Timer,
+    Output, Plumtree, Scope, SkipReason, Timer,
 };
 use bytes::Bytes;
 
@@ -40,6 +40,23 @@ fn gossip(origin: u32, seq: u64, round: u32) -> Message<u32> {
         round,
         payload: Bytes::from(format!("{origin}/{seq}")),
     })
+}
+
+/// A PRUNE for some other origin's duplicate: the link goes lazy in the
+/// shared tree.
+fn prune() -> Message<u32> {
+    Message::Prune {
+        origin: 9,
+        scope: Scope::Shared,
+    }
+}
+
+fn graft(ids: Vec<MessageId<u32>>) -> Message<u32> {
+    Message::Graft {
+        origin: 9,
+        scope: Scope::Shared,
+        ids,
+    }
 }
 
 fn recv(n: &mut Node, now: u64, from: u32, message: Message<u32>) -> Vec<Output<u32>> {
@@ -107,7 +124,7 @@ fn neighbors_start_eager_and_leave_both_sets() {
     assert_eq!(eager(&n), vec![1, 2], "self is never a neighbour");
     n.handle(0, Input::NeighborDown(1));
     assert_eq!(eager(&n), vec![2]);
-    recv(&mut n, 0, 2, Message::Prune);
+    recv(&mut n, 0, 2, prune());
     assert_eq!(lazy(&n), vec![2]);
     n.handle(0, Input::NeighborDown(2));
     assert!(eager(&n).is_empty() && lazy(&n).is_empty());
@@ -116,7 +133,7 @@ fn neighbors_start_eager_and_leave_both_sets() {
 #[test]
 fn broadcast_pushes_to_eager_peers_and_announces_to_lazy_ones_in_one_batch() {
     let mut n = node(&[1, 2, 3]);
-    recv(&mut n, 0, 3, Message::Prune);
+    recv(&mut n, 0, 3, prune());
     let first = n.broadcast(10, Bytes::from_static(b"a")).unwrap();
     assert_eq!(
         first,
@@ -165,7 +182,7 @@ fn a_full_ihave_batch_goes_out_at_once() {
         ..Config::default()
     };
     let mut n = node_with(config, &[1]);
-    recv(&mut n, 0, 1, Message::Prune);
+    recv(&mut n, 0, 1, prune());
     n.broadcast(0, Bytes::new()).unwrap();
     assert!(sends(&drain(&mut n)).is_empty());
     n.broadcast(0, Bytes::new()).unwrap();
@@ -209,7 +226,7 @@ fn oversized_broadcasts_are_refused() {
 #[test]
 fn a_new_gossip_is_delivered_forwarded_one_round_further_and_cached() {
     let mut n = node(&[1, 2, 3]);
-    recv(&mut n, 0, 3, Message::Prune);
+    recv(&mut n, 0, 3, prune());
     let outs = recv(&mut n, 5, 1, gossip(9, 0, 2));
     assert_eq!(delivered(&outs), vec![(9, 0)]);
     assert!(outs
@@ -348,7 +365,7 @@ fn an_announced_message_that_does_not_come_is_grafted_from_each_announcer_in_tur
     let config = Config::default();
     let mut n = node(&[1, 2, 3]);
     for p in [1, 2] {
-        recv(&mut n, 0, p, Message::Prune);
+        recv(&mut n, 0, p, prune());
     }
     let announce = |r| {
         Message::IHave(vec![Announcement {
@@ -407,8 +424,8 @@ fn ihave_from_a_stranger_or_for_known_ids_starts_no_timer() {
 fn graft_makes_the_link_eager_and_replies_with_cached_payloads() {
     let mut n = node(&[1, 2]);
     recv(&mut n, 0, 1, gossip(9, 0, 3));
-    recv(&mut n, 0, 2, Message::Prune);
-    let outs = recv(&mut n, 1, 2, Message::Graft(vec![id(9, 0), id(9, 1)]));
+    recv(&mut n, 0, 2, prune());
+    let outs = recv(&mut n, 1, 2, graft(vec![id(9, 0), id(9, 1)]));
     let [Output::Send {
         to: 2,
         message: Message::Gossip(g),
@@ -419,71 +436,6 @@ fn graft_makes_the_link_eager_and_replies_with_cached_payloads() {
     assert_eq!((g.id.clone(), g.round), (id(9, 0), 4));
     assert_eq!(eager(&n), vec![1, 2]);
     assert_eq!(n.stats().graft_misses, 1);
-}
-
-#[test]
-fn the_tree_optimisation_swaps_a_long_eager_link_for_a_short_lazy_one() {
-    let config = Config {
-        optimization_threshold: Some(3),
-        ..Config::default()
-    };
-    // Paper order: IHAVE (round 1 from lazy 2) before GOSSIP (round 6 from 1).
-    let mut n = node_with(config.clone(), &[1, 2]);
-    recv(&mut n, 0, 2, Message::Prune);
-    recv(
-        &mut n,
-        0,
-        2,
-        Message::IHave(vec![Announcement {
-            id: id(9, 0),
-            round: 1,
-        }]),
-    );
-    let outs = recv(&mut n, 1, 1, gossip(9, 0, 6));
-    assert_eq!(sends(&outs), vec![(2, "graft"), (1, "prune")]);
-    assert_eq!((eager(&n), lazy(&n)), (vec![2], vec![1]));
-    assert_eq!(n.stats().optimizations, 1);
-    // Other order: the payload first, then the IHAVE.
-    let mut n = node_with(config.clone(), &[1, 2]);
-    recv(&mut n, 0, 2, Message::Prune);
-    recv(&mut n, 0, 1, gossip(9, 0, 6));
-    let outs = recv(
-        &mut n,
-        1,
-        2,
-        Message::IHave(vec![Announcement {
-            id: id(9, 0),
-            round: 1,
-        }]),
-    );
-    assert_eq!(sends(&outs), vec![(2, "graft"), (1, "prune")]);
-    // Not shorter by the threshold, or disabled: nothing moves.
-    let mut n = node_with(config, &[1, 2]);
-    recv(&mut n, 0, 2, Message::Prune);
-    recv(&mut n, 0, 1, gossip(9, 0, 6));
-    assert!(sends(&recv(
-        &mut n,
-        1,
-        2,
-        Message::IHave(vec![Announcement {
-            id: id(9, 0),
-            round: 4
-        }])
-    ))
-    .is_empty());
-    let mut n = node(&[1, 2]);
-    recv(&mut n, 0, 2, Message::Prune);
-    recv(&mut n, 0, 1, gossip(9, 0, 60));
-    assert!(sends(&recv(
-        &mut n,
-        1,
-        2,
-        Message::IHave(vec![Announcement {
-            id: id(9, 0),
-            round: 0
-        }])
-    ))
-    .is_empty());
 }
 
 #[test]
@@ -510,7 +462,7 @@ fn oversized_id_lists_are_cut_at_the_cap() {
     let many: Vec<_> = (0..crate::MAX_IDS_PER_MESSAGE as u64 + 10)
         .map(|s| id(9, s))
         .collect();
-    recv(&mut n, 0, 1, Message::Graft(many.clone()));
+    recv(&mut n, 0, 1, graft(many.clone()));
     assert_eq!(n.stats().ids_ignored, 10);
     let ann = many
         .into_iter()
@@ -525,7 +477,7 @@ fn oversized_id_lists_are_cut_at_the_cap() {
 fn one_graft_asks_the_announcer_for_everything_it_announced_that_is_missing() {
     let mut n = node(&[1, 2]);
     for p in [1, 2] {
-        recv(&mut n, 0, p, Message::Prune);
+        recv(&mut n, 0, p, prune());
     }
     let (after, t0) = graft_timer(&recv(
         &mut n,
@@ -568,7 +520,7 @@ fn one_graft_asks_the_announcer_for_everything_it_announced_that_is_missing() {
         .filter_map(|o| match o {
             Output::Send {
                 to,
-                message: Message::Graft(ids),
+                message: Message::Graft { ids, .. },
             } => Some((*to, ids.clone())),
             _ => None,
         })
@@ -578,3 +530,6 @@ fn one_graft_asks_the_announcer_for_everything_it_announced_that_is_missing() {
     n.handle(after + 600, Input::Timer(t1));
     assert_eq!(sends(&drain(&mut n)), vec![(2, "graft")]);
 }
+
+#[path = "state_tree_tests.rs"]
+mod trees;

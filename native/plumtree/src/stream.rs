@@ -316,6 +316,11 @@ impl<P: Clone + Eq + Hash + Ord> Streams<P> {
     }
 
     /// Origins remembered.
+    /// When `origin`'s stream last accepted a message, if it is followed.
+    pub fn last_active(&self, origin: &P) -> Option<Millis> {
+        self.map.get(origin).map(|s| s.last_active)
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -304,6 +304,20 @@ impl Net {
 }
 
 impl Net {
+    /// Live neighbours of every live node (one pass over the links).
+    pub fn adjacency(&self) -> BTreeMap<NodeId, Vec<NodeId>> {
+        let mut adjacency: BTreeMap<NodeId, Vec<NodeId>> = self
+            .live_nodes()
+            .into_iter()
+            .map(|n| (n, Vec::new()))
+            .collect();
+        for &(a, b) in self.links.keys() {
+            adjacency.entry(a).or_default().push(b);
+            adjacency.entry(b).or_default().push(a);
+        }
+        adjacency
+    }
+
     /// Live neighbours of `node`.
     pub fn neighbors(&self, node: NodeId) -> Vec<NodeId> {
         self.links

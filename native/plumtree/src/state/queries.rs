@@ -22,14 +22,21 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         &self.stats
     }
 
-    /// Peers receiving payloads eagerly (tree branches), in order.
+    /// Peers receiving payloads eagerly on the shared tree (the one every
+    /// origin without a tree of its own uses), in order.
     pub fn eager_peers(&self) -> impl Iterator<Item = &P> {
-        self.eager.iter()
+        self.trees.shared().eager.iter()
     }
 
-    /// Peers receiving only announcements, in order.
+    /// Peers receiving only announcements on the shared tree, in order.
     pub fn lazy_peers(&self) -> impl Iterator<Item = &P> {
-        self.lazy.iter()
+        self.trees.shared().lazy.iter()
+    }
+
+    /// Peers receiving `origin`'s payloads eagerly, in order: its own tree
+    /// if it has one here, else the shared tree.
+    pub fn eager_peers_for(&self, origin: &P) -> impl Iterator<Item = &P> {
+        self.trees.get(origin).eager.iter()
     }
 
     /// Sizes of every bounded structure, for tests and telemetry.
@@ -42,6 +49,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
             buffered_bytes: self.streams.buffered_bytes(),
             missing: self.missing.len(),
             queued_announcements: self.lazy_queue.values().map(Vec::len).sum(),
+            trees: self.trees.own_len(),
         }
     }
 }
@@ -56,4 +64,6 @@ pub struct Memory {
     pub buffered_bytes: usize,
     pub missing: usize,
     pub queued_announcements: usize,
+    /// Origins with a tree of their own.
+    pub trees: usize,
 }
