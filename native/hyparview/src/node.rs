@@ -68,6 +68,10 @@ pub enum Input {
     /// backoff when none answers). An empty list makes this node a seed that
     /// waits to be joined.
     Join { contacts: Vec<Peer> },
+    /// Replace the contacts (rejoin and probe targets) without restarting,
+    /// e.g. with what a discovery source found. A node that is isolated and
+    /// not joining starts a join round through them at once.
+    Contacts { contacts: Vec<Peer> },
     /// Leave gracefully: DISCONNECT every active peer, stop all timers.
     Leave,
     /// A message from `from`, whose identity the transport authenticated.
@@ -306,6 +310,7 @@ impl Node {
     pub fn handle(&mut self, now: Millis, input: Input) {
         match input {
             Input::Join { contacts } => self.on_join_input(now, contacts),
+            Input::Contacts { contacts } => self.on_contacts_input(now, contacts),
             Input::Leave => self.on_leave(),
             Input::Message { from, message } => self.on_message(now, from, message),
             Input::ConnectionLost { peer } => self.on_unreachable(now, peer, false),
@@ -388,15 +393,7 @@ impl Node {
     fn on_join_input(&mut self, now: Millis, contacts: Vec<Peer>) {
         self.left = false;
         self.joined = true;
-        self.contacts.clear();
-        for c in contacts {
-            if self.contacts.len() >= MAX_CONTACTS {
-                break;
-            }
-            if c.id != self.local.id && !self.contacts.iter().any(|k| k.id == c.id) {
-                self.contacts.push(c);
-            }
-        }
+        self.set_contacts(contacts);
         // Restart the periodic timers under a fresh generation.
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.rejoin_scheduled = false;
@@ -406,6 +403,34 @@ impl Node {
         self.schedule_promotion();
         if self.active.is_empty() && self.join.is_none() && !self.contacts.is_empty() {
             self.start_join_round(now);
+        }
+    }
+
+    fn on_contacts_input(&mut self, now: Millis, contacts: Vec<Peer>) {
+        self.set_contacts(contacts);
+        // Without this an isolated node would wait out its rejoin backoff
+        // (up to `rejoin_backoff_max`) before trying the fresh contacts.
+        if self.joined
+            && !self.left
+            && self.active.is_empty()
+            && self.join.is_none()
+            && self.pending.is_empty()
+            && !self.contacts.is_empty()
+        {
+            self.start_join_round(now);
+        }
+    }
+
+    /// Contacts without self or duplicates, at most `MAX_CONTACTS`.
+    fn set_contacts(&mut self, contacts: Vec<Peer>) {
+        self.contacts.clear();
+        for c in contacts {
+            if self.contacts.len() >= MAX_CONTACTS {
+                break;
+            }
+            if c.id != self.local.id && !self.contacts.iter().any(|k| k.id == c.id) {
+                self.contacts.push(c);
+            }
         }
     }
 

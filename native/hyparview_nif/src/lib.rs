@@ -444,6 +444,22 @@ fn leave(env: Env<'_>, resource: ResourceArc<ServerResource>) -> Term<'_> {
     })
 }
 
+/// Replaces the contacts (`{id_binary, ip_tuple, port}` as for `start`).
+#[rustler::nif]
+fn set_contacts<'a>(
+    env: Env<'a>,
+    resource: ResourceArc<ServerResource>,
+    contacts: Term<'a>,
+) -> Term<'a> {
+    guarded(env, || match decode_contacts(contacts) {
+        Ok(contacts) => {
+            resource.server.set_contacts(contacts);
+            atoms::ok().encode(env)
+        }
+        Err(e) => invalid_term(env, e),
+    })
+}
+
 #[rustler::nif]
 fn stop(env: Env<'_>, resource: ResourceArc<ServerResource>) -> Term<'_> {
     guarded(env, || {
