@@ -49,7 +49,11 @@ defmodule HyParView.Discovery.Source do
     invalid!("expected a list of %HyParView.Peer{} and discovery sources, got #{inspect(other)}")
   end
 
-  defp parse_entry!(%Peer{id: id, address: address}), do: Peer.new(id, address)
+  defp parse_entry!(%Peer{id: id, address: address}) do
+    Peer.new(id, address)
+  rescue
+    e in ArgumentError -> invalid!(Exception.message(e))
+  end
 
   defp parse_entry!({:dns, opts}), do: {:dns, DNS.validate!(opts)}
 
