@@ -133,6 +133,30 @@ defmodule HyParView.DiscoveryTest do
       end
     end
 
+    test "the strategy raises ArgumentError naming the key, in the caller" do
+      local = Peer.new(node(), {{127, 0, 0, 1}, 0})
+      dns = {:dns, query: "app.test", node_basename: "app", port: 4500}
+
+      cases = [
+        {[local_peer: local, contacts: [{:dns, query: "app.test"}]], "contacts"},
+        {[local_peer: local, contacts: [dns, {:strategy, NoSuch, [], port: 1}]], "contacts"},
+        {[local_peer: local, contacts: dns, discovery_interval: 0], "discovery_interval"},
+        {[local_peer: local, contacts: dns, discovery_refresh: :x], "discovery_refresh"},
+        {[local_peer: local, contacts: dns, discovery_timeout: -5], "discovery_timeout"}
+      ]
+
+      for {config, key} <- cases do
+        error =
+          assert_raise ArgumentError, fn ->
+            Cluster.Strategy.HyParView.start_link([
+              %Cluster.Strategy.State{topology: :unit, config: config}
+            ])
+          end
+
+        assert Exception.message(error) =~ key
+      end
+    end
+
     test "discovery_* config keys are validated, naming the key" do
       for key <- [:discovery_interval, :discovery_refresh, :discovery_timeout],
           value <- [0, -1, :soon, 1.5] do

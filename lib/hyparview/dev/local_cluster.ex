@@ -367,10 +367,17 @@ defmodule HyParView.Dev.LocalCluster do
     Enum.join(["graph hyparview {", "  node [shape=ellipse];" | lines] ++ ["}", ""], "\n")
   end
 
-  @doc "Short display name: the part of a node name before `@`, minus the cluster prefix."
+  @doc """
+  Short display name: the part of a node name before `@`, minus the cluster
+  prefix (`n3`); the whole name when that part has no index (`:basename`).
+  """
   @spec short(node()) :: String.t()
   def short(node) do
-    node |> Atom.to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
+    [name | _] = node |> Atom.to_string() |> String.split("@")
+
+    if Regex.match?(~r/n\d+$/, name),
+      do: String.replace(name, ~r/^.*n(?=\d+$)/, "n"),
+      else: Atom.to_string(node)
   end
 
   @doc """
