@@ -84,7 +84,15 @@ defmodule HyParView.Dev.LocalCluster do
       topology's `hyparview_config`
     * `:contacts` — default contact indexes of every node (default `[1, 2]`)
     * `:log_level` — Logger level inside the nodes (default `:error`)
-    * `:extra_config` — extra keys for the topology's `config`
+    * `:extra_config` — extra keys for the topology's `config` (they replace
+      the built ones, e.g. `contacts:`)
+    * `:basename` — every node is `:"<basename>@<ip>"` instead (needs a
+      distinct ip per node, see `:placement`)
+    * `:port` — the HyParView port of every node (default: one free port
+      per index)
+    * `:dist_port` — distribution listens on this port of each node's own
+      address, without epmd (`-start_epmd false -erl_epmd_port`): one epmd
+      holds a node name once, so nodes sharing a basename need this
     * `:placement` — `fn index -> {netns, ip} end` puts node `index` in the
       network namespace `netns` (`nil` = this one; started via
       `ip netns exec`, so it needs root) with node-name host, HyParView
@@ -378,6 +386,9 @@ defmodule HyParView.Dev.LocalCluster do
        contacts: Keyword.get(opts, :contacts, [1, 2]),
        log_level: Keyword.get(opts, :log_level, :error),
        extra_config: Keyword.get(opts, :extra_config, []),
+       basename: Keyword.get(opts, :basename),
+       port: Keyword.get(opts, :port),
+       dist_port: Keyword.get(opts, :dist_port),
        placement: Keyword.get(opts, :placement, fn _ -> {nil, @ip} end),
        ports: %{},
        # index => %{peer: pid, ref: monitor ref, os_pid: charlist}
@@ -487,16 +498,19 @@ defmodule HyParView.Dev.LocalCluster do
     end
   end
 
-  defp name(state, i), do: :"#{state.prefix}n#{i}@#{:inet.ntoa(ip(state, i))}"
+  defp name(%{basename: nil} = state, i),
+    do: :"#{state.prefix}n#{i}@#{:inet.ntoa(ip(state, i))}"
+
+  defp name(state, i), do: :"#{state.basename}@#{:inet.ntoa(ip(state, i))}"
 
   defp ip(state, i), do: state.placement.(i) |> elem(1)
   defp netns(state, i), do: state.placement.(i) |> elem(0)
 
   defp ensure_port(state, i) do
-    if Map.has_key?(state.ports, i) do
-      state
-    else
-      %{state | ports: Map.put(state.ports, i, free_port(Map.values(state.ports)))}
+    cond do
+      state.port != nil -> %{state | ports: Map.put(state.ports, i, state.port)}
+      Map.has_key?(state.ports, i) -> state
+      true -> %{state | ports: Map.put(state.ports, i, free_port(Map.values(state.ports)))}
     end
   end
 
@@ -525,7 +539,7 @@ defmodule HyParView.Dev.LocalCluster do
       ['-connect_all', 'false', '-setcookie', Atom.to_charlist(state.cookie)] ++
         ['-kernel', 'prevent_overlapping_partitions', 'false'] ++
         ['-kernel', 'inet_dist_use_interface', String.to_charlist("{#{dist_ip}}")] ++
-        code_path_args()
+        dist_port_args(state) ++ code_path_args()
 
     case start_node(node, args, netns: netns(state, i)) do
       {:ok, peer} ->
@@ -536,16 +550,19 @@ defmodule HyParView.Dev.LocalCluster do
            [
              strategy: Cluster.Strategy.HyParView,
              config:
-               [
-                 local_peer: HyParView.Peer.new(node, {ip(state, i), state.ports[i]}),
-                 contacts:
-                   for(
-                     c <- contacts,
-                     c != i,
-                     do: HyParView.Peer.new(name(state, c), {ip(state, c), state.ports[c]})
-                   ),
-                 hyparview_config: state.hyparview_config
-               ] ++ state.extra_config
+               Keyword.merge(
+                 [
+                   local_peer: HyParView.Peer.new(node, {ip(state, i), state.ports[i]}),
+                   contacts:
+                     for(
+                       c <- contacts,
+                       c != i,
+                       do: HyParView.Peer.new(name(state, c), {ip(state, c), state.ports[c]})
+                     ),
+                   hyparview_config: state.hyparview_config
+                 ],
+                 state.extra_config
+               )
            ]}
         ]
 
@@ -564,6 +581,11 @@ defmodule HyParView.Dev.LocalCluster do
         {:error, i, {:peer_start_failed, reason}}
     end
   end
+
+  defp dist_port_args(%{dist_port: nil}), do: []
+
+  defp dist_port_args(%{dist_port: port}),
+    do: ['-start_epmd', 'false', '-erl_epmd_port', Integer.to_charlist(port)]
 
   @doc """
   `-pa` arguments for every code path of this VM outside OTP, so a booted

@@ -182,7 +182,13 @@ defmodule HyParView.Dev.Overlay do
   @doc "Short display name: the part of a node name before `@`, minus the cluster prefix."
   @spec short(node() | String.t()) :: String.t()
   def short(node) do
-    node |> to_string() |> String.split("@") |> hd() |> String.replace(~r/^.*n(?=\d+$)/, "n")
+    [name | _] = node |> to_string() |> String.split("@")
+
+    # Nodes named by index (`n3`) print short; basename nodes (`hp@127.0.0.5`,
+    # all with the same name part) print whole.
+    if Regex.match?(~r/n\d+$/, name),
+      do: String.replace(name, ~r/^.*n(?=\d+$)/, "n"),
+      else: to_string(node)
   end
 
   defp reach(_adjacency, [], seen), do: seen

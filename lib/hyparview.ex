@@ -111,6 +111,34 @@ defmodule HyParView do
   def info(server), do: GenServer.call(server, :info)
 
   @doc """
+  Replaces the contacts the server rejoins and probes through, without a
+  restart (what `HyParView.Discovery` calls with the contacts it found).
+  An isolated server joins through them at once.
+
+  Each contact is a `HyParView.Peer` with port 1..65535; its id is a node
+  name atom or, for contacts learned from the network (DNS answers), a
+  binary of the same form, so that no atom is minted for them. Self and
+  duplicates are ignored; at most 1024 contacts are kept. Malformed
+  contacts raise `ArgumentError` naming `contacts`.
+  """
+  @spec set_contacts(server, [Peer.t()]) :: :ok
+  def set_contacts(server, contacts) when is_list(contacts) do
+    Enum.each(contacts, fn contact ->
+      unless HyParView.Discovery.Source.valid_peer?(contact) do
+        raise ArgumentError,
+              "invalid HyParView contacts: #{inspect(contact)} is not a %HyParView.Peer{} " <>
+                "with a well-formed id and a port in 1..65535"
+      end
+    end)
+
+    GenServer.call(server, {:set_contacts, contacts})
+  end
+
+  def set_contacts(_server, other) do
+    raise ArgumentError, "invalid HyParView contacts: expected a list, got #{inspect(other)}"
+  end
+
+  @doc """
   Leaves the overlay gracefully (DISCONNECT to every active peer); the server
   keeps running with empty views until stopped.
   """

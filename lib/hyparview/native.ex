@@ -63,6 +63,10 @@ defmodule HyParView.Native do
   def schema, do: not_loaded()
   @spec leave(reference) :: :ok
   def leave(_resource), do: not_loaded()
+
+  @spec set_contacts(reference, [{binary, tuple, :inet.port_number()}]) ::
+          :ok | {:error, term}
+  def set_contacts(_resource, _contacts), do: not_loaded()
   @spec stop(reference) :: :ok
   def stop(_resource), do: not_loaded()
   @spec snapshot(reference) :: map

@@ -398,6 +398,13 @@ defmodule HyParView.Server do
     {:reply, info, state}
   end
 
+  def handle_call({:set_contacts, contacts}, _from, state) do
+    native =
+      Enum.map(contacts, fn %Peer{id: id, address: {ip, port}} -> {to_string(id), ip, port} end)
+
+    {:reply, Native.set_contacts(state.resource, native), state}
+  end
+
   def handle_call(:leave, _from, state) do
     {:reply, Native.leave(state.resource), state}
   end

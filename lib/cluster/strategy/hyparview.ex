@@ -23,6 +23,12 @@ defmodule Cluster.Strategy.HyParView do
   `transport`, `hyparview_config` (passed to `HyParView.Config.new/1`),
   `secret` and `advertise_address` (see `HyParView.start_link/1`).
 
+  `contacts` may also hold discovery sources (`{:dns, opts}`,
+  `{:strategy, module, config, opts}`, `{module, function, args}`; see
+  `HyParView.Discovery.Source`), resolved by a `HyParView.Discovery` started
+  next to the server, timed by `discovery_interval` (5_000 ms),
+  `discovery_refresh` (60_000 ms) and `discovery_timeout` (5_000 ms).
+
   Boot every node with `-connect_all false`, otherwise the VM itself turns
   every connection into a full mesh (a warning is logged once if it is not).
 
@@ -67,7 +73,11 @@ defmodule Cluster.Strategy.HyParView do
     :transport,
     :hyparview_config,
     :secret,
-    :advertise_address
+    :advertise_address,
+    # Discovery (HyParView.Discovery):
+    :discovery_interval,
+    :discovery_refresh,
+    :discovery_timeout
   ]
 
   defstruct [
@@ -112,21 +122,7 @@ defmodule Cluster.Strategy.HyParView do
   defp validate_config!(config) when is_list(config) do
     _ = HyParView.Config.new(Keyword.get(config, :hyparview_config, []))
 
-    case Keyword.get(config, :contacts, []) do
-      contacts when is_list(contacts) ->
-        Enum.each(contacts, fn
-          %Peer{id: id, address: address} ->
-            Peer.new(id, address)
-
-          other ->
-            raise ArgumentError,
-                  "invalid HyParView config contacts: #{inspect(other)} is not a %HyParView.Peer{}"
-        end)
-
-      other ->
-        raise ArgumentError,
-              "invalid HyParView config contacts: expected a list, got #{inspect(other)}"
-    end
+    _ = HyParView.Discovery.validate_config!(config)
 
     case Keyword.get(config, :transport, HyParView.Transport.TCP) do
       HyParView.Transport.TCP ->
@@ -176,6 +172,7 @@ defmodule Cluster.Strategy.HyParView do
           {:ok, server} ->
             Process.link(caller)
             :ok = HyParView.subscribe(server, self(), replay: true)
+            :ok = start_discovery(cluster_state, server)
             Process.send_after(self(), :reconcile, @reconcile_interval)
 
             {:ok,
@@ -224,7 +221,7 @@ defmodule Cluster.Strategy.HyParView do
           opts =
             [
               peer: local,
-              contacts: Keyword.get(config, :contacts, []),
+              contacts: static_contacts(config),
               transport: Keyword.get(config, :transport, HyParView.Transport.TCP),
               config: Keyword.get(config, :hyparview_config, [])
             ] ++ Keyword.take(config, [:secret, :advertise_address])
@@ -357,6 +354,42 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def terminate(_reason, _state), do: :ok
+
+  ## Discovery (contacts: sources, see HyParView.Discovery)
+
+  defp static_contacts(config) do
+    {peers, _sources} = HyParView.Discovery.validate_config!(config)
+    peers
+  end
+
+  # Linked: if discovery dies the strategy stops (and is restarted) with it.
+  defp start_discovery(%State{topology: topology, config: config}, server) do
+    config = config || []
+
+    case HyParView.Discovery.validate_config!(config) do
+      {_peers, []} ->
+        :ok
+
+      {peers, sources} ->
+        hp_config = HyParView.Config.new(Keyword.get(config, :hyparview_config, []))
+        defaults = HyParView.Discovery.config_defaults()
+        setting = &Keyword.get(config, &1, defaults[&1])
+
+        {:ok, _pid} =
+          HyParView.Discovery.start_link(
+            server: server,
+            sources: sources,
+            contacts: peers,
+            active_view_size: hp_config.active_view_size,
+            interval: setting.(:discovery_interval),
+            refresh: setting.(:discovery_refresh),
+            timeout: setting.(:discovery_timeout),
+            topology: topology
+          )
+
+        :ok
+    end
+  end
 
   ## Helpers
 

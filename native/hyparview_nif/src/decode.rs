@@ -110,7 +110,7 @@ fn bounded_list(term: Term, max: usize) -> Option<Vec<Term>> {
     (rest.get_type() == TermType::List && rest.list_length().ok() == Some(0)).then_some(out)
 }
 
-fn decode_contacts(term: Term) -> Result<Vec<Peer>, Invalid> {
+pub fn decode_contacts(term: Term) -> Result<Vec<Peer>, Invalid> {
     let bad = || {
         invalid(
             "contacts",

@@ -7,7 +7,7 @@
 mod decode;
 mod encode;
 
-use decode::{Invalid, KeyName};
+use decode::{decode_contacts, Invalid, KeyName};
 use hyparview::config::{Key, KEYS};
 use hyparview_transport::{Event, EventSink, Server, StartError, TRANSPORT_KEYS};
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
@@ -172,6 +172,22 @@ fn leave(env: Env<'_>, resource: ResourceArc<ServerResource>) -> Term<'_> {
     guarded(env, || {
         resource.server.leave();
         atoms::ok().encode(env)
+    })
+}
+
+/// Replaces the contacts (`{id_binary, ip_tuple, port}` as for `start`).
+#[rustler::nif]
+fn set_contacts<'a>(
+    env: Env<'a>,
+    resource: ResourceArc<ServerResource>,
+    contacts: Term<'a>,
+) -> Term<'a> {
+    guarded(env, || match decode_contacts(contacts) {
+        Ok(contacts) => {
+            resource.server.set_contacts(contacts);
+            atoms::ok().encode(env)
+        }
+        Err(e) => invalid_term(env, e),
     })
 }
 

@@ -257,6 +257,9 @@ impl Actor {
             };
             match wake {
                 Wake::Cmd(Some(Command::Leave)) => self.feed(Input::Leave),
+                Wake::Cmd(Some(Command::Contacts(contacts))) => {
+                    self.feed(Input::Contacts { contacts })
+                }
                 Wake::Cmd(Some(Command::Shutdown { notify })) => self.stop = Some(notify),
                 // Every handle is gone.
                 Wake::Cmd(None) => self.stop = Some(false),

@@ -403,6 +403,7 @@ type SnapshotCell = Arc<Mutex<Arc<Snapshot>>>;
 
 pub(crate) enum Command {
     Leave,
+    Contacts(Vec<Peer>),
     Shutdown { notify: bool },
 }
 
@@ -484,6 +485,12 @@ impl Server {
     /// Graceful leave: DISCONNECT every active peer; keeps running until stopped.
     pub fn leave(&self) {
         let _ = self.cmd.send(Command::Leave);
+    }
+
+    /// Replace the contacts the node rejoins and probes through
+    /// (`Input::Contacts`), e.g. with what discovery found; no restart.
+    pub fn set_contacts(&self, contacts: Vec<Peer>) {
+        let _ = self.cmd.send(Command::Contacts(contacts));
     }
 
     /// Shut down; [`Event::Stopped`] follows once every socket is closed.
