@@ -385,6 +385,33 @@ defmodule HyParView.PubSubAdapterTest do
     assert collect_until(2, :fence) == []
   end
 
+  ## Envelope
+
+  test "the envelope round-trips, and the header decodes without the body" do
+    bytes = Envelope.encode("ps", "n2@h", "topic", MetaDispatcher, %{a: [1, "b"]})
+    assert {:ok, "ps", "n2@h", "topic", body} = Envelope.decode_header(bytes)
+    assert {:ok, MetaDispatcher, %{a: [1, "b"]}} = Envelope.decode_body(body)
+
+    assert {:ok, "ps", nil, "t", _} =
+             Envelope.decode_header(Envelope.encode("ps", nil, "t", X, 1))
+
+    # A body that doesn't decode leaves the header decodable: non-targets never look at it.
+    assert {:ok, _, _, _, "junk"} = Envelope.decode_header(header_frame(bytes) <> "junk")
+    assert :error = Envelope.decode_body("junk")
+  end
+
+  test "a header naming things by atom, or of the wrong shape, is rejected" do
+    for header <- [{:ps, nil, "t"}, {"ps", :n@h, "t"}, {"ps", nil, :t}, {"ps", nil}, "ps"] do
+      header = :erlang.term_to_binary(header)
+      bytes = "HPS" <> <<1, byte_size(header)::32>> <> header <> :erlang.term_to_binary({X, 1})
+      assert :error = Envelope.decode_header(bytes)
+    end
+
+    # Another version.
+    <<"HPS", 1, rest::binary>> = Envelope.encode("ps", nil, "t", X, 1)
+    assert :error = Envelope.decode_header(<<"HPS", 2, rest::binary>>)
+  end
+
   ## Configuration
 
   test "bad options raise ArgumentError naming the option" do
@@ -410,6 +437,9 @@ defmodule HyParView.PubSubAdapterTest do
 
     assert %{id: :x_adapter} = HyParView.PubSub.child_spec(base ++ [topology: :hp])
   end
+
+  # Magic, version and header of an envelope, without the body.
+  defp header_frame(bytes), do: "HPS" <> <<1>> <> header_of(bytes)
 
   # The size-prefixed header of an envelope.
   defp header_of(<<"HPS", 1, size::32, header::binary-size(size), _body::binary>>) do
