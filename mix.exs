@@ -132,7 +132,7 @@ defmodule LibclusterHyparview.MixProject do
       compilers: [:hyparview_nif] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
-      deps: deps(),
+      deps: deps() ++ phoenix_pubsub_deps(),
       description:
         "A libcluster strategy that runs HyParView (Rust NIF) and connects each node " <>
           "only to its active view: partial-mesh BEAM distribution.",
@@ -174,6 +174,19 @@ defmodule LibclusterHyparview.MixProject do
       "standin" when standin? -> :standin
       _ when standin? -> if Code.ensure_loaded?(Hex), do: :hex, else: :standin
       _ -> :hex
+    end
+  end
+
+  # Optional: HyParView.PubSub is compiled only when phoenix_pubsub is present.
+  # From Hex alongside Hex's libcluster, else the stand-in where this checkout
+  # has it (a dependent project's copy of this package has no test/).
+  defp phoenix_pubsub_deps do
+    standin = "test/phoenix_pubsub_standin"
+
+    cond do
+      libcluster_source() == :hex -> [{:phoenix_pubsub, "~> 2.1", optional: true}]
+      File.dir?(Path.join(__DIR__, standin)) -> [{:phoenix_pubsub, path: standin, optional: true}]
+      true -> []
     end
   end
 
