@@ -102,4 +102,9 @@ pub struct Stats {
     pub asymmetry_repairs: u64,
     /// Inputs ignored as stale (old incarnation, old link epoch).
     pub stale_ignored: u64,
+    /// Gossiped peers not stored: invalid ids, or over the per-message or
+    /// per-sender budget.
+    pub gossip_ignored: u64,
+    /// Promotions and FORWARDJOIN acceptances put off by the dial budget.
+    pub dials_deferred: u64,
 }

@@ -23,6 +23,7 @@ mod membership;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod quota;
 mod repair;
 mod requests;
 mod views;
@@ -30,7 +31,7 @@ mod views;
 pub use config::{Config, ConfigError};
 pub use message::{Message, MessageKind, Priority};
 pub use node::{Input, Node, Output, Stats, Timer};
-pub use peer::{IdLike, Peer, PeerId};
+pub use peer::{valid_id, IdLike, Peer, PeerId, MAX_ID_BYTES};
 
 /// Milliseconds on the driver's monotonic clock (virtual time in the simulator).
 pub type Millis = u64;

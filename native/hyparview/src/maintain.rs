@@ -128,6 +128,11 @@ impl Node {
             let Some(i) = pick else {
                 return;
             };
+            // Passive entries are mostly gossip: dial them at a bounded rate
+            // (the next input after a refill goes on).
+            if !self.take_dial(now) {
+                return;
+            }
             let peer = self.views.passive.at(i).peer.clone();
             let high = self.views.active.is_empty()
                 && !self.requests.any(|r| r.priority == Priority::High);

@@ -2,13 +2,15 @@
 //! the active view, integrating received peers, incarnation checks, and the
 //! asymmetric-link repair, and what a lost connection or failed dial does. The sets and their invariants are in `views.rs`.
 //!
-//! Modification from paper: a restarted peer (same id, higher incarnation)
-//! replaces every entry of its older run, and a FORWARDJOIN or SHUFFLE from
+//! Modification from paper: a restarted peer (same id, higher incarnation,
+//! seen in its own message: never from gossip) replaces every entry of its
+//! older run, and a FORWARDJOIN or SHUFFLE from
 //! a peer we do not hold is answered with DISCONNECT so no link stays
 //! one-sided.
 
 use crate::events::Output;
 use crate::node::Node;
+use crate::quota;
 use crate::{Message, Millis, Peer, PeerId};
 
 /// Where a peer id is known, and with which incarnation.
@@ -17,6 +19,15 @@ pub(crate) enum Freshness {
     Same,
     Older,
     Newer,
+}
+
+/// Where gossiped peers come from, for their budget (see `quota.rs`).
+#[derive(Clone, Copy)]
+pub(crate) enum Gossip<'a> {
+    /// An answer we asked for (our SHUFFLE, probe or JOIN): one per request.
+    Solicited,
+    /// Pushed by this (authenticated) sender: within its budget.
+    Unsolicited(&'a PeerId),
 }
 
 /// Why a peer is unreachable.
@@ -115,28 +126,78 @@ impl Node {
             .insert_passive(peer, cooldown, prefer, &mut self.rng);
     }
 
-    /// Received peers enter the passive view unless known (or stale);
-    /// `sent` are evicted first when it is full (the paper's rule).
-    pub(crate) fn integrate(&mut self, peers: Vec<Peer>, sent: &[Peer]) {
+    /// Received peers enter the passive view unless known, invalid or over
+    /// budget; `sent` are evicted first when it is full (the paper's rule).
+    ///
+    /// Modification from paper: a known entry is kept as it is (gossip never
+    /// purges or replaces it: an incarnation is learned only from the peer's
+    /// own messages), a new one is stored with an unknown incarnation, one
+    /// message replaces at most a SHUFFLE's worth of entries, and a sender's
+    /// unsolicited entries are budgeted over time.
+    pub(crate) fn integrate(&mut self, now: Millis, peers: Vec<Peer>, sent: &[Peer], from: Gossip) {
+        let cap = quota::shuffle_size(&self.config);
+        let period = quota::sender_period(&self.config);
+        let mut replaced = 0;
         for p in peers {
-            if p.id == self.local.id {
+            if p.id == self.local.id || self.known(&p.id).is_some() {
                 continue;
             }
-            match self.freshness(&p) {
-                Freshness::Older | Freshness::Same => continue,
-                Freshness::Newer => {
-                    self.purge_old_incarnation(&p);
-                    if self.views.suspects.contains(&p.id) {
-                        continue;
-                    }
-                }
-                Freshness::Unknown => {
-                    let rng = &mut self.rng;
-                    self.views.insert_unknown_passive(p, 0, sent, rng);
+            if !self.id_rule.admits(&p.id) {
+                self.stats.gossip_ignored += 1;
+                continue;
+            }
+            let full = self.views.passive_full();
+            if full && replaced >= cap {
+                self.stats.gossip_ignored += 1;
+                continue;
+            }
+            if let Gossip::Unsolicited(sender) = from {
+                if !self.senders.take(sender, now, cap, period) {
+                    self.stats.gossip_ignored += 1;
                     continue;
                 }
             }
-            self.insert_passive(p, 0, sent);
+            replaced += u64::from(full);
+            let p = Peer {
+                incarnation: Peer::UNKNOWN_INCARNATION,
+                ..p
+            };
+            let rng = &mut self.rng;
+            self.views.insert_unknown_passive(p, 0, sent, rng);
+        }
+    }
+
+    /// A peer named in a message from `from`: `from` itself (authenticated
+    /// by the transport), else the entry we know, else the named peer with
+    /// its incarnation unknown. None for ourselves and for invalid ids.
+    pub(crate) fn gossiped(&mut self, from: &Peer, p: Peer) -> Option<Peer> {
+        if p.id == from.id {
+            return Some(from.clone());
+        }
+        if p.id == self.local.id {
+            return None;
+        }
+        if let Some(known) = self.known(&p.id) {
+            return Some(known.clone());
+        }
+        if !self.id_rule.admits(&p.id) {
+            self.stats.gossip_ignored += 1;
+            return None;
+        }
+        Some(Peer {
+            incarnation: Peer::UNKNOWN_INCARNATION,
+            ..p
+        })
+    }
+
+    /// One NEIGHBOR request to a gossiped peer, if the dial budget allows.
+    pub(crate) fn take_dial(&mut self, now: Millis) -> bool {
+        let cap = quota::dial_burst(&self.config);
+        if self.dials.take(now, cap, self.config.shuffle_interval) {
+            true
+        } else {
+            self.stats.dials_deferred += 1;
+            false
         }
     }
 
@@ -172,17 +233,19 @@ impl Node {
         }
     }
 
-    pub(crate) fn freshness(&self, peer: &Peer) -> Freshness {
+    /// The entry held for `id` in any set, with its incarnation.
+    pub(crate) fn known(&self, id: &PeerId) -> Option<&Peer> {
         let v = &self.views;
-        let id = &peer.id;
-        let known = v
-            .active
+        v.active
             .get(id)
             .map(|s| &s.peer)
             .or_else(|| self.requests.peer(id))
             .or_else(|| v.passive.get(id).map(|s| &s.peer))
-            .or_else(|| v.suspects.get(id).map(|s| &s.peer));
-        let Some(known) = known else {
+            .or_else(|| v.suspects.get(id).map(|s| &s.peer))
+    }
+
+    pub(crate) fn freshness(&self, peer: &Peer) -> Freshness {
+        let Some(known) = self.known(&peer.id) else {
             return Freshness::Unknown;
         };
         match known.incarnation.cmp(&peer.incarnation) {

@@ -27,14 +27,21 @@
 //! - Bytes from the network are untrusted: TTLs are clamped, peer lists are
 //!   truncated, self and stale incarnations are ignored, per-peer state is
 //!   bounded, and nothing indexes out of bounds.
+//! - Gossip is untrusted even from a node that holds the secret: a peer's
+//!   incarnation is learned only from its own messages (the transport
+//!   authenticates `from`), gossiped ids must have the shape of ours, and
+//!   the passive entries a sender brings and the dials to gossiped peers
+//!   are budgeted (`quota.rs`).
 
 pub use crate::events::{Input, Output, Stats, Timer};
 
 pub(crate) use crate::events::TimerKind;
 use crate::join::Join;
+use crate::membership::Gossip;
 use crate::membership::Loss;
 use crate::message::Priority;
-use crate::peer::IdLike;
+use crate::peer::{IdLike, IdRule};
+use crate::quota::{Bucket, SenderBudgets};
 use crate::repair::{Merge, Probe};
 use crate::requests::{RequestKind, Requests};
 use crate::views::Views;
@@ -86,13 +93,23 @@ pub struct Node {
     pub(crate) timer_gen: u64,
     pub(crate) phase: Phase,
     pub(crate) stats: Stats,
+    /// Which gossiped ids are accepted (the shape of our own, see `IdRule`).
+    pub(crate) id_rule: IdRule,
+    /// NEIGHBOR requests to peers learned from gossip (see `quota.rs`).
+    pub(crate) dials: Bucket,
+    /// New passive entries each sender's SHUFFLEs may still bring.
+    pub(crate) senders: SenderBudgets,
 }
 
 impl Node {
     /// A node with empty views. `seed` drives every random choice it makes.
     pub fn new(local: Peer, config: Config, seed: u64) -> Result<Node, ConfigError> {
         config.validate()?;
+        let dials = Bucket::full(0, crate::quota::dial_burst(&config));
         Ok(Node {
+            id_rule: IdRule::of_local(&local.id),
+            dials,
+            senders: SenderBudgets::default(),
             views: Views::new(local.id.clone(), &config),
             local,
             config,
@@ -270,7 +287,7 @@ impl Node {
         }
         match message {
             Message::Join => self.on_join(from),
-            Message::ForwardJoin { joiner, ttl } => self.on_forward_join(from, joiner, ttl),
+            Message::ForwardJoin { joiner, ttl } => self.on_forward_join(now, from, joiner, ttl),
             Message::Neighbor {
                 high_priority,
                 epoch,
@@ -289,8 +306,10 @@ impl Node {
                 self.on_neighbor_reply(now, from, accepted, epoch)
             }
             Message::Disconnect { epoch } => self.on_disconnect(now, from, epoch),
-            Message::Shuffle { origin, ttl, peers } => self.on_shuffle(from, origin, ttl, peers),
-            Message::ShuffleReply { peers } => self.on_shuffle_reply(&from, peers),
+            Message::Shuffle { origin, ttl, peers } => {
+                self.on_shuffle(now, from, origin, ttl, peers)
+            }
+            Message::ShuffleReply { peers } => self.on_shuffle_reply(now, &from, peers),
         }
     }
 
@@ -355,21 +374,27 @@ impl Node {
         }
     }
 
-    fn on_forward_join(&mut self, from: Peer, joiner: Peer, ttl: u32) {
+    fn on_forward_join(&mut self, now: Millis, from: Peer, joiner: Peer, ttl: u32) {
         self.check_implied_link(&from);
         let ttl = ttl.min(self.config.arwl);
-        if joiner.id == self.local.id || !self.admit_incarnation(&joiner) {
+        // The joiner's incarnation is gossip: never trusted (see `gossiped`).
+        let Some(joiner) = self.gossiped(&from, joiner) else {
             return;
-        }
+        };
         if self.is_active(&joiner.id) || self.requests.contains(&joiner.id) {
             return;
         }
         if ttl == 0 || self.views.active.len() <= 1 {
-            self.accept_forward_join(joiner);
+            self.accept_forward_join(now, &from, joiner);
             return;
         }
         if ttl == self.config.prwl {
-            self.insert_passive(joiner.clone(), 0, &[]);
+            self.integrate(
+                now,
+                vec![joiner.clone()],
+                &[],
+                Gossip::Unsolicited(&from.id),
+            );
         }
         match self.random_active_except(&from.id, &joiner.id) {
             Some(next) => self.send(
@@ -379,16 +404,20 @@ impl Node {
                     ttl: ttl - 1,
                 },
             ),
-            None => self.accept_forward_join(joiner),
+            None => self.accept_forward_join(now, &from, joiner),
         }
     }
 
     /// End of the FORWARDJOIN walk: ask the joiner to become a neighbour.
     /// Requests in flight are bounded (a flood of walks for distinct joiners
-    /// must not grow state); beyond that the joiner only lands in passive.
-    fn accept_forward_join(&mut self, joiner: Peer) {
-        if self.requests.len() >= self.config.active_view_size.saturating_mul(2) {
-            self.insert_passive(joiner, 0, &[]);
+    /// must not grow state) and so is their rate (the joiner is an address
+    /// someone else gave us, see `quota.rs`); beyond that the joiner only
+    /// lands in passive, within the sender's budget.
+    fn accept_forward_join(&mut self, now: Millis, from: &Peer, joiner: Peer) {
+        if self.requests.len() >= self.config.active_view_size.saturating_mul(2)
+            || !self.take_dial(now)
+        {
+            self.integrate(now, vec![joiner], &[], Gossip::Unsolicited(&from.id));
         } else {
             self.request_neighbor(joiner, RequestKind::ForwardJoin, Priority::Low);
         }
@@ -532,16 +561,24 @@ impl Node {
         self.insert_passive(a.peer, cool, &[]);
     }
 
-    fn on_shuffle(&mut self, from: Peer, origin: Peer, ttl: u32, mut peers: Vec<Peer>) {
+    fn on_shuffle(
+        &mut self,
+        now: Millis,
+        from: Peer,
+        origin: Peer,
+        ttl: u32,
+        mut peers: Vec<Peer>,
+    ) {
         // A direct SHUFFLE with TTL 1 may be a contact probe from a node
         // that does not hold us: no link is implied.
         if !(ttl <= 1 && from.id == origin.id) {
             self.check_implied_link(&from);
         }
         let ttl = ttl.min(self.config.shuffle_ttl).saturating_sub(1);
-        if origin.id == self.local.id {
+        // The origin is gossip unless it is the sender (see `gossiped`).
+        let Some(origin) = self.gossiped(&from, origin) else {
             return;
-        }
+        };
         peers.truncate(MAX_PEERS_IN_MESSAGE);
         if ttl > 0 && self.views.active.len() > 1 {
             if let Some(next) = self.random_active_except(&from.id, &origin.id) {
@@ -549,28 +586,27 @@ impl Node {
                 return;
             }
         }
-        if !self.admit_incarnation(&origin) {
-            return;
-        }
         let reply = self.views.passive.sample(&mut self.rng, peers.len());
-        self.integrate(peers, &reply);
+        self.integrate(now, peers, &reply, Gossip::Unsolicited(&from.id));
         self.send(origin.clone(), Message::ShuffleReply { peers: reply });
         self.close_if_idle(&origin);
     }
 
-    fn on_shuffle_reply(&mut self, from: &Peer, mut peers: Vec<Peer>) {
+    fn on_shuffle_reply(&mut self, now: Millis, from: &Peer, mut peers: Vec<Peer>) {
         peers.truncate(MAX_PEERS_IN_MESSAGE);
+        // Only answers we asked for are integrated, one per request: their
+        // rate is ours, so only the per-message bound applies.
         if self.probe.awaiting.as_ref() == Some(&from.id) {
             // Answer to our contact probe: the contact is alive too.
             self.probe.awaiting = None;
-            self.integrate(peers, &[]);
+            self.integrate(now, peers, &[], Gossip::Solicited);
             self.insert_passive(from.clone(), 0, &[]);
         } else if self.join.seed_from.as_ref() == Some(&from.id) {
             // The passive-view seed from the contact that accepted our JOIN.
             self.join.seed_from = None;
-            self.integrate(peers, &[]);
+            self.integrate(now, peers, &[], Gossip::Solicited);
         } else if let Some(sent) = self.shuffle_sent.take() {
-            self.integrate(peers, &sent);
+            self.integrate(now, peers, &sent, Gossip::Solicited);
         }
     }
 

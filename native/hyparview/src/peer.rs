@@ -194,6 +194,60 @@ impl<T: IdLike + ?Sized> IdLike for &T {
     }
 }
 
+/// The longest id accepted anywhere (a BEAM atom holds at most 255 bytes).
+pub const MAX_ID_BYTES: usize = 255;
+
+/// Whether `id` is a BEAM node name, the rule `HyParView.Peer.new/2`
+/// enforces: 3..=255 bytes of `[A-Za-z0-9_.@-]` (plus `[`, `]`, `:` for
+/// IPv6 hosts), exactly one `@`, both parts non-empty. The transport checks
+/// handshake ids and the core checks gossiped ids with this one function.
+pub fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    if b.len() < 3 || b.len() > MAX_ID_BYTES {
+        return false;
+    }
+    if !b.iter().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'@' | b'-' | b'[' | b']' | b':')
+    }) {
+        return false;
+    }
+    let mut parts = id.split('@');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(name), Some(host), None) => !name.is_empty() && !host.is_empty(),
+        _ => false,
+    }
+}
+
+/// Which ids a node accepts from gossip: those of the shape its own id has.
+/// A node whose own id is a node name (every node the runtime starts, see
+/// [`valid_id`]) accepts only node names; a node with a bare test id
+/// ("n1") accepts any printable id of at most [`MAX_ID_BYTES`] bytes. Both
+/// refuse empty, oversized and control-character ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdRule {
+    NodeName,
+    Printable,
+}
+
+impl IdRule {
+    pub(crate) fn of_local(local: &str) -> IdRule {
+        if valid_id(local) {
+            IdRule::NodeName
+        } else {
+            IdRule::Printable
+        }
+    }
+
+    pub(crate) fn admits(self, id: &str) -> bool {
+        match self {
+            IdRule::NodeName => valid_id(id),
+            IdRule::Printable => {
+                !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)
+            }
+        }
+    }
+}
+
 /// A HyParView participant.
 ///
 /// `id` is the node name (for BEAM nodes the distribution name, for example
@@ -201,7 +255,9 @@ impl<T: IdLike + ?Sized> IdLike for &T {
 /// same `id` are the same node. `addr` is where its transport listens.
 /// `incarnation` distinguishes successive runs of a node that restarted with
 /// the same id (the runtime uses the start time); a higher incarnation
-/// replaces a lower one.
+/// replaces a lower one. A node's incarnation is learned only from its own
+/// handshake; a peer learned from gossip carries [`Peer::UNKNOWN_INCARNATION`]
+/// until it talks to us itself.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Peer {
     pub id: PeerId,
@@ -210,6 +266,11 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The incarnation of a peer we only heard of: lower than any real one
+    /// (the runtime uses its start time), so the peer's own first message
+    /// replaces it.
+    pub const UNKNOWN_INCARNATION: u64 = 0;
+
     pub fn new(id: impl Into<PeerId>, addr: SocketAddr, incarnation: u64) -> Self {
         Peer {
             id: id.into(),
@@ -250,6 +311,33 @@ mod tests {
         assert!(!"b@h".same_id(&a));
         let r: &PeerId = &a;
         assert!(IdLike::same_id(&r, &a.clone()));
+    }
+
+    #[test]
+    fn ids_follow_the_node_name_rule() {
+        assert!(valid_id("a@b"));
+        assert!(valid_id("app@127.0.0.1"));
+        assert!(valid_id("app@[::1]"));
+        for bad in [
+            "", "ab", "@ab", "ab@", "a@b@c", "abc", "a b@c", "é@cd", "a\0@b",
+        ] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        assert!(!valid_id(&format!("a@{}", "b".repeat(254))));
+        assert!(valid_id(&format!("a@{}", "b".repeat(253))));
+    }
+
+    #[test]
+    fn gossip_ids_follow_the_local_ids_shape() {
+        let strict = IdRule::of_local("me@host");
+        assert_eq!(strict, IdRule::NodeName);
+        assert!(strict.admits("p1@host") && !strict.admits("p1"));
+        let plain = IdRule::of_local("n1");
+        assert_eq!(plain, IdRule::Printable);
+        assert!(plain.admits("p1") && plain.admits("p1@host"));
+        for bad in [String::new(), "a\0b".into(), "a\nb".into(), "x".repeat(256)] {
+            assert!(!plain.admits(&bad) && !strict.admits(&bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -103,10 +103,20 @@ impl Requests {
         Some((s.peer, s.meta))
     }
 
-    /// Forgets requests to incarnations of `peer` older than it.
+    /// Forgets requests to incarnations of `peer` older than it; a request
+    /// to a gossiped peer (incarnation unknown) learns it instead.
     pub(crate) fn purge_older(&mut self, peer: &Peer) {
         if let Some(set) = self.set.as_mut() {
-            set.retain(|s| !(s.peer.id == peer.id && s.peer.incarnation < peer.incarnation));
+            set.retain(|s| {
+                !(s.peer.id == peer.id
+                    && s.peer.incarnation != Peer::UNKNOWN_INCARNATION
+                    && s.peer.incarnation < peer.incarnation)
+            });
+            if let Some(s) = set.get_mut(&peer.id) {
+                if s.peer.incarnation < peer.incarnation {
+                    s.peer = peer.clone();
+                }
+            }
         }
         self.tidy();
     }

@@ -218,6 +218,10 @@ impl Views {
         self.active.len() >= self.active_cap
     }
 
+    pub(crate) fn passive_full(&self) -> bool {
+        self.passive.len() >= self.passive_cap
+    }
+
     /// No neighbour and no candidate: only the contacts are left.
     pub(crate) fn is_isolated(&self) -> bool {
         self.active.is_empty() && self.passive.is_empty()

@@ -609,7 +609,8 @@ fn higher_incarnation_replaces_lower_is_ignored() {
     assert!(drain(&mut n)
         .iter()
         .all(|o| !matches!(o, Output::Send { .. })));
-    // Passive entries are replaced in place by hearsay of a newer run.
+    // Hearsay of a newer run changes nothing (an incarnation is learned
+    // only from the peer itself) ...
     with_passive(&mut n, &["c"]);
     let peers = vec![peer_inc("c", 7)];
     n.handle(
@@ -624,13 +625,20 @@ fn higher_incarnation_replaces_lower_is_ignored() {
         ),
     );
     drain(&mut n);
-    let all: Vec<&Peer> = n
-        .passive_view()
-        .into_iter()
-        .chain(n.active_view())
-        .filter(|p| p.id == "c")
-        .collect();
-    assert_eq!(all, vec![&peer_inc("c", 7)]);
+    let c = |n: &Node| -> Vec<Peer> {
+        n.passive_view()
+            .into_iter()
+            .chain(n.active_view())
+            .filter(|p| p.id == "c")
+            .cloned()
+            .collect()
+    };
+    // (c came from gossip too, so its incarnation is still unknown.)
+    assert_eq!(c(&n), vec![peer_inc("c", Peer::UNKNOWN_INCARNATION)]);
+    // ... while its own message replaces the entry in place.
+    n.handle(4, msg(&peer_inc("c", 7), Message::Disconnect { epoch: 0 }));
+    drain(&mut n);
+    assert_eq!(c(&n), vec![peer_inc("c", 7)]);
 }
 
 #[test]

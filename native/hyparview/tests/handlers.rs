@@ -28,22 +28,23 @@ fn with_active(n: &mut Node, ids: &[&str]) {
     }
 }
 
-/// Put `ids` in the passive view through an answered shuffle.
+/// Put `ids` in the passive view through answered shuffles, one per
+/// forwarder (a sender's unsolicited entries are budgeted).
 fn with_passive(n: &mut Node, ids: &[&str]) {
-    let peers: Vec<Peer> = ids.iter().map(|i| peer(i)).collect();
-    let origin = peer("origin");
-    n.handle(
-        0,
-        msg(
-            &peer("fwd"),
-            Message::Shuffle {
-                origin,
-                ttl: 1,
-                peers,
-            },
-        ),
-    );
-    drain(n);
+    for (i, id) in ids.iter().enumerate() {
+        n.handle(
+            0,
+            msg(
+                &peer(&format!("fwd{i}")),
+                Message::Shuffle {
+                    origin: peer("origin"),
+                    ttl: 1,
+                    peers: vec![peer(id)],
+                },
+            ),
+        );
+        drain(n);
+    }
     for id in ids {
         assert!(n.is_passive(id), "{id} passive");
     }
@@ -839,7 +840,7 @@ fn evicted_passive_peers_are_tried_when_no_candidate_is_left() {
         n.handle(
             0,
             msg(
-                &peer("p1"),
+                &peer(&format!("p{}", k + 1)),
                 Message::Shuffle {
                     origin: peer("o"),
                     ttl: 1,
@@ -855,7 +856,10 @@ fn evicted_passive_peers_are_tried_when_no_candidate_is_left() {
     for p in ["p1", "p2", "p3", "p4", "p5"] {
         n.handle(1, Input::ConnectionLost { peer: peer(p) });
     }
-    for _ in 0..50 {
+    // Dials are budgeted: time passes (an unrelated input lets the node
+    // act) until nothing is left to try.
+    let (mut now, mut idle) = (2, 0);
+    for _ in 0..100 {
         let outs = drain(&mut n);
         let reqs: Vec<String> = sent(&outs)
             .into_iter()
@@ -863,11 +867,23 @@ fn evicted_passive_peers_are_tried_when_no_candidate_is_left() {
             .map(|(to, _)| to)
             .collect();
         if reqs.is_empty() {
-            break;
+            idle += 1;
+            if idle > 2 {
+                break;
+            }
+            now += 10_000;
+            n.handle(
+                now,
+                Input::ConnectionLost {
+                    peer: peer("nobody"),
+                },
+            );
+            continue;
         }
+        idle = 0;
         for r in reqs {
             asked.insert(r.clone());
-            n.handle(2, Input::DialFailed { peer: peer(&r) });
+            n.handle(now, Input::DialFailed { peer: peer(&r) });
         }
     }
     let from_reserve = asked.iter().filter(|id| id.starts_with('r')).count();
