@@ -41,7 +41,7 @@ defmodule HyParView do
     * `:transport` - `HyParView.Transport.TCP` (the default and only value).
     * `:config` - keyword list (or `HyParView.Config`) for `HyParView.Config.new/1`.
     * `:name` - registers the server (any `GenServer` name).
-    * `:secret` - handshake HMAC key, 1..1024 bytes (default: derived from the
+    * `:secret` - pre-shared key of the Noise channel, 1..1024 bytes (default: derived from the
       Erlang cookie on a distributed node, else an insecure fixed default).
     * `:advertise_address` - IP tuple, or `{ip, port}`, that other peers dial;
       needed when listening on a wildcard address whose node name host part is
@@ -104,7 +104,8 @@ defmodule HyParView do
   The native snapshot: `:local` (`HyParView.Peer`), `:listen_port`,
   `:active_view` and `:passive_view` (lists of `HyParView.Peer`), `:counters`
   (message counts per kind in/out, connections, dials, failures detected,
-  handshake rejections, ...) and `:subscribers` (count). As in
+  handshake rejections, handshakes the other side closed, pending handshakes
+  evicted, ...) and `:subscribers` (count). As in
   `passive_view/1`, ids that are not already atoms are strings.
   """
   @spec info(server) :: map

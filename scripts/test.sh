@@ -42,6 +42,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo test --workspace
+step cargo run --release -p hyparview_fuzz -- --seconds 20
 step mix format --check-formatted
 step mix compile --warnings-as-errors
 step mix test

@@ -26,8 +26,10 @@ defmodule HyParView.Server do
 
   ## Secret
 
-  Handshakes are authenticated with HMAC-SHA256 keyed by `secret:`; without
-  it, a distributed node derives the key from its Erlang cookie (so nodes
+  Every overlay connection is a Noise channel (`NNpsk0`: an X25519 handshake
+  keyed by `secret:`, then ChaCha20-Poly1305 on every frame; see `SECURITY.md`
+  for the threat model). Without `secret:`, a distributed node derives the key
+  from its Erlang cookie (so nodes
   that may connect via distribution may also join the overlay); a
   non-distributed node falls back to a fixed, public default and logs a
   warning.

@@ -105,7 +105,7 @@ fn encode_kinds<'a>(env: Env<'a>, v: &[(&'static str, u64)]) -> Term<'a> {
 
 pub fn encode_snapshot<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
     let c = &s.counters;
-    let counter_pairs: [(Atom, Term<'a>); 10] = [
+    let counter_pairs: [(Atom, Term<'a>); 12] = [
         (atoms::messages_in(), encode_kinds(env, &c.messages_in)),
         (atoms::messages_out(), encode_kinds(env, &c.messages_out)),
         (atoms::connections(), c.connections.encode(env)),
@@ -123,6 +123,11 @@ pub fn encode_snapshot<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
         (
             atoms::handshake_rejections(),
             c.handshake_rejections.encode(env),
+        ),
+        (atoms::handshakes_closed(), c.handshakes_closed.encode(env)),
+        (
+            atoms::handshakes_evicted(),
+            c.handshakes_evicted.encode(env),
         ),
         (atoms::frames_rejected(), c.frames_rejected.encode(env)),
     ];

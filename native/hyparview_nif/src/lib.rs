@@ -32,7 +32,7 @@ mod atoms {
         // snapshot
         local, active_view, passive_view, counters, messages_in, messages_out, connections,
         connections_accepted, dials, dial_failures, failures_detected, heartbeat_timeouts,
-        handshake_rejections, frames_rejected,
+        handshake_rejections, handshakes_closed, handshakes_evicted, frames_rejected,
     }
 }
 
