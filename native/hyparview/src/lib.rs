@@ -9,7 +9,8 @@
 //! this exact code.
 //!
 //! Layout: `events` (inputs, outputs, timers, counters), `node` (the
-//! paper's handlers), `membership` (moves between views), `maintain`
+//! paper's handlers), `membership` (moves between views, the
+//! SHUFFLE handlers), `quota` (budgets on gossip and dials), `maintain`
 //! (promotion after every input, timers), and the sub-states it owns:
 //! `views` (active, passive, suspects, reserve), `requests` (NEIGHBORs in
 //! flight), `join` (contacts, JOIN rounds, rejoin backoff) and `repair`

@@ -1,6 +1,8 @@
 //! Moving peers between the views as the handlers decide: making room in
-//! the active view, integrating received peers, incarnation checks, and the
-//! asymmetric-link repair, and what a lost connection or failed dial does. The sets and their invariants are in `views.rs`.
+//! the active view, the SHUFFLE handlers and integrating received peers
+//! (with their budgets, `quota.rs`), incarnation checks, the asymmetric-link
+//! repair, and what a lost connection or failed dial does. The sets and
+//! their invariants are in `views.rs`.
 //!
 //! Modification from paper: a restarted peer (same id, higher incarnation,
 //! seen in its own message: never from gossip) replaces every entry of its
@@ -9,7 +11,7 @@
 //! one-sided.
 
 use crate::events::Output;
-use crate::node::Node;
+use crate::node::{Node, MAX_PEERS_IN_MESSAGE};
 use crate::quota;
 use crate::{Message, Millis, Peer, PeerId};
 
@@ -124,6 +126,58 @@ impl Node {
     pub(crate) fn insert_passive(&mut self, peer: Peer, cooldown: Millis, prefer: &[Peer]) {
         self.views
             .insert_passive(peer, cooldown, prefer, &mut self.rng);
+    }
+
+    /// The paper's SHUFFLE: forwarded along its walk; at its end the
+    /// peers received are integrated (within budget) and answered with a
+    /// passive sample.
+    pub(crate) fn on_shuffle(
+        &mut self,
+        now: Millis,
+        from: Peer,
+        origin: Peer,
+        ttl: u32,
+        mut peers: Vec<Peer>,
+    ) {
+        // A direct SHUFFLE with TTL 1 may be a contact probe from a node
+        // that does not hold us: no link is implied.
+        if !(ttl <= 1 && from.id == origin.id) {
+            self.check_implied_link(&from);
+        }
+        let ttl = ttl.min(self.config.shuffle_ttl).saturating_sub(1);
+        // The origin is gossip unless it is the sender (see `gossiped`).
+        let Some(origin) = self.gossiped(&from, origin) else {
+            return;
+        };
+        peers.truncate(MAX_PEERS_IN_MESSAGE);
+        if ttl > 0 && self.views.active.len() > 1 {
+            if let Some(next) = self.random_active_except(&from.id, &origin.id) {
+                self.send(next, Message::Shuffle { origin, ttl, peers });
+                return;
+            }
+        }
+        let reply = self.views.passive.sample(&mut self.rng, peers.len());
+        self.integrate(now, peers, &reply, Gossip::Unsolicited(&from.id));
+        self.send(origin.clone(), Message::ShuffleReply { peers: reply });
+        self.close_if_idle(&origin);
+    }
+
+    pub(crate) fn on_shuffle_reply(&mut self, now: Millis, from: &Peer, mut peers: Vec<Peer>) {
+        peers.truncate(MAX_PEERS_IN_MESSAGE);
+        // Only answers we asked for are integrated, one per request: their
+        // rate is ours, so only the per-message bound applies.
+        if self.probe.awaiting.as_ref() == Some(&from.id) {
+            // Answer to our contact probe: the contact is alive too.
+            self.probe.awaiting = None;
+            self.integrate(now, peers, &[], Gossip::Solicited);
+            self.insert_passive(from.clone(), 0, &[]);
+        } else if self.join.seed_from.as_ref() == Some(&from.id) {
+            // The passive-view seed from the contact that accepted our JOIN.
+            self.join.seed_from = None;
+            self.integrate(now, peers, &[], Gossip::Solicited);
+        } else if let Some(sent) = self.shuffle_sent.take() {
+            self.integrate(now, peers, &sent, Gossip::Solicited);
+        }
     }
 
     /// Received peers enter the passive view unless known, invalid or over

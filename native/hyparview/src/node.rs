@@ -1,5 +1,6 @@
 //! The HyParView state machine: inputs, outputs, and the paper's handlers
-//! (JOIN, FORWARDJOIN, NEIGHBOR, DISCONNECT, SHUFFLE, SHUFFLEREPLY).
+//! (JOIN, FORWARDJOIN, NEIGHBOR, DISCONNECT; SHUFFLE and SHUFFLEREPLY are in
+//! `membership.rs`, next to the integration of what they carry).
 //!
 //! The state is owned by sub-states with their own invariants: the peer
 //! sets (`views.rs`), the NEIGHBOR requests in flight (`requests.rs`), the
@@ -559,55 +560,6 @@ impl Node {
         // Not the first candidate to promote again.
         let cool = now.saturating_add(self.config.shuffle_interval);
         self.insert_passive(a.peer, cool, &[]);
-    }
-
-    fn on_shuffle(
-        &mut self,
-        now: Millis,
-        from: Peer,
-        origin: Peer,
-        ttl: u32,
-        mut peers: Vec<Peer>,
-    ) {
-        // A direct SHUFFLE with TTL 1 may be a contact probe from a node
-        // that does not hold us: no link is implied.
-        if !(ttl <= 1 && from.id == origin.id) {
-            self.check_implied_link(&from);
-        }
-        let ttl = ttl.min(self.config.shuffle_ttl).saturating_sub(1);
-        // The origin is gossip unless it is the sender (see `gossiped`).
-        let Some(origin) = self.gossiped(&from, origin) else {
-            return;
-        };
-        peers.truncate(MAX_PEERS_IN_MESSAGE);
-        if ttl > 0 && self.views.active.len() > 1 {
-            if let Some(next) = self.random_active_except(&from.id, &origin.id) {
-                self.send(next, Message::Shuffle { origin, ttl, peers });
-                return;
-            }
-        }
-        let reply = self.views.passive.sample(&mut self.rng, peers.len());
-        self.integrate(now, peers, &reply, Gossip::Unsolicited(&from.id));
-        self.send(origin.clone(), Message::ShuffleReply { peers: reply });
-        self.close_if_idle(&origin);
-    }
-
-    fn on_shuffle_reply(&mut self, now: Millis, from: &Peer, mut peers: Vec<Peer>) {
-        peers.truncate(MAX_PEERS_IN_MESSAGE);
-        // Only answers we asked for are integrated, one per request: their
-        // rate is ours, so only the per-message bound applies.
-        if self.probe.awaiting.as_ref() == Some(&from.id) {
-            // Answer to our contact probe: the contact is alive too.
-            self.probe.awaiting = None;
-            self.integrate(now, peers, &[], Gossip::Solicited);
-            self.insert_passive(from.clone(), 0, &[]);
-        } else if self.join.seed_from.as_ref() == Some(&from.id) {
-            // The passive-view seed from the contact that accepted our JOIN.
-            self.join.seed_from = None;
-            self.integrate(now, peers, &[], Gossip::Solicited);
-        } else if let Some(sent) = self.shuffle_sent.take() {
-            self.integrate(now, peers, &sent, Gossip::Solicited);
-        }
     }
 
     pub(crate) fn new_epoch(&mut self) -> u64 {
