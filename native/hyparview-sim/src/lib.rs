@@ -4,9 +4,11 @@
 //! with the production connection policy (`hyparview_link`) over a model of
 //! the TCP network; [`scenarios`] holds the experiments (one module each)
 //! over one measuring loop; [`measure`] and [`metrics`] hold what is
-//! measured; [`report`] the result. Everything random comes from the seed,
+//! measured; [`report`] the result; [`discovery`] the model of a discovery
+//! service (`--discovery`). Everything random comes from the seed,
 //! so the same parameters always give the same report (but `wall_ms`).
 
+pub mod discovery;
 pub mod engine;
 pub mod measure;
 pub mod metrics;

@@ -57,6 +57,9 @@ pub struct Report {
     /// Up to 10 isolated nodes at the end, for diagnosis.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub isolated_detail: Vec<IsolatedDetail>,
+    /// `--discovery` only: answers the discovery service handed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_runs: Option<u64>,
     /// Partition only: components after heal (index 0 = at heal, then per round).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub components_per_round: Option<Vec<usize>>,
@@ -160,6 +163,9 @@ impl fmt::Display for Report {
         if let (Some(l), Some(k), Some(j)) = (self.churn_left, self.churn_killed, self.churn_joined)
         {
             writeln!(f, "{:<28} left {l} / killed {k} / joined {j}", "churn")?;
+        }
+        if let Some(n) = self.discovery_runs {
+            writeln!(f, "{:<28} {n}", "discovery answers")?;
         }
         writeln!(
             f,

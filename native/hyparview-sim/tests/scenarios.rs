@@ -252,3 +252,42 @@ fn massive_failure_leaves_no_island_that_knows_a_live_peer() {
         assert!(r.isolated <= 2, "seed {seed}: {}", describe(&r));
     }
 }
+
+/// Issue 11: after a 95 % failure a survivor whose passive view is empty,
+/// whose contact is dead and whom no live node knows stays isolated for
+/// good (seed 7: one such node); a discovery service listing the live
+/// nodes (`--discovery`) brings it back within a few rounds.
+#[test]
+fn discovery_heals_survivors_that_otherwise_stay_isolated() {
+    let base = "failure --nodes 1000 --fail 0.95 --seed 7 --rounds 6";
+    let without = sim(base);
+    assert!(
+        without.isolated_by_sample[2..].iter().all(|&n| n >= 1),
+        "expected an isolated survivor without discovery: {}",
+        describe(&without)
+    );
+    let with = sim(&format!("{base} --discovery"));
+    let d = describe(&with);
+    assert!(with.discovery_runs.is_some_and(|n| n > 0), "{d}");
+    let healed = with.isolated_by_sample.iter().position(|&n| n == 0);
+    assert!(healed.is_some_and(|i| i <= 5), "{d}");
+    assert_eq!(with.isolated, 0, "{d}");
+    assert_eq!(with.components, 1, "{d}");
+    assert_eq!(*with.reliability.last().unwrap(), 1.0, "{d}");
+}
+
+/// `--contacts 1` and no `--discovery` are the defaults: same run.
+#[test]
+fn default_contacts_and_no_discovery_change_nothing() {
+    let strip = |r: &Report| {
+        let mut v = serde_json::to_value(r).expect("report serialises");
+        v.as_object_mut().expect("object").remove("wall_ms");
+        v
+    };
+    let a = sim("churn --nodes 300 --seed 9 --rounds 3");
+    let b = sim("churn --nodes 300 --seed 9 --rounds 3 --contacts 1");
+    assert_eq!(strip(&a), strip(&b));
+    assert!(strip(&a).get("discovery_runs").is_none());
+    let c = sim("churn --nodes 300 --seed 9 --rounds 3 --contacts 3");
+    assert_ne!(strip(&a), strip(&c), "--contacts must matter");
+}

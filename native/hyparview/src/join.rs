@@ -49,7 +49,8 @@ impl Join {
 
     /// Replaces the contact list (self and duplicates dropped, at most
     /// MAX_CONTACTS). Returns true when it names a node the old list did
-    /// not.
+    /// not. Fresh contacts that arrive during a round are tried next: the
+    /// rest of the round may be dead suspects, one `neighbor_timeout` each.
     pub(crate) fn set_contacts(&mut self, local: &PeerId, contacts: Vec<Peer>) -> bool {
         let old = std::mem::take(&mut self.contacts);
         for c in contacts {
@@ -61,9 +62,20 @@ impl Join {
             }
         }
         self.contacts.shrink_to_fit();
-        self.contacts
-            .iter()
-            .any(|c| !old.iter().any(|o| o.id == c.id))
+        let mut fresh = false;
+        let in_round = self.attempt.is_some() || !self.queue.is_empty();
+        for c in &self.contacts {
+            if old.iter().any(|o| o.id == c.id) {
+                continue;
+            }
+            fresh = true;
+            if in_round {
+                // Popped from the back: next.
+                self.queue.retain(|q| q.id != c.id);
+                self.queue.push(c.clone());
+            }
+        }
+        fresh
     }
 
     pub(crate) fn is_joining_via(&self, id: &PeerId) -> bool {
@@ -211,6 +223,35 @@ mod tests {
         seen.sort();
         assert_eq!(seen, ["b", "s"]);
         assert!(j.attempt.is_none());
+    }
+
+    #[test]
+    fn fresh_contacts_during_a_round_are_tried_next() {
+        let mut j = Join::default();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let me = PeerId::new("me");
+        j.set_contacts(&me, vec![peer("a")]);
+        let suspects: Vec<Peer> = (0..30).map(|i| peer(&format!("s{i}"))).collect();
+        j.start_round(suspects.iter(), &mut rng);
+        j.next_attempt(|_| false).expect("a first attempt");
+        assert!(j.set_contacts(&me, vec![peer("fresh"), peer("a"), peer("s3")]));
+        let next: Vec<String> = (0..2)
+            .filter_map(|_| j.next_attempt(|_| false).map(|a| a.contact.id.to_string()))
+            .collect();
+        // The new ones, in some order, before the 28+ left of the round
+        // ("a" and "s3" were already in it: tried in their turn, once).
+        assert!(next.contains(&"fresh".to_string()), "{next:?}");
+        let mut rest = Vec::new();
+        while let Some(a) = j.next_attempt(|_| false) {
+            rest.push(a.contact.id.to_string());
+        }
+        let all: Vec<&String> = next.iter().chain(&rest).collect();
+        for id in ["fresh", "s3"] {
+            assert_eq!(all.iter().filter(|x| x.as_str() == id).count(), 1, "{id}");
+        }
+        // Outside a round nothing is queued.
+        assert!(j.set_contacts(&me, vec![peer("later")]));
+        assert!(j.next_attempt(|_| false).is_none());
     }
 
     #[test]

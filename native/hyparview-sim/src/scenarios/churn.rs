@@ -31,7 +31,14 @@ impl Churn {
         }
         let mut survivors: Vec<u32> = live[k..].to_vec();
         survivors.sort_unstable();
-        schedule_joins(sim, k, p.join_spacing, &mut survivors, Pool::Fixed);
+        schedule_joins(
+            sim,
+            k,
+            p.join_spacing,
+            &mut survivors,
+            Pool::Fixed,
+            p.contacts,
+        );
         self.joined += k;
     }
 }

@@ -17,6 +17,7 @@ mod stable;
 
 pub use params::{parse_args, Params, USAGE};
 
+use crate::discovery::{Discovery, DiscoveryConfig};
 use crate::engine::{NetConfig, Sim};
 use crate::measure::{isolated_detail, reliability, snapshot};
 use crate::metrics;
@@ -77,7 +78,14 @@ pub trait Experiment {
     /// `settle_rounds` rounds pass.
     fn build(&mut self, sim: &mut Sim, p: &Params) {
         let mut pool = Vec::new();
-        let last = schedule_joins(sim, p.nodes, p.join_spacing, &mut pool, Pool::Grow);
+        let last = schedule_joins(
+            sim,
+            p.nodes,
+            p.join_spacing,
+            &mut pool,
+            Pool::Grow,
+            p.contacts,
+        );
         sim.run_until(last + p.settle_rounds as Millis * p.shuffle_interval);
     }
 
@@ -103,29 +111,43 @@ pub(crate) enum Pool {
 }
 
 /// Creates `n` nodes that join one every `spacing` ms from now, each through
-/// a random node of `pool`. Returns the time of the last join.
+/// `contacts` distinct random nodes of `pool` (all of it while it is
+/// smaller; `--contacts`). Returns the time of the last join.
 pub(crate) fn schedule_joins(
     sim: &mut Sim,
     n: usize,
     spacing: Millis,
     pool: &mut Vec<u32>,
     grow: Pool,
+    contacts: usize,
 ) -> Millis {
     let start = sim.now;
     for k in 0..n {
         let i = sim.create_node();
-        let contacts = if pool.is_empty() {
-            vec![]
-        } else {
-            let c = pool[sim.rng().gen_range(0..pool.len())];
-            vec![c]
-        };
+        let contacts = pick_contacts(sim, pool, contacts);
         sim.schedule_join(i, contacts, start + k as Millis * spacing);
         if grow == Pool::Grow {
             pool.push(i);
         }
     }
     start + n.saturating_sub(1) as Millis * spacing
+}
+
+/// `k` distinct random nodes of `pool`, or all of it when it has no more
+/// than `k` (but for `k` = 1, which draws even from a pool of one, as the
+/// single-contact build always has).
+fn pick_contacts(sim: &mut Sim, pool: &[u32], k: usize) -> Vec<u32> {
+    if pool.len() <= k && k > 1 {
+        return pool.to_vec();
+    }
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k.min(pool.len()) {
+        let c = pool[sim.rng().gen_range(0..pool.len())];
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn run(p: &Params) -> Report {
@@ -174,11 +196,22 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
     let mut series = Series::default();
     sample(&mut sim, p.broadcasts, &mut series);
     let measured_rounds = exp.measured_rounds(p);
+    let mut discovery = p.discovery.then(|| {
+        let cfg = DiscoveryConfig {
+            interval: p.discovery_interval,
+            refresh: p.discovery_refresh,
+            contacts: p.contacts,
+        };
+        Discovery::new(&sim, p.seed, cfg)
+    });
     let mut live_sum = 0usize;
     for r in 0..measured_rounds {
         exp.before_round(&mut sim, p, r);
         let t = sim.now + round;
-        sim.run_until(t);
+        match discovery.as_mut() {
+            Some(d) => d.run_until(&mut sim, t),
+            None => sim.run_until(t),
+        }
         live_sum += sim.live_nodes().len();
         sample(&mut sim, p.broadcasts, &mut series);
         exp.after_round(&mut sim, p, r);
@@ -244,6 +277,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
         peer_down_events: downs,
         peer_event_mismatch: snap.peer_event_mismatch,
         isolated_detail: isolated_detail(&sim, 10),
+        discovery_runs: discovery.as_ref().map(|d| d.runs),
         components_per_round: None,
         rounds_to_merge: None,
         churn_left: None,

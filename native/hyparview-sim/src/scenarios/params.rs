@@ -24,6 +24,12 @@ pub struct Params {
     pub broadcasts: usize,
     /// Diagnosis only (no flag): trace every event between two nodes.
     pub trace_pair: Option<(u32, u32)>,
+    /// Contacts each node starts with (random nodes that joined before it).
+    pub contacts: usize,
+    /// Nodes ask a discovery service for live contacts (`discovery.rs`).
+    pub discovery: bool,
+    pub discovery_interval: Millis,
+    pub discovery_refresh: Millis,
 }
 
 impl Params {
@@ -44,6 +50,10 @@ impl Params {
             settle_rounds: 2,
             broadcasts: 50,
             trace_pair: None,
+            contacts: 1,
+            discovery: false,
+            discovery_interval: 5_000,
+            discovery_refresh: 60_000,
         }
     }
 }
@@ -51,7 +61,8 @@ impl Params {
 pub const USAGE: &str =
     "usage: hyparview-sim <stable|failure|churn|partition> [--nodes N] [--seed S] \
 [--fail F] [--rounds R] [--churn C] [--json] [--latency-min MS] [--latency-max MS] \
-[--shuffle-interval MS] [--neighbor-timeout MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B]";
+[--shuffle-interval MS] [--neighbor-timeout MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B] \
+[--contacts K] [--discovery] [--discovery-interval MS] [--discovery-refresh MS]";
 
 /// Parses the command line (without the program name).
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
@@ -62,6 +73,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
     while let Some(flag) = it.next() {
         if flag == "--json" {
             p.json = true;
+            continue;
+        }
+        if flag == "--discovery" {
+            p.discovery = true;
             continue;
         }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -81,6 +96,9 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
             "--join-spacing" => p.join_spacing = num(flag, value()?)?,
             "--settle-rounds" => p.settle_rounds = num(flag, value()?)?,
             "--broadcasts" => p.broadcasts = num(flag, value()?)?,
+            "--contacts" => p.contacts = num(flag, value()?)?,
+            "--discovery-interval" => p.discovery_interval = num(flag, value()?)?,
+            "--discovery-refresh" => p.discovery_refresh = num(flag, value()?)?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -95,6 +113,12 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
     }
     if p.broadcasts == 0 {
         return Err("--broadcasts must be positive".into());
+    }
+    if p.contacts == 0 {
+        return Err("--contacts must be at least 1".into());
+    }
+    if p.discovery_interval == 0 || p.discovery_refresh < p.discovery_interval {
+        return Err("--discovery-interval must be positive and at most --discovery-refresh".into());
     }
     let cfg = Config {
         shuffle_interval: p.shuffle_interval,
