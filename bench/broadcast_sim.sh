@@ -29,9 +29,7 @@ timeout 1200 cargo build --release -p hyparview-sim >&2
 sim=$target/release/hyparview-sim
 mkdir -p "$(dirname "$out")"
 common=(broadcast --nodes "$nodes" --messages "$messages" --seed "$seed" --json)
-main=$("$sim" "${common[@]}" --fail 0.5)
-oneoff=$("$sim" "${common[@]}" --origins 0 --threshold none)
-printf '[%s,\n%s]\n' "$main" "$oneoff" > "$out"
+summarise() {
 python3 - "$out" > "${out%.json}.md" <<'PY'
 import json, sys
 runs = json.load(open(sys.argv[1]))
@@ -59,4 +57,12 @@ for r in runs:
               f'{p["latency_ms"]["p50"]} / {p["latency_ms"]["p99"]} |')
     print(f'\nfifo_violations {r["fifo_violations"]}, gaps skipped {r["gap_skipped"]}.\n')
 PY
+}
+# Each run's result is written as soon as it is done.
+main=$("$sim" "${common[@]}" --fail 0.5)
+printf '[%s]\n' "$main" > "$out"
+summarise
+oneoff=$("$sim" "${common[@]}" --origins 0 --threshold none)
+printf '[%s,\n%s]\n' "$main" "$oneoff" > "$out"
+summarise
 cat "${out%.json}.md"

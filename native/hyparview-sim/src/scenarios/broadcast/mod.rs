@@ -208,8 +208,9 @@ pub fn run_broadcast(p: &BroadcastParams) -> BroadcastReport {
         ..plumtree::Config::default()
     };
     // Every phase ends with this much quiet: missing messages are grafted
-    // (graft_timeout_1 plus jitter) and gaps time out before measuring.
-    let settle = pt.gap_timeout + pt.graft_timeout_1;
+    // (graft_timeout_1 plus jitter, then the next announcer) and gaps time
+    // out before measuring.
+    let settle = pt.gap_timeout + 2 * pt.graft_timeout_1;
     let mut o = Overlay::new(p.seed, config, NetConfig::default(), pt);
 
     // Build: one join every 10 ms through a random earlier node, then two

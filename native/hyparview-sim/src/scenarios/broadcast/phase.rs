@@ -32,6 +32,9 @@ pub struct PhaseReport {
     pub ldh: MeanMax,
     /// From the broadcast to each delivery.
     pub latency_ms: Percentiles,
+    /// Deliveries, during this phase, of messages of earlier phases (they
+    /// took longer than the quiet at the end of their phase).
+    pub late_deliveries: u64,
     pub gossip_received: u64,
     pub ihave_sent: u64,
     pub grafts_sent: u64,
@@ -114,6 +117,7 @@ impl Tracker {
         let mut reached = vec![0u64; p.messages];
         let mut hops = vec![0u32; p.messages];
         let mut latencies = Vec::new();
+        let mut late = 0;
         for d in std::mem::take(&mut o.deliveries) {
             let last = self.last.entry((d.node, d.origin)).or_insert(u64::MAX);
             if *last != u64::MAX && d.seq <= *last {
@@ -128,6 +132,8 @@ impl Tracker {
                 reached[k] += 1;
                 hops[k] = hops[k].max(d.hops);
                 latencies.push(d.at - sent_at[k]);
+            } else {
+                late += 1;
             }
         }
         latencies.sort_unstable();
@@ -175,6 +181,7 @@ impl Tracker {
                 p50: percentile(&latencies, 0.5),
                 p99: percentile(&latencies, 0.99),
             },
+            late_deliveries: late,
             gossip_received: gossip,
             ihave_sent: after.ihave_sent - before.ihave_sent,
             grafts_sent: after.grafts_sent - before.grafts_sent,
