@@ -2,6 +2,7 @@
 # Plumtree over the simulated HyParView overlay at 10,000 nodes (issue 10):
 #   bash bench/broadcast_sim.sh [--nodes 10000] [--messages 200] [--seed 1]
 #                               [--out bench/results/broadcast_sim.json]
+#                               [--summary-only]   (rewrite the .md from the .json)
 # Runs, from one release build:
 #   1. the documented workload: 10 origins, 50 broadcasts/s cluster-wide,
 #      optimization_threshold 2, three warm-up phases, a stable phase, half
@@ -14,21 +15,17 @@
 # run, in a list) and a summary next to it (broadcast_sim.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nodes=10000 messages=200 seed=1 out=bench/results/broadcast_sim.json
+nodes=10000 messages=200 seed=1 out=bench/results/broadcast_sim.json summary_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --summary-only) summary_only=1; shift ;;
     --nodes) nodes=$2; shift 2 ;;
     --messages) messages=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: bash bench/broadcast_sim.sh [--nodes N] [--messages M] [--seed S] [--out FILE]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/broadcast_sim.sh [--nodes N] [--messages M] [--seed S] [--out FILE] [--summary-only]" >&2; exit 2 ;;
   esac
 done
-target=${CARGO_TARGET_DIR:-target}
-timeout 1200 cargo build --release -p hyparview-sim >&2
-sim=$target/release/hyparview-sim
-mkdir -p "$(dirname "$out")"
-common=(broadcast --nodes "$nodes" --messages "$messages" --seed "$seed" --json)
 summarise() {
 python3 - "$out" > "${out%.json}.md" <<'PY'
 import json, sys
@@ -56,8 +53,48 @@ for r in runs:
               f'{p["rmr"]:.3f} | {p["ldh"]["mean"]:.2f} | {p["ldh"]["max"]} | '
               f'{p["latency_ms"]["p50"]} / {p["latency_ms"]["p99"]} |')
     print(f'\nfifo_violations {r["fifo_violations"]}, gaps skipped {r["gap_skipped"]}.\n')
+    phase = {p["name"]: p for p in r["phases"]}
+    st = phase["stable"]
+    asp = r["overlay_stable"]["avg_shortest_path"]
+    checks = [
+        ("stable: every message reaches every node", st["fully_delivered"] == st["messages"]),
+        (f'stable: RMR {st["rmr"]:.3f} <= 0.1', st["rmr"] <= 0.1),
+        (f'stable: mean LDH {st["ldh"]["mean"]:.2f} <= 2 x {asp:.2f} = {2 * asp:.2f}',
+         st["ldh"]["mean"] <= 2 * asp),
+        ("fifo_violations 0", r["fifo_violations"] == 0),
+    ]
+    if "failure" in phase:
+        f, rp = phase["failure"], phase["repaired"]
+        checks += [
+            (f'failure: sent right after the kill, mean delivery {f["delivery"]["mean"]:.4f} >= 0.99 '
+             f'(min {f["delivery"]["min"]:.4f}; {f["cut_off_origin"]} from cut-off origins)',
+             f["delivery"]["mean"] >= 0.99),
+            ("repaired (two rounds after the kill): every message reaches every survivor",
+             rp["fully_delivered"] == rp["messages"]),
+        ]
+    print("Targets (issue 10):\n")
+    for text, ok in checks:
+        print(f'- {"met" if ok else "NOT met"}: {text}')
+    print()
+print("""Notes. The first run is the workload the defaults are chosen for: a few
+origins (services that publish most of the traffic) at 50 broadcasts/s in
+all, with the tree optimisation at threshold 2 (plumtree's documented setting
+for that case); its warm-up phases show the trees forming. "cut-off origin":
+messages sent while every neighbour of the origin was dead reach nobody
+(Plumtree resends nothing to new neighbours). The second run, one-off origins
+on the shared tree alone, is for comparison and misses the targets: at 50
+broadcasts/s from random origins the shared tree keeps being cut by the
+prunes of concurrent broadcasts, so most deliveries wait for a graft
+(graft_timeout_1, 1 s); its "not every node" is deliveries later than the
+phase's 5 s of quiet (`late_deliveries`), not losses.""")
 PY
 }
+if [ "$summary_only" = 1 ]; then summarise; cat "${out%.json}.md"; exit 0; fi
+target=${CARGO_TARGET_DIR:-target}
+timeout 1200 cargo build --release -p hyparview-sim >&2
+sim=$target/release/hyparview-sim
+mkdir -p "$(dirname "$out")"
+common=(broadcast --nodes "$nodes" --messages "$messages" --seed "$seed" --json)
 # Each run's result is written as soon as it is done.
 main=$("$sim" "${common[@]}" --fail 0.5)
 printf '[%s]\n' "$main" > "$out"
