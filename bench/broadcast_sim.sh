@@ -83,10 +83,11 @@ for that case); its warm-up phases show the trees forming. "cut-off origin":
 messages sent while every neighbour of the origin was dead reach nobody
 (Plumtree resends nothing to new neighbours). The second run, one-off origins
 on the shared tree alone, is for comparison and misses the targets: at 50
-broadcasts/s from random origins the shared tree keeps being cut by the
-prunes of concurrent broadcasts, so most deliveries wait for a graft
-(graft_timeout_1, 1 s); its "not every node" is deliveries later than the
-phase's 5 s of quiet (`late_deliveries`), not losses.""")
+broadcasts/s from random origins most deliveries wait for a graft (p50
+latency above graft_timeout_1, hundreds of GRAFTs per message), as the
+plumtree docs warn for concurrent broadcasts on one shared tree whose prunes
+cut it elsewhere; its "not every node" is deliveries later than the phase's
+5 s of quiet (`late_deliveries`), not losses.""")
 PY
 }
 if [ "$summary_only" = 1 ]; then summarise; cat "${out%.json}.md"; exit 0; fi
