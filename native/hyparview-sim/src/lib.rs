@@ -18,4 +18,7 @@ pub mod scenarios;
 pub use engine::{NetConfig, Sim};
 pub use measure::{snapshot, Snapshot};
 pub use report::Report;
+pub use scenarios::broadcast::{
+    parse_broadcast_args, run_broadcast, BroadcastParams, BroadcastReport, BROADCAST_USAGE,
+};
 pub use scenarios::{parse_args, run, run_keep, Experiment, Params, Scenario, USAGE};

@@ -9,6 +9,7 @@
 //! variant of [`Scenario`] and its flags in `params.rs`; it may replace the
 //! build too ([`Experiment::build`]).
 
+pub mod broadcast;
 mod churn;
 mod failure;
 mod params;
