@@ -365,6 +365,9 @@ defmodule HyParView.Server do
   end
 
   @impl true
+  def handle_call({:subscribe, pid, replay?}, from, state),
+    do: handle_call({:subscribe, pid, replay?, false}, from, state)
+
   def handle_call({:subscribe, pid, replay?, broadcasts?}, _from, state) do
     subscribers =
       case Map.fetch(state.subscribers, pid) do
