@@ -457,11 +457,12 @@ impl Actor {
 
     /// Queues a Plumtree message on the current connection to `to` (an
     /// active peer). Never dials and never fails a connection: with no
-    /// connection, or its broadcast budget or write queue full, the frame
-    /// is dropped and counted; the receiver's GRAFT timer repairs a lost
-    /// GOSSIP from another announcer, and half the write queue stays free
-    /// for protocol frames, so broadcast traffic alone cannot make a slow
-    /// peer look failed.
+    /// connection, or its broadcast budget or half its write queue used,
+    /// the frame is dropped and counted, so broadcast traffic alone cannot
+    /// make a slow peer look failed. A dropped GOSSIP becomes an IHAVE
+    /// (a few bytes, queued if the write queue has room): the peer grafts
+    /// the payload from this node's cache once it drains, as it would from
+    /// a lazy link.
     fn send_tree(&mut self, to: &PeerId, message: plumtree::Message<PeerId>) {
         let kind = message.kind();
         let cid = self
@@ -478,23 +479,36 @@ impl Actor {
         if c.closing.is_some() {
             return;
         }
-        let bytes = wire::encode(&Frame::Broadcast(message));
+        let frame = Frame::Broadcast(message);
+        let bytes = wire::encode(&frame);
         let len = bytes.len();
         let budget = self.cfg.broadcast_queue_bytes + crate::BROADCAST_OVERHEAD;
         let headroom = c.tx.capacity() > c.tx.max_capacity() / 2;
         let before = c.broadcast_queued.fetch_add(len, AtomicOrdering::AcqRel);
-        if !headroom || before + len > budget {
+        if headroom && before + len <= budget {
+            match c.tx.try_send(WriterCmd::Broadcast(bytes)) {
+                Ok(()) => {
+                    bump(&mut self.counters.messages_out, kind);
+                    return;
+                }
+                Err(_) => {
+                    c.broadcast_queued.fetch_sub(len, AtomicOrdering::AcqRel);
+                }
+            }
+        } else {
             c.broadcast_queued.fetch_sub(len, AtomicOrdering::AcqRel);
-            self.tree_frame_dropped();
-            return;
         }
-        match c.tx.try_send(WriterCmd::Broadcast(bytes)) {
-            Ok(()) => bump(&mut self.counters.messages_out, kind),
-            Err(_) => {
-                c.broadcast_queued.fetch_sub(len, AtomicOrdering::AcqRel);
-                self.tree_frame_dropped();
+        if let Frame::Broadcast(plumtree::Message::Gossip(g)) = frame {
+            let announce = plumtree::Message::IHave(vec![plumtree::Announcement {
+                id: g.id,
+                round: g.round,
+            }]);
+            let bytes = wire::encode(&Frame::Broadcast(announce));
+            if c.tx.try_send(WriterCmd::Data(bytes)).is_ok() {
+                bump(&mut self.counters.messages_out, "ihave");
             }
         }
+        self.tree_frame_dropped();
     }
 
     fn tree_frame_dropped(&mut self) {
