@@ -30,6 +30,14 @@ defmodule HyParView do
 
   @type server :: GenServer.server()
 
+  @typedoc """
+  Why `broadcast/2` refused a payload: `:too_large` (over the
+  `max_broadcast_size` config key), `:overloaded` (more than
+  `broadcast_queue_bytes` of local broadcasts waiting for the native
+  server), `:stopped`, or `:not_binary`.
+  """
+  @type broadcast_error :: :too_large | :overloaded | :stopped | :not_binary
+
   @doc """
   Starts a HyParView server linked to the caller.
 
@@ -67,8 +75,14 @@ defmodule HyParView do
 
   With `replay: true` the current active view is first delivered as
   `{:hyparview, {:peer_up, peer}}` messages, atomically with respect to later
-  events. Subscribing twice has no further effect. Dead subscribers are
-  dropped automatically. `subscribe(server, replay: true)` is also accepted.
+  events. With `broadcasts: true` the subscriber also receives every
+  broadcast of the other nodes (see `broadcast/2`) as
+  `{:hyparview, {:broadcast, origin_id, payload}}`, where `origin_id` is the
+  origin's node name: an atom if that atom already exists, else a string
+  (nothing from the network mints an atom). Subscribers without it get no
+  broadcasts. Subscribing again has no further effect, except that it can
+  add `broadcasts: true`. Dead subscribers are dropped automatically.
+  `subscribe(server, replay: true)` is also accepted.
   """
   @spec subscribe(server, pid | keyword, keyword) :: :ok
   def subscribe(server, pid_or_opts \\ self(), opts \\ [])
@@ -76,7 +90,38 @@ defmodule HyParView do
   def subscribe(server, opts, []) when is_list(opts), do: subscribe(server, self(), opts)
 
   def subscribe(server, pid, opts) when is_pid(pid) and is_list(opts) do
-    GenServer.call(server, {:subscribe, pid, Keyword.get(opts, :replay, false) == true})
+    replay? = Keyword.get(opts, :replay, false) == true
+    broadcasts? = Keyword.get(opts, :broadcasts, false) == true
+    # Membership-only subscriptions keep the message servers have always
+    # answered (test stand-ins implement it too).
+    request =
+      if broadcasts?, do: {:subscribe, pid, replay?, true}, else: {:subscribe, pid, replay?}
+
+    GenServer.call(server, request)
+  end
+
+  @doc """
+  Broadcasts `payload` to every node of the overlay: Plumtree (epidemic
+  broadcast trees) over the active views' connections, never Erlang
+  distribution. Every other node's subscribers with `broadcasts: true`
+  receive `{:hyparview, {:broadcast, origin_id, payload}}`; the origin does
+  not receive its own.
+
+  Guarantees: per origin, deliveries are in the order the origin broadcast
+  and each at most once. A broadcast reaches every node that stays
+  connected to the overlay while it spreads (lost copies are recovered by
+  GRAFT from a node that announced it). A node that cannot recover a
+  missing broadcast within the `gap_timeout` config key (default 3 s)
+  delivers the later ones and reports the gap
+  (`[:hyparview, :broadcast, :gap_skipped]`); delivery never stalls longer.
+
+  Returns `:ok` once the native server has queued the broadcast (also on a
+  node with no peers: there is nobody to deliver to), or `{:error, reason}`
+  (see `t:broadcast_error/0`). Never blocks on the network.
+  """
+  @spec broadcast(server, binary) :: :ok | {:error, broadcast_error}
+  def broadcast(server, payload) when is_binary(payload) do
+    GenServer.call(server, {:broadcast, payload})
   end
 
   @doc "Removes `pid` (default: the caller) from the subscribers."

@@ -49,7 +49,25 @@ defmodule HyParView.Config do
     {:preauth_timeout, :transport, 1_000, 1, 3_600_000, :ms,
      "an accepted connection must prove the secret within this long (capped by handshake_timeout)"},
     {:log_interval, :transport, 60_000, 1, 3_600_000, :ms,
-     "per-address rejection reports at most once per this interval, with a count"}
+     "per-address rejection reports at most once per this interval, with a count"},
+    {:max_broadcast_size, :transport, 1_048_576, 1, 67_108_864, :bytes,
+     "largest broadcast payload; broadcast frames may exceed max_frame_size by this much"},
+    {:gap_timeout, :transport, 3_000, 1, 3_600_000, :ms,
+     "a broadcast waiting for an earlier one of its origin is delivered after this long, the gap skipped"},
+    {:ihave_interval, :transport, 50, 1, 3_600_000, :ms,
+     "lazy-push announcements (IHAVE) are batched for at most this long"},
+    {:graft_timeout, :transport, 1_000, 1, 3_600_000, :ms,
+     "an announced broadcast missing this long (plus jitter) is requested with a GRAFT"},
+    {:graft_retry_timeout, :transport, 250, 1, 3_600_000, :ms,
+     "after a GRAFT, wait this long before grafting the next announcer"},
+    {:broadcast_cache_messages, :transport, 4_096, 1, 1_048_576, :count,
+     "recent broadcasts kept to answer GRAFTs"},
+    {:broadcast_cache_bytes, :transport, 67_108_864, 1, 17_179_869_184, :bytes,
+     "payload bytes of those at most (at least max_broadcast_size)"},
+    {:broadcast_cache_age, :transport, 30_000, 1, 3_600_000, :ms,
+     "a cached broadcast is kept at most this long"},
+    {:broadcast_queue_bytes, :transport, 8_388_608, 1, 17_179_869_184, :bytes,
+     "broadcast bytes queued per connection (and for local broadcasts) before more are dropped (at least max_broadcast_size)"}
   ]
 
   @keys Enum.map(@specs, &elem(&1, 0))
@@ -64,7 +82,10 @@ defmodule HyParView.Config do
   Cross-key rules: `prwl <= arwl`, `shuffle_active_count <= active_view_size`,
   `shuffle_passive_count <= passive_view_size`,
   `rejoin_backoff_min <= rejoin_backoff_max`,
-  `heartbeat_interval < failure_timeout`.
+  `heartbeat_interval < failure_timeout`,
+  `gap_timeout > 1.5 × graft_timeout`,
+  `broadcast_cache_bytes >= max_broadcast_size`,
+  `broadcast_queue_bytes >= max_broadcast_size`.
 
   The key table is declared once, in the Rust core, which also validates;
   `schema/0` returns it as the NIF sees it.
@@ -97,7 +118,16 @@ defmodule HyParView.Config do
           max_unauthenticated: pos_integer,
           max_unauthenticated_per_ip: pos_integer,
           preauth_timeout: pos_integer,
-          log_interval: pos_integer
+          log_interval: pos_integer,
+          max_broadcast_size: pos_integer,
+          gap_timeout: pos_integer,
+          ihave_interval: pos_integer,
+          graft_timeout: pos_integer,
+          graft_retry_timeout: pos_integer,
+          broadcast_cache_messages: pos_integer,
+          broadcast_cache_bytes: pos_integer,
+          broadcast_cache_age: pos_integer,
+          broadcast_queue_bytes: pos_integer
         }
 
   @typedoc "One key of the schema, as `schema/0` returns it."

@@ -67,6 +67,10 @@ defmodule HyParView.Native do
   @spec set_contacts(reference, [{binary, tuple, :inet.port_number()}]) ::
           :ok | {:error, term}
   def set_contacts(_resource, _contacts), do: not_loaded()
+
+  @spec broadcast(reference, binary) ::
+          :ok | {:error, :too_large | :overloaded | :stopped | :not_binary}
+  def broadcast(_resource, _payload), do: not_loaded()
   @spec stop(reference) :: :ok
   def stop(_resource), do: not_loaded()
   @spec snapshot(reference) :: map

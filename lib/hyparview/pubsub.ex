@@ -48,6 +48,14 @@ if Code.ensure_loaded?(Phoenix.PubSub) do
         (for one broadcasting process: the order it broadcast them in), as PG2
         gives over a full mesh. A gap Plumtree cannot fill in bounded time is
         skipped (see `HyParView.broadcast/2`).
+      * Node failures: every message broadcast after the surviving nodes have
+        detected a failure (`failure_timeout`) reaches every survivor. A
+        message in flight when nodes die (broadcast before detection) still
+        reaches every survivor that has a path to it through live nodes; a
+        survivor whose every path ran through the dead nodes misses it,
+        delivers the origin's later messages at most `gap_timeout` later, and
+        reports the skipped gap (`[:hyparview, :broadcast, :gap_skipped]`).
+        No message is ever delivered twice or out of its origin's order.
       * `Phoenix.PubSub.direct_broadcast/4` reaches exactly the named node,
         neighbour or not; naming the local node delivers locally through the
         adapter process, as PG2 does. The cost: there is no point-to-point

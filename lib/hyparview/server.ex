@@ -40,6 +40,16 @@ defmodule HyParView.Server do
   `[:hyparview, :peer, :removed]` (metadata `%{peer: peer, local: id}`) and
   `[:hyparview, :handshake, :rejected]` (metadata `%{address: {ip, port},
   reason: atom, local: id}`), each with measurement `%{count: 1}`.
+
+  Broadcasts (see `HyParView.broadcast/2`): `[:hyparview, :broadcast, :sent]`
+  (measurements `%{count: 1, size: bytes}`, metadata `%{local: id}`),
+  `[:hyparview, :broadcast, :delivered]` (`%{count: 1, size: bytes}`,
+  `%{origin: id, local: id}`), `[:hyparview, :broadcast, :gap_skipped]`
+  (`%{count: n}`: broadcasts of `origin` that will never be delivered here,
+  `%{origin: id, local: id}`) and `[:hyparview, :broadcast, :dropped]`
+  (`%{count: n}`, `%{reason: atom, local: id}`; `:queue_full` is a
+  broadcast frame not queued to a slow peer, which the receiver repairs by
+  grafting; the others are Plumtree refusals of a peer's message).
   """
   use GenServer
   require Logger
@@ -127,6 +137,10 @@ defmodule HyParView.Server do
   @doc "See `HyParView.info/1`."
   @spec info(GenServer.server()) :: map
   defdelegate info(server), to: HyParView
+
+  @doc "See `HyParView.broadcast/2`."
+  @spec broadcast(GenServer.server(), binary) :: :ok | {:error, HyParView.broadcast_error()}
+  defdelegate broadcast(server, payload), to: HyParView
 
   @doc "See `HyParView.leave/1`."
   @spec leave(GenServer.server()) :: :ok
@@ -353,13 +367,18 @@ defmodule HyParView.Server do
   end
 
   @impl true
-  def handle_call({:subscribe, pid, replay?}, _from, state) do
-    state =
-      if Map.has_key?(state.subscribers, pid) do
-        state
-      else
-        %{state | subscribers: Map.put(state.subscribers, pid, Process.monitor(pid))}
+  def handle_call({:subscribe, pid, replay?}, from, state),
+    do: handle_call({:subscribe, pid, replay?, false}, from, state)
+
+  def handle_call({:subscribe, pid, replay?, broadcasts?}, _from, state) do
+    subscribers =
+      case Map.fetch(state.subscribers, pid) do
+        # Subscribing again can only add broadcasts.
+        {:ok, {ref, had?}} -> Map.put(state.subscribers, pid, {ref, had? or broadcasts?})
+        :error -> Map.put(state.subscribers, pid, {Process.monitor(pid), broadcasts?})
       end
+
+    state = %{state | subscribers: subscribers}
 
     # Sent from this process before any later event, so the replay is atomic
     # with respect to subsequent peer_up/peer_down messages.
@@ -371,8 +390,8 @@ defmodule HyParView.Server do
   end
 
   def handle_call({:unsubscribe, pid}, _from, state) do
-    {ref, subscribers} = Map.pop(state.subscribers, pid)
-    if ref, do: Process.demonitor(ref, [:flush])
+    {entry, subscribers} = Map.pop(state.subscribers, pid)
+    with {ref, _} <- entry, do: Process.demonitor(ref, [:flush])
     {:reply, :ok, %{state | subscribers: subscribers}}
   end
 
@@ -405,6 +424,20 @@ defmodule HyParView.Server do
       Enum.map(contacts, fn %Peer{id: id, address: {ip, port}} -> {to_string(id), ip, port} end)
 
     {:reply, Native.set_contacts(state.resource, native), state}
+  end
+
+  def handle_call({:broadcast, payload}, _from, state) do
+    case Native.broadcast(state.resource, payload) do
+      :ok ->
+        telemetry([:hyparview, :broadcast, :sent], %{count: 1, size: byte_size(payload)}, %{
+          local: state.peer.id
+        })
+
+        {:reply, :ok, state}
+
+      {:error, _} = error ->
+        {:reply, error, state}
+    end
   end
 
   def handle_call(:leave, _from, state) do
@@ -469,11 +502,51 @@ defmodule HyParView.Server do
     {:noreply, state}
   end
 
+  def handle_info({:hyparview_nif, :broadcast, origin, payload}, state)
+      when is_binary(origin) and is_binary(payload) do
+    # The origin stays a string unless its atom already exists (no atoms
+    # from the network); the transport never delivers our own broadcasts.
+    origin = known_id(origin)
+    message = {:hyparview, {:broadcast, origin, payload}}
+
+    Enum.each(state.subscribers, fn
+      {pid, {_ref, true}} -> send(pid, message)
+      _ -> :ok
+    end)
+
+    telemetry([:hyparview, :broadcast, :delivered], %{count: 1, size: byte_size(payload)}, %{
+      origin: origin,
+      local: state.peer.id
+    })
+
+    {:noreply, state}
+  end
+
+  def handle_info({:hyparview_nif, :gap_skipped, origin, count}, state)
+      when is_binary(origin) and is_integer(count) do
+    telemetry([:hyparview, :broadcast, :gap_skipped], %{count: count}, %{
+      origin: known_id(origin),
+      local: state.peer.id
+    })
+
+    {:noreply, state}
+  end
+
+  def handle_info({:hyparview_nif, :dropped, reason, count}, state)
+      when is_atom(reason) and is_integer(count) do
+    telemetry([:hyparview, :broadcast, :dropped], %{count: count}, %{
+      reason: reason,
+      local: state.peer.id
+    })
+
+    {:noreply, state}
+  end
+
   def handle_info({:hyparview_nif, :stopped}, state), do: {:noreply, state}
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case Map.get(state.subscribers, pid) do
-      ^ref -> {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
+      {^ref, _} -> {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
       _ -> {:noreply, state}
     end
   end
@@ -568,9 +641,9 @@ defmodule HyParView.Server do
   # the code server, which searches the whole code path when :telemetry is
   # absent and stalled this process for seconds on a busy VM. init/1 loads
   # :telemetry once if it is there.
-  defp telemetry(event, metadata) do
+  defp telemetry(event, measurements \\ %{count: 1}, metadata) do
     if function_exported?(:telemetry, :execute, 3) do
-      apply(:telemetry, :execute, [event, %{count: 1}, metadata])
+      apply(:telemetry, :execute, [event, measurements, metadata])
     end
 
     :ok

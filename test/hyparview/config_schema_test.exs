@@ -36,11 +36,22 @@ defmodule HyParView.ConfigSchemaTest do
       rejoin_backoff_min: 1,
       rejoin_backoff_max: 86_400_000,
       heartbeat_interval: 1,
-      failure_timeout: 3_600_000
+      failure_timeout: 3_600_000,
+      max_broadcast_size: 1,
+      broadcast_cache_bytes: 17_179_869_184,
+      broadcast_queue_bytes: 17_179_869_184,
+      graft_timeout: 1,
+      gap_timeout: 3_600_000
     ]
 
-    # The two bounds a cross-key rule forbids (heartbeat_interval < failure_timeout).
-    forbidden = [heartbeat_interval: 3_600_000, failure_timeout: 1]
+    # The bounds a cross-key rule forbids (heartbeat_interval < failure_timeout,
+    # gap_timeout > 1.5 × graft_timeout).
+    forbidden = [
+      heartbeat_interval: 3_600_000,
+      failure_timeout: 1,
+      graft_timeout: 3_600_000,
+      gap_timeout: 1
+    ]
 
     for %{key: key, min: min, max: max} <- Config.schema() do
       with_value = fn value -> Keyword.put(relaxed, key, value) end

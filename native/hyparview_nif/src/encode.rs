@@ -5,7 +5,7 @@ use crate::atoms;
 use hyparview::Peer;
 use hyparview_transport::{Event, LogLevel, RejectReason, Snapshot};
 use rustler::types::tuple::make_tuple;
-use rustler::{Atom, Encoder, Env, Term};
+use rustler::{Atom, Encoder, Env, OwnedBinary, Term};
 use std::net::IpAddr;
 
 pub fn encode_event<'a>(env: Env<'a>, event: &Event) -> Term<'a> {
@@ -49,6 +49,53 @@ pub fn encode_event<'a>(env: Env<'a>, event: &Event) -> Term<'a> {
             )
         }
         Event::Stopped => make_tuple(env, &[tag, atoms::stopped().encode(env)]),
+        // {:hyparview_nif, :broadcast, origin_id_binary, payload_binary}
+        Event::Broadcast { origin, payload } => {
+            let mut binary = OwnedBinary::new(payload.len());
+            binary.as_mut_slice().copy_from_slice(payload);
+            let payload = binary.release(env).encode(env);
+            make_tuple(
+                env,
+                &[
+                    tag,
+                    atoms::broadcast().encode(env),
+                    origin.as_ref().encode(env),
+                    payload,
+                ],
+            )
+        }
+        // {:hyparview_nif, :gap_skipped, origin_id_binary, count}
+        Event::GapSkipped { origin, count } => make_tuple(
+            env,
+            &[
+                tag,
+                atoms::gap_skipped().encode(env),
+                origin.as_ref().encode(env),
+                count.encode(env),
+            ],
+        ),
+        // {:hyparview_nif, :dropped, reason_atom, count}
+        Event::BroadcastDropped { reason, count } => make_tuple(
+            env,
+            &[
+                tag,
+                atoms::dropped().encode(env),
+                drop_atom(reason).encode(env),
+                count.encode(env),
+            ],
+        ),
+    }
+}
+
+/// The transport's fixed set of drop reasons (never input).
+fn drop_atom(reason: &str) -> Atom {
+    match reason {
+        "queue_full" => atoms::queue_full(),
+        "too_large" => atoms::too_large(),
+        "stale_incarnation" => atoms::stale_incarnation(),
+        "invalid_seq" => atoms::invalid_seq(),
+        "forged" => atoms::forged(),
+        _ => atoms::unknown(),
     }
 }
 
@@ -105,7 +152,7 @@ fn encode_kinds<'a>(env: Env<'a>, v: &[(&'static str, u64)]) -> Term<'a> {
 
 pub fn encode_snapshot<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
     let c = &s.counters;
-    let counter_pairs: [(Atom, Term<'a>); 12] = [
+    let counter_pairs: [(Atom, Term<'a>); 16] = [
         (atoms::messages_in(), encode_kinds(env, &c.messages_in)),
         (atoms::messages_out(), encode_kinds(env, &c.messages_out)),
         (atoms::connections(), c.connections.encode(env)),
@@ -130,6 +177,19 @@ pub fn encode_snapshot<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
             c.handshakes_evicted.encode(env),
         ),
         (atoms::frames_rejected(), c.frames_rejected.encode(env)),
+        (atoms::broadcasts_sent(), c.broadcasts_sent.encode(env)),
+        (
+            atoms::broadcasts_delivered(),
+            c.broadcasts_delivered.encode(env),
+        ),
+        (
+            atoms::broadcasts_gap_skipped(),
+            c.broadcasts_gap_skipped.encode(env),
+        ),
+        (
+            atoms::broadcast_frames_dropped(),
+            c.broadcast_frames_dropped.encode(env),
+        ),
     ];
     let mut counters = Term::map_new(env);
     for (k, v) in counter_pairs {

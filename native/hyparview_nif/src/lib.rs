@@ -9,8 +9,10 @@ mod encode;
 
 use decode::{decode_contacts, Invalid, KeyName};
 use hyparview::config::{Key, KEYS};
+use hyparview_transport::BroadcastError;
 use hyparview_transport::{Event, EventSink, Server, StartError, TRANSPORT_KEYS};
-use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+use plumtree::Bytes;
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +35,10 @@ mod atoms {
         local, active_view, passive_view, counters, messages_in, messages_out, connections,
         connections_accepted, dials, dial_failures, failures_detected, heartbeat_timeouts,
         handshake_rejections, handshakes_closed, handshakes_evicted, frames_rejected,
+        broadcasts_sent, broadcasts_delivered, broadcasts_gap_skipped, broadcast_frames_dropped,
+        // broadcast
+        broadcast, gap_skipped, dropped, too_large, overloaded, not_binary, queue_full,
+        stale_incarnation, invalid_seq, forged,
     }
 }
 
@@ -188,6 +194,35 @@ fn set_contacts<'a>(
             atoms::ok().encode(env)
         }
         Err(e) => invalid_term(env, e),
+    })
+}
+
+/// Broadcasts a binary (`:ok`, `{:error, :too_large | :overloaded |
+/// :stopped | :not_binary}`). The size is checked before the one copy of
+/// the payload (at most `max_broadcast_size`, 1 MiB by default: well
+/// under a millisecond); the server only enqueues it.
+#[rustler::nif]
+fn broadcast<'a>(
+    env: Env<'a>,
+    resource: ResourceArc<ServerResource>,
+    payload: Term<'a>,
+) -> Term<'a> {
+    guarded(env, || {
+        let Ok(binary) = payload.decode::<Binary>() else {
+            return (atoms::error(), atoms::not_binary()).encode(env);
+        };
+        let server = &resource.server;
+        let result = server
+            .check_broadcast_size(binary.len())
+            .and_then(|()| server.broadcast(Bytes::copy_from_slice(binary.as_slice())));
+        match result {
+            Ok(()) => atoms::ok().encode(env),
+            Err(BroadcastError::TooLarge { .. }) => {
+                (atoms::error(), atoms::too_large()).encode(env)
+            }
+            Err(BroadcastError::Overloaded) => (atoms::error(), atoms::overloaded()).encode(env),
+            Err(BroadcastError::Stopped) => (atoms::error(), atoms::stopped()).encode(env),
+        }
     })
 }
 

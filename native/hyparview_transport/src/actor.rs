@@ -13,14 +13,16 @@ use crate::RejectReason;
 use crate::{
     ms, Command, Counters, Event, EventSink, LogLevel, Snapshot, SnapshotCell, TransportConfig,
 };
-use hyparview::{Input, Message, Node, Output, Peer, Timer};
+use hyparview::{Input, Message, Node, Output, Peer, PeerId, Timer};
 use hyparview_link::{
     Activity, AfterFlush, DialFailed, Flush, Idle, LinkConfig, Links, Loss, Origin as LinkOrigin,
     Retire, Route,
 };
+use plumtree::Plumtree;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -55,6 +57,10 @@ pub(crate) struct Init {
     pub listen_port: u16,
     pub sink: Arc<dyn EventSink>,
     pub snapshot: SnapshotCell,
+    /// Payload bytes of local broadcasts the handle queued and we have not
+    /// taken yet (the handle's bound; we subtract what we take).
+    pub queued: Arc<AtomicUsize>,
+    pub tree: Plumtree<PeerId>,
 }
 
 enum Origin {
@@ -98,6 +104,9 @@ enum NetEvent {
 enum WriterCmd {
     /// Encoded frames (plaintext; the writer seals them).
     Data(Vec<u8>),
+    /// An encoded broadcast frame, counted in the connection's broadcast
+    /// budget until the writer takes it.
+    Broadcast(Vec<u8>),
     /// Flush what was queued before, half-close, exit.
     Close,
 }
@@ -112,6 +121,8 @@ struct Conn {
     reader: AbortHandle,
     writer: AbortHandle,
     last_rx: Instant,
+    /// Bytes of broadcast frames queued to the writer (see `send_tree`).
+    broadcast_queued: Arc<AtomicUsize>,
     /// Set once a graceful close started: hard close at this deadline.
     closing: Option<Instant>,
 }
@@ -141,6 +152,12 @@ impl Ord for Remote {
     }
 }
 
+/// A timer of either state machine, in the one timer heap.
+enum AnyTimer {
+    Core(Timer),
+    Tree(plumtree::Timer<PeerId>),
+}
+
 enum Wake {
     Cmd(Option<Command>),
     Net(NetEvent),
@@ -167,7 +184,10 @@ pub(crate) struct Actor {
     net_tx: mpsc::Sender<NetEvent>,
     net_rx: mpsc::Receiver<NetEvent>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    timer_tokens: HashMap<u64, Timer>,
+    timer_tokens: HashMap<u64, AnyTimer>,
+    /// Plumtree beside the core: its neighbours are the core's active view.
+    tree: Plumtree<PeerId>,
+    queued: Arc<AtomicUsize>,
     next_timer: u64,
     next_heartbeat: Instant,
     inbox: VecDeque<Input>,
@@ -224,6 +244,8 @@ impl Actor {
             net_rx,
             timers: BinaryHeap::new(),
             timer_tokens: HashMap::new(),
+            tree: init.tree,
+            queued: init.queued,
             next_timer: 0,
             next_heartbeat,
             inbox: VecDeque::new(),
@@ -256,6 +278,19 @@ impl Actor {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Reaped,
             };
             match wake {
+                Wake::Cmd(Some(Command::Broadcast(payload))) => {
+                    self.queued.fetch_sub(payload.len(), AtomicOrdering::AcqRel);
+                    let now = self.now_ms();
+                    match self.tree.broadcast(now, payload) {
+                        Ok(_) => self.counters.broadcasts_sent += 1,
+                        // The handle checked the size against the same limit.
+                        Err(_) => self.emit(Event::BroadcastDropped {
+                            reason: "too_large",
+                            count: 1,
+                        }),
+                    }
+                    self.drain_tree();
+                }
                 Wake::Cmd(Some(Command::Leave)) => self.feed(Input::Leave),
                 Wake::Cmd(Some(Command::Contacts(contacts))) => {
                     self.feed(Input::Contacts { contacts })
@@ -359,18 +394,129 @@ impl Actor {
                     self.close_gracefully(cid);
                 }
             }
-            Output::PeerUp(p) => self.emit(Event::PeerUp(p)),
+            Output::PeerUp(p) => {
+                self.feed_tree(plumtree::Input::NeighborUp(p.id.clone()));
+                self.emit(Event::PeerUp(p));
+            }
             Output::PeerDown(p) => {
                 self.links.peer_down(&Remote(p.clone()));
+                self.feed_tree(plumtree::Input::NeighborDown(p.id.clone()));
                 self.emit(Event::PeerDown(p));
             }
-            Output::SetTimer { after, timer } => {
-                let seq = self.next_timer;
-                self.next_timer += 1;
-                self.timers.push(Reverse((Instant::now() + ms(after), seq)));
-                self.timer_tokens.insert(seq, timer);
+            Output::SetTimer { after, timer } => self.set_timer(after, AnyTimer::Core(timer)),
+        }
+    }
+
+    fn set_timer(&mut self, after: u64, timer: AnyTimer) {
+        let seq = self.next_timer;
+        self.next_timer += 1;
+        self.timers.push(Reverse((Instant::now() + ms(after), seq)));
+        self.timer_tokens.insert(seq, timer);
+    }
+
+    // ---- driving the broadcast tree ---------------------------------------
+
+    fn feed_tree(&mut self, input: plumtree::Input<PeerId>) {
+        let now = self.now_ms();
+        self.tree.handle(now, input);
+        self.drain_tree();
+    }
+
+    /// Executes Plumtree's outputs. None feeds anything back into it
+    /// (a broadcast frame that cannot be queued is dropped, not failed).
+    fn drain_tree(&mut self) {
+        while let Some(out) = self.tree.poll_output() {
+            match out {
+                plumtree::Output::Send { to, message } => self.send_tree(&to, message),
+                plumtree::Output::Deliver {
+                    origin, payload, ..
+                } => {
+                    self.counters.broadcasts_delivered += 1;
+                    self.emit(Event::Broadcast { origin, payload });
+                }
+                plumtree::Output::SetTimer { after, timer } => {
+                    self.set_timer(after, AnyTimer::Tree(timer))
+                }
+                plumtree::Output::Event(plumtree::Event::GapSkipped { origin, count, .. }) => {
+                    self.counters.broadcasts_gap_skipped =
+                        self.counters.broadcasts_gap_skipped.saturating_add(count);
+                    self.emit(Event::GapSkipped { origin, count });
+                }
+                plumtree::Output::Event(plumtree::Event::Dropped { reason, .. }) => {
+                    let reason = match reason {
+                        plumtree::DropReason::TooLarge => "too_large",
+                        plumtree::DropReason::StaleIncarnation => "stale_incarnation",
+                        plumtree::DropReason::InvalidSeq => "invalid_seq",
+                        plumtree::DropReason::Forged => "forged",
+                    };
+                    self.emit(Event::BroadcastDropped { reason, count: 1 });
+                }
             }
         }
+    }
+
+    /// Queues a Plumtree message on the current connection to `to` (an
+    /// active peer). Never dials and never fails a connection: with no
+    /// connection, or its broadcast budget or half its write queue used,
+    /// the frame is dropped and counted, so broadcast traffic alone cannot
+    /// make a slow peer look failed. A dropped GOSSIP becomes an IHAVE
+    /// (a few bytes, queued if the write queue has room): the peer grafts
+    /// the payload from this node's cache once it drains, as it would from
+    /// a lazy link.
+    fn send_tree(&mut self, to: &PeerId, message: plumtree::Message<PeerId>) {
+        let kind = message.kind();
+        let cid = self
+            .node
+            .active_view()
+            .into_iter()
+            .find(|p| &p.id == to)
+            .map(|p| Remote(p.clone()))
+            .and_then(|r| self.links.current(&r));
+        let Some(c) = cid.and_then(|cid| self.conns.get(&cid)) else {
+            self.tree_frame_dropped();
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        let frame = Frame::Broadcast(message);
+        let bytes = wire::encode(&frame);
+        let len = bytes.len();
+        let budget = self.cfg.broadcast_queue_bytes + crate::BROADCAST_OVERHEAD;
+        let headroom = c.tx.capacity() > c.tx.max_capacity() / 2;
+        let before = c.broadcast_queued.fetch_add(len, AtomicOrdering::AcqRel);
+        if headroom && before + len <= budget {
+            match c.tx.try_send(WriterCmd::Broadcast(bytes)) {
+                Ok(()) => {
+                    bump(&mut self.counters.messages_out, kind);
+                    return;
+                }
+                Err(_) => {
+                    c.broadcast_queued.fetch_sub(len, AtomicOrdering::AcqRel);
+                }
+            }
+        } else {
+            c.broadcast_queued.fetch_sub(len, AtomicOrdering::AcqRel);
+        }
+        if let Frame::Broadcast(plumtree::Message::Gossip(g)) = frame {
+            let announce = plumtree::Message::IHave(vec![plumtree::Announcement {
+                id: g.id,
+                round: g.round,
+            }]);
+            let bytes = wire::encode(&Frame::Broadcast(announce));
+            if c.tx.try_send(WriterCmd::Data(bytes)).is_ok() {
+                bump(&mut self.counters.messages_out, "ihave");
+            }
+        }
+        self.tree_frame_dropped();
+    }
+
+    fn tree_frame_dropped(&mut self) {
+        self.counters.broadcast_frames_dropped += 1;
+        self.emit(Event::BroadcastDropped {
+            reason: "queue_full",
+            count: 1,
+        });
     }
 
     /// Events wait until the snapshot reflecting them is published, so an
@@ -633,6 +779,16 @@ impl Actor {
                 }
             }
             Frame::Pong => {}
+            Frame::Broadcast(message) => {
+                // Plumtree's neighbours are the active view: from anyone
+                // else (a connection kept for a request, or closing) it is
+                // ignored, as the crate requires.
+                if c.closing.is_none() && self.node.is_active(&c.peer.id) {
+                    let from = c.peer.id.clone();
+                    bump(&mut self.counters.messages_in, message.kind());
+                    self.feed_tree(plumtree::Input::Message { from, message });
+                }
+            }
             Frame::Superseded => {
                 // The peer keeps another connection to us whose handshake we
                 // have not finished: retire this one quietly; the policy
@@ -653,8 +809,10 @@ impl Actor {
         let Session {
             peer,
             sealer,
-            opener,
+            mut opener,
         } = session;
+        opener.allow_broadcast(self.cfg.max_broadcast_frame());
+        let broadcast_queued = Arc::new(AtomicUsize::new(0));
         let cid = self.next_conn;
         self.next_conn += 1;
         let (r, w) = stream.into_split();
@@ -669,6 +827,7 @@ impl Actor {
             cid,
             self.net_tx.clone(),
             ms(self.cfg.failure_timeout),
+            broadcast_queued.clone(),
         ));
         self.conns.insert(
             cid,
@@ -679,6 +838,7 @@ impl Actor {
                 reader,
                 writer,
                 last_rx: Instant::now(),
+                broadcast_queued,
                 closing: None,
             },
         );
@@ -784,8 +944,10 @@ impl Actor {
                 break;
             }
             self.timers.pop();
-            if let Some(timer) = self.timer_tokens.remove(&seq) {
-                self.feed(Input::Timer(timer));
+            match self.timer_tokens.remove(&seq) {
+                Some(AnyTimer::Core(timer)) => self.feed(Input::Timer(timer)),
+                Some(AnyTimer::Tree(timer)) => self.feed_tree(plumtree::Input::Timer(timer)),
+                None => {}
             }
         }
         if now >= self.next_heartbeat && self.stop.is_none() {
@@ -1030,19 +1192,27 @@ async fn writer_task(
     conn: ConnId,
     tx: mpsc::Sender<NetEvent>,
     write_timeout: std::time::Duration,
+    broadcast_queued: Arc<AtomicUsize>,
 ) {
     let mut plain = Vec::new();
     let mut out = Vec::new();
     while let Some(cmd) = rx.recv().await {
-        let mut close = false;
-        match cmd {
-            WriterCmd::Data(bytes) => plain.extend_from_slice(&bytes),
-            WriterCmd::Close => close = true,
-        }
+        let take = |cmd: WriterCmd, plain: &mut Vec<u8>| match cmd {
+            WriterCmd::Data(bytes) => {
+                plain.extend_from_slice(&bytes);
+                false
+            }
+            WriterCmd::Broadcast(bytes) => {
+                broadcast_queued.fetch_sub(bytes.len(), AtomicOrdering::AcqRel);
+                plain.extend_from_slice(&bytes);
+                false
+            }
+            WriterCmd::Close => true,
+        };
+        let mut close = take(cmd, &mut plain);
         while !close && plain.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(WriterCmd::Data(bytes)) => plain.extend_from_slice(&bytes),
-                Ok(WriterCmd::Close) => close = true,
+                Ok(cmd) => close = take(cmd, &mut plain),
                 Err(_) => break,
             }
         }

@@ -56,6 +56,14 @@ pub fn split(
     )
 }
 
+impl Opener {
+    /// Lets broadcast frames (only those) reach `max_broadcast` bytes, once
+    /// the handshake is done; protocol frames keep `max_frame`.
+    pub fn allow_broadcast(&mut self, max_broadcast: usize) {
+        self.frames.allow_broadcast(max_broadcast);
+    }
+}
+
 impl Sealer {
     /// Appends `plain` to `out` as one or more records (none for empty input).
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {

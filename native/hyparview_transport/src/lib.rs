@@ -18,6 +18,7 @@ use hyparview::{Config, Peer};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -26,8 +27,32 @@ use tokio::sync::mpsc;
 pub use handshake::RejectReason;
 pub use wire::valid_id;
 
-/// Message kinds (from `Message::kind()`) with a counter in [`Counters`].
-pub const MESSAGE_KINDS: [&str; 7] = hyparview::MessageKind::NAMES;
+/// Message kinds with a counter in [`Counters`]: HyParView's (from
+/// `Message::kind()`) then Plumtree's (`plumtree::Message::kind()`).
+pub const MESSAGE_KINDS: [&str; 11] = {
+    let core = hyparview::MessageKind::NAMES;
+    let tree = BROADCAST_KINDS;
+    let mut names = [""; 11];
+    let mut i = 0;
+    while i < core.len() {
+        names[i] = core[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < tree.len() {
+        names[i + j] = tree[j];
+        j += 1;
+    }
+    names
+};
+
+/// Plumtree's message kinds, as `plumtree::Message::kind()` names them.
+pub const BROADCAST_KINDS: [&str; 4] = ["gossip", "ihave", "graft", "prune"];
+
+/// Bytes a broadcast frame carries beside its payload at most: the frame
+/// header, the origin id (255 bytes and its length), incarnation, seq and
+/// round varints and the enum tags (see the plumtree crate's "Wire sizes").
+pub const BROADCAST_OVERHEAD: usize = 4 + 1 + 1 + 2 + 255 + 10 + 10 + 5 + 5 + 32;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static RUNTIME_INIT: Mutex<()> = Mutex::new(());
@@ -74,6 +99,16 @@ pub struct TransportConfig {
     /// Rejected handshakes and other per-address warnings are reported at
     /// most once per this interval per address and kind, with a count (ms).
     pub log_interval: u64,
+    /// Broadcast (Plumtree) parameters; see the rows of [`TRANSPORT_KEYS`].
+    pub max_broadcast_size: usize,
+    pub gap_timeout: u64,
+    pub ihave_interval: u64,
+    pub graft_timeout: u64,
+    pub graft_retry_timeout: u64,
+    pub broadcast_cache_messages: usize,
+    pub broadcast_cache_bytes: usize,
+    pub broadcast_cache_age: u64,
+    pub broadcast_queue_bytes: usize,
 }
 
 /// An hour: the cap of every transport time.
@@ -117,6 +152,33 @@ pub const TRANSPORT_KEYS: &[Key<TransportConfig>] = &[
     Key { name: "log_interval", default: 60_000, min: 1, max: HOUR, unit: Unit::Millis,
           meaning: "per-address rejection reports at most once per this interval, with a count",
           get: |c| c.log_interval, set: |c, v| c.log_interval = v },
+    Key { name: "max_broadcast_size", default: 1_048_576, min: 1, max: 67_108_864, unit: Unit::Bytes,
+          meaning: "largest broadcast payload; broadcast frames may exceed max_frame_size by this much",
+          get: |c| c.max_broadcast_size as u64, set: |c, v| c.max_broadcast_size = v as usize },
+    Key { name: "gap_timeout", default: 3_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "a broadcast waiting for an earlier one of its origin is delivered after this long, the gap skipped",
+          get: |c| c.gap_timeout, set: |c, v| c.gap_timeout = v },
+    Key { name: "ihave_interval", default: 50, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "lazy-push announcements (IHAVE) are batched for at most this long",
+          get: |c| c.ihave_interval, set: |c, v| c.ihave_interval = v },
+    Key { name: "graft_timeout", default: 1_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "an announced broadcast missing this long (plus jitter) is requested with a GRAFT",
+          get: |c| c.graft_timeout, set: |c, v| c.graft_timeout = v },
+    Key { name: "graft_retry_timeout", default: 250, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "after a GRAFT, wait this long before grafting the next announcer",
+          get: |c| c.graft_retry_timeout, set: |c, v| c.graft_retry_timeout = v },
+    Key { name: "broadcast_cache_messages", default: 4_096, min: 1, max: 1_048_576, unit: Unit::Count,
+          meaning: "recent broadcasts kept to answer GRAFTs",
+          get: |c| c.broadcast_cache_messages as u64, set: |c, v| c.broadcast_cache_messages = v as usize },
+    Key { name: "broadcast_cache_bytes", default: 67_108_864, min: 1, max: 17_179_869_184, unit: Unit::Bytes,
+          meaning: "payload bytes of those at most (at least max_broadcast_size)",
+          get: |c| c.broadcast_cache_bytes as u64, set: |c, v| c.broadcast_cache_bytes = v as usize },
+    Key { name: "broadcast_cache_age", default: 30_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "a cached broadcast is kept at most this long",
+          get: |c| c.broadcast_cache_age, set: |c, v| c.broadcast_cache_age = v },
+    Key { name: "broadcast_queue_bytes", default: 8_388_608, min: 1, max: 17_179_869_184, unit: Unit::Bytes,
+          meaning: "broadcast bytes queued per connection (and for local broadcasts) before more are dropped (at least max_broadcast_size)",
+          get: |c| c.broadcast_queue_bytes as u64, set: |c, v| c.broadcast_queue_bytes = v as usize },
 ];
 
 impl Default for TransportConfig {
@@ -134,6 +196,15 @@ impl Default for TransportConfig {
             max_unauthenticated_per_ip: 0,
             preauth_timeout: 0,
             log_interval: 0,
+            max_broadcast_size: 0,
+            gap_timeout: 0,
+            ihave_interval: 0,
+            graft_timeout: 0,
+            graft_retry_timeout: 0,
+            broadcast_cache_messages: 0,
+            broadcast_cache_bytes: 0,
+            broadcast_cache_age: 0,
+            broadcast_queue_bytes: 0,
         };
         for k in TRANSPORT_KEYS {
             (k.set)(&mut c, k.default);
@@ -150,7 +221,48 @@ impl TransportConfig {
             self.failure_timeout > self.heartbeat_interval,
             "failure_timeout",
             "must be greater than heartbeat_interval",
-        )
+        )?;
+        config::rule(
+            self.broadcast_queue_bytes >= self.max_broadcast_size,
+            "broadcast_queue_bytes",
+            "must be at least max_broadcast_size",
+        )?;
+        self.plumtree().validate().map_err(|e| ConfigError {
+            // Plumtree's own names for the keys renamed here.
+            key: match e.key {
+                "graft_timeout_1" => "graft_timeout",
+                "graft_timeout_2" => "graft_retry_timeout",
+                "cache_max_messages" => "broadcast_cache_messages",
+                "cache_max_bytes" => "broadcast_cache_bytes",
+                "cache_max_age" => "broadcast_cache_age",
+                key => key,
+            },
+            reason: e.reason.replace("graft_timeout_1", "graft_timeout"),
+        })
+    }
+
+    /// The Plumtree parameters: the keys above, the rest Plumtree's defaults.
+    pub fn plumtree(&self) -> plumtree::Config {
+        plumtree::Config {
+            ihave_interval: self.ihave_interval,
+            graft_timeout_1: self.graft_timeout,
+            graft_timeout_2: self.graft_retry_timeout,
+            cache_max_messages: self.broadcast_cache_messages,
+            cache_max_bytes: self.broadcast_cache_bytes,
+            cache_max_age: self.broadcast_cache_age,
+            gap_timeout: self.gap_timeout,
+            max_broadcast_size: self.max_broadcast_size,
+            max_buffered_bytes: plumtree::Config::default()
+                .max_buffered_bytes
+                .max(self.max_broadcast_size),
+            ..plumtree::Config::default()
+        }
+    }
+
+    /// Longest frame the reader accepts: protocol frames are held to
+    /// `max_frame_size`, broadcast frames (told by their kind) to this.
+    pub fn max_broadcast_frame(&self) -> usize {
+        (self.max_frame_size as usize).max(self.max_broadcast_size + BROADCAST_OVERHEAD)
     }
 }
 
@@ -326,6 +438,24 @@ pub enum Event {
         level: LogLevel,
         message: String,
     },
+    /// A broadcast from `origin` (never this node), in that origin's order.
+    Broadcast {
+        origin: hyparview::PeerId,
+        payload: plumtree::Bytes,
+    },
+    /// `count` broadcasts of `origin` will never be delivered here (a gap
+    /// not filled within `gap_timeout`, or a buffer limit).
+    GapSkipped {
+        origin: hyparview::PeerId,
+        count: u64,
+    },
+    /// `count` broadcast frames or messages were dropped: `reason` is
+    /// `"queue_full"` (a peer's write queue), or a Plumtree refusal
+    /// (`"too_large"`, `"stale_incarnation"`, `"invalid_seq"`, `"forged"`).
+    BroadcastDropped {
+        reason: &'static str,
+        count: u64,
+    },
     /// Last event of a server stopped with [`Server::stop`]; the port is free.
     Stopped,
 }
@@ -360,6 +490,14 @@ pub struct Counters {
     /// Pending handshakes dropped to make room for newer ones.
     pub handshakes_evicted: u64,
     pub frames_rejected: u64,
+    /// Local broadcasts accepted, broadcasts delivered here.
+    pub broadcasts_sent: u64,
+    pub broadcasts_delivered: u64,
+    /// Broadcast sequence numbers skipped over (gaps never filled).
+    pub broadcasts_gap_skipped: u64,
+    /// Broadcast frames not queued because a connection's broadcast budget
+    /// (`broadcast_queue_bytes`) or write queue was full (GRAFTs repair).
+    pub broadcast_frames_dropped: u64,
 }
 
 impl Counters {
@@ -402,10 +540,40 @@ pub struct Snapshot {
 type SnapshotCell = Arc<Mutex<Arc<Snapshot>>>;
 
 pub(crate) enum Command {
+    Broadcast(plumtree::Bytes),
     Leave,
     Contacts(Vec<Peer>),
     Shutdown { notify: bool },
 }
+
+/// Why [`Server::broadcast`] refused a payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BroadcastError {
+    /// Over `max_broadcast_size`.
+    TooLarge { size: usize, max: usize },
+    /// Local broadcasts not yet taken up by the server exceed
+    /// `broadcast_queue_bytes`: the caller outpaces the server.
+    Overloaded,
+    /// The server has stopped.
+    Stopped,
+}
+
+impl fmt::Display for BroadcastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BroadcastError::TooLarge { size, max } => {
+                write!(
+                    f,
+                    "payload of {size} bytes exceeds max_broadcast_size {max}"
+                )
+            }
+            BroadcastError::Overloaded => write!(f, "broadcast queue full"),
+            BroadcastError::Stopped => write!(f, "server stopped"),
+        }
+    }
+}
+
+impl std::error::Error for BroadcastError {}
 
 /// Handle to a running server. Dropping it shuts the server down (without
 /// [`Event::Stopped`]).
@@ -414,6 +582,10 @@ pub struct Server {
     snapshot: SnapshotCell,
     local: Peer,
     listen_addr: SocketAddr,
+    max_broadcast_size: usize,
+    broadcast_queue_bytes: usize,
+    /// Payload bytes of `Command::Broadcast`s not yet taken by the actor.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -432,6 +604,14 @@ impl Server {
         );
         let local = Peer::new(opts.id.clone(), advertised, opts.incarnation);
         let node = hyparview::Node::new(local.clone(), opts.protocol.clone(), opts.seed)?;
+        // The validated config always builds one; the key map is `validate`'s.
+        let tree = plumtree::Plumtree::new(
+            local.id.clone(),
+            opts.incarnation,
+            opts.transport.plumtree(),
+            opts.seed ^ 0x9e37_79b9_7f4a_7c15,
+        )
+        .map_err(|e| StartError::Internal(e.to_string()))?;
         let listener = {
             // Registering with the reactor needs the runtime context.
             let _enter = rt.enter();
@@ -447,6 +627,9 @@ impl Server {
             running: true,
         })));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let max_broadcast_size = opts.transport.max_broadcast_size;
+        let broadcast_queue_bytes = opts.transport.broadcast_queue_bytes;
         let actor = actor::Actor::new(actor::Init {
             node,
             local: local.clone(),
@@ -456,6 +639,8 @@ impl Server {
             listen_port: listen_addr.port(),
             sink: sink.clone(),
             snapshot: snapshot.clone(),
+            queued: queued.clone(),
+            tree,
         });
         let contacts = opts.contacts;
         let handle = rt.spawn(actor.run(cmd_rx, contacts));
@@ -479,7 +664,46 @@ impl Server {
             snapshot,
             local,
             listen_addr,
+            max_broadcast_size,
+            broadcast_queue_bytes,
+            queued,
         })
+    }
+
+    /// Broadcasts `payload` to every node of the overlay (Plumtree over the
+    /// active view). Only enqueues: the bytes the actor has not taken up
+    /// yet are bounded by `broadcast_queue_bytes`.
+    pub fn broadcast(&self, payload: plumtree::Bytes) -> Result<(), BroadcastError> {
+        let size = payload.len();
+        if size > self.max_broadcast_size {
+            return Err(BroadcastError::TooLarge {
+                size,
+                max: self.max_broadcast_size,
+            });
+        }
+        let before = self.queued.fetch_add(size, AtomicOrdering::AcqRel);
+        if before + size > self.broadcast_queue_bytes {
+            self.queued.fetch_sub(size, AtomicOrdering::AcqRel);
+            return Err(BroadcastError::Overloaded);
+        }
+        if self.cmd.send(Command::Broadcast(payload)).is_err() {
+            self.queued.fetch_sub(size, AtomicOrdering::AcqRel);
+            return Err(BroadcastError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Checks a payload size without building anything (the NIF calls it
+    /// before copying the binary).
+    pub fn check_broadcast_size(&self, size: usize) -> Result<(), BroadcastError> {
+        if size > self.max_broadcast_size {
+            Err(BroadcastError::TooLarge {
+                size,
+                max: self.max_broadcast_size,
+            })
+        } else {
+            Ok(())
+        }
     }
 
     /// Graceful leave: DISCONNECT every active peer; keeps running until stopped.

@@ -8,7 +8,7 @@
 //! and is untrusted: every failure is an error value, never a panic, and a
 //! length above the limit is rejected before anything is allocated for it.
 
-use hyparview::Message;
+use hyparview::{Message, PeerId};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
@@ -31,7 +31,16 @@ pub enum Frame {
     /// may see the close before its own handshake of the kept connection
     /// completes and report the peer lost (a spurious PeerDown).
     Superseded,
+    /// A Plumtree message on an overlay connection to an active peer. The
+    /// only kind allowed past `max_frame_size` (up to the broadcast limit):
+    /// see [`Decoder`].
+    Broadcast(plumtree::Message<PeerId>),
 }
+
+/// Postcard's tag of [`Frame::Broadcast`] (variant index 4, one varint byte):
+/// the first byte of its encoding, which the [`Decoder`] reads to bound a
+/// frame by its kind before buffering it.
+const BROADCAST_TAG: u8 = 4;
 
 /// Why a connection's byte stream was given up.
 #[derive(Debug)]
@@ -80,21 +89,35 @@ pub fn encode_into(frame: &Frame, buf: &mut Vec<u8>) {
 }
 
 /// Reassembles frames from a plaintext byte stream (sans-IO: push bytes,
-/// pop frames). Holds at most one partial frame, itself at most `max`.
+/// pop frames). Holds at most one partial frame: at most `max`, or at most
+/// `max_broadcast` for a broadcast frame (told by its first byte, so a
+/// protocol frame never gets the broadcast allowance).
 pub struct Decoder {
     buf: Vec<u8>,
     /// Start of the unconsumed bytes in `buf`.
     pos: usize,
     max: usize,
+    max_broadcast: usize,
 }
 
 impl Decoder {
     pub fn new(max: usize) -> Decoder {
+        Decoder::with_broadcast(max, max)
+    }
+
+    /// As [`Decoder::new`], with broadcast frames allowed up to `max_broadcast`.
+    pub fn with_broadcast(max: usize, max_broadcast: usize) -> Decoder {
         Decoder {
             buf: Vec::new(),
             pos: 0,
             max,
+            max_broadcast: max_broadcast.max(max),
         }
+    }
+
+    /// Raises the broadcast allowance (never below `max`).
+    pub fn allow_broadcast(&mut self, max_broadcast: usize) {
+        self.max_broadcast = max_broadcast.max(self.max);
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -114,7 +137,17 @@ impl Decoder {
         }
         let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]);
         if len as usize > self.max {
-            return Err(ReadError::Oversize(len));
+            // Only a broadcast frame may be longer; its tag is the next byte.
+            if len as usize > self.max_broadcast {
+                return Err(ReadError::Oversize(len));
+            }
+            if avail.len() < 5 {
+                self.compact();
+                return Ok(None);
+            }
+            if avail[4] != BROADCAST_TAG {
+                return Err(ReadError::Oversize(len));
+            }
         }
         let end = 4 + len as usize;
         if avail.len() < end {
@@ -180,6 +213,39 @@ mod tests {
         }
         assert_eq!(got, frames);
         assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn only_broadcast_frames_get_the_broadcast_limit() {
+        let payload = plumtree::Bytes::from(vec![7u8; 3000]);
+        let big = Frame::Broadcast(plumtree::Message::Gossip(plumtree::Gossip {
+            id: plumtree::MessageId {
+                origin: PeerId::new("a@h"),
+                incarnation: 1,
+                seq: 0,
+            },
+            round: 0,
+            payload,
+        }));
+        let bytes = encode(&big);
+        assert_eq!(bytes[4], BROADCAST_TAG);
+        let mut d = Decoder::with_broadcast(1024, 4096);
+        d.push(&bytes);
+        assert_eq!(d.next_frame().unwrap(), Some(big.clone()));
+        // Over the broadcast limit: refused from the header alone.
+        let mut d = Decoder::with_broadcast(1024, 2048);
+        d.push(&bytes[..5]);
+        assert!(matches!(d.next_frame(), Err(ReadError::Oversize(_))));
+        // A protocol frame claiming the same length is refused too.
+        let mut forged = bytes.clone();
+        forged[4] = 0;
+        let mut d = Decoder::with_broadcast(1024, 4096);
+        d.push(&forged[..5]);
+        assert!(matches!(d.next_frame(), Err(ReadError::Oversize(_))));
+        // The header alone is not enough to decide: wait for the tag.
+        let mut d = Decoder::with_broadcast(1024, 4096);
+        d.push(&bytes[..4]);
+        assert!(matches!(d.next_frame(), Ok(None)));
     }
 
     #[test]
