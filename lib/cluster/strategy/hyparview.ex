@@ -64,8 +64,10 @@ defmodule Cluster.Strategy.HyParView do
   `active_view_size`; otherwise it is disconnected at once. A stray refused
   that way costs nothing once the overlay confirms the peer: the first end
   to see peer_up redials through its backoff, and the second dials at its
-  own peer_up. So `Node.list/0` never holds more than `active_view_size`
-  strategy links, and every stray is gone within 150 ms. Every 3 s the
+  own peer_up. So `Node.list/0` holds more than `active_view_size`
+  strategy links only while the strategy is handling the `:nodeup` that
+  brought the extra one (the link exists before the strategy hears of it),
+  and every stray is gone within 150 ms. Every 3 s the
   strategy also reconciles `list_nodes` with the active view (strays of
   ours, active peers that lost their link).
   """
