@@ -1,2 +1,3 @@
 Code.require_file("hyparview/support.exs", __DIR__)
-ExUnit.start()
+# :heavy tests (64+ nodes) run with `mix test --include heavy`.
+ExUnit.start(exclude: [:heavy])

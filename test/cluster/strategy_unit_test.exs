@@ -52,6 +52,14 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
   defp up(state, name), do: handle(state, {:hyparview, {:peer_up, peer(name)}})
   defp down(state, name), do: handle(state, {:hyparview, {:peer_down, peer(name)}})
 
+  defp flush_net do
+    receive do
+      {tag, _} when tag in [:connect, :disconnect] -> flush_net()
+    after
+      0 -> :ok
+    end
+  end
+
   defp handle(state, msg) do
     {:noreply, state} = Strategy.handle_info(msg, state)
     state
@@ -188,33 +196,68 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
       Net.set(agent, :nodes, [:other@h])
       state = handle(state, {:nodeup, :other@h, []})
-      assert state.stray_checks == MapSet.new()
-      state = handle(state, {:check_stray, :other@h})
+      assert state.pending == %{}
+      state = handle(state, {:confirm_window, :other@h})
       refute_received {:disconnect, _}
 
-      # A node we connected earlier whose peer is no longer active: after the
-      # grace period it is disconnected.
+      # A node we connected earlier whose peer is no longer active: kept only
+      # for the confirmation window, then disconnected.
       state = state |> up(:stale@h) |> down(:stale@h)
       assert_received {:connect, :stale@h}
       assert_received {:disconnect, :stale@h}
       Net.set(agent, :nodes, [:other@h, :stale@h])
       state = handle(state, {:nodeup, :stale@h, []})
-      assert MapSet.member?(state.stray_checks, :stale@h)
-      assert_receive {:check_stray, :stale@h} = check, 3_000
+      assert Map.has_key?(state.pending, :stale@h)
+      assert_receive {:confirm_window, :stale@h} = check, 1_000
       state = handle(state, check)
       assert_received {:disconnect, :stale@h}
       refute_received {:disconnect, :other@h}
-      assert state.stray_checks == MapSet.new()
+      assert state.pending == %{}
     end
 
-    test "a stray check does nothing if the peer became active meanwhile" do
+    test "a stray confirmed by peer_up within the window is kept" do
       agent = Net.start()
       state = strategy_state(agent) |> up(:a@h) |> down(:a@h)
+      assert_received {:connect, :a@h}
       assert_received {:disconnect, :a@h}
+      Net.set(agent, :nodes, [:a@h])
       state = handle(state, {:nodeup, :a@h, []})
+      assert Map.has_key?(state.pending, :a@h)
       state = up(state, :a@h)
-      handle(state, {:check_stray, :a@h})
+      assert state.pending == %{}
+      # Already connected: no second connect.
+      refute_received {:connect, :a@h}
+      handle(state, {:confirm_window, :a@h})
       refute_received {:disconnect, _}
+    end
+
+    test "a stray that would exceed active_view_size is dropped at once" do
+      agent = Net.start()
+      state = %{strategy_state(agent) | active_view_size: 2}
+      state = state |> up(:s@h) |> down(:s@h) |> up(:a@h) |> up(:b@h)
+      for n <- [:s@h, :a@h, :b@h], do: assert_received({:connect, ^n})
+      assert_received {:disconnect, :s@h}
+
+      Net.set(agent, :nodes, [:a@h, :b@h, :s@h])
+      state = handle(state, {:nodeup, :s@h, []})
+      assert_received {:disconnect, :s@h}
+      assert state.pending == %{}
+    end
+
+    test "a new active peer evicts an unconfirmed stray when the bound is reached" do
+      agent = Net.start()
+      state = %{strategy_state(agent) | active_view_size: 2}
+      state = state |> up(:s@h) |> down(:s@h) |> up(:a@h)
+      Net.set(agent, :nodes, [:a@h, :s@h])
+      state = handle(state, {:nodeup, :s@h, []})
+      assert Map.has_key?(state.pending, :s@h)
+      flush_net()
+
+      state = up(state, :b@h)
+      assert_received {:connect, :b@h}
+      assert_received {:disconnect, :s@h}
+      assert state.pending == %{}
+      assert Enum.sort(Net.list(agent)) == [:a@h, :b@h]
     end
 
     test "reconcile finds stray links of ours and active peers without a link" do
@@ -223,7 +266,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       # b is connected again behind our back; a lost its link silently.
       Net.set(agent, :nodes, [:b@h, :x@h])
       state = handle(state, :reconcile)
-      assert MapSet.equal?(state.stray_checks, MapSet.new([:b@h]))
+      assert Map.keys(state.pending) == [:b@h]
       assert Map.has_key?(state.retries, :a@h)
       assert_receive :reconcile, 4_000
     end

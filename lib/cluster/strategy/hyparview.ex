@@ -47,15 +47,29 @@ defmodule Cluster.Strategy.HyParView do
   with exponential backoff (200 ms doubling to 15 s) for as long as
   the peer stays in the active view.
 
-  A node that is *not* in the active view but shows up connected is left
-  alone (some other code connected it on purpose: a remote shell, `:rpc`,
-  observer, ...) *unless it is ours*, i.e. this strategy connected it at some
-  point. Such a stray link (left over from connect/disconnect races between
-  the two ends, or re-established by a message sent to it) is disconnected
-  once it has been outside the active view for 2 s; the delay lets
-  the other end's peer_up, which may be a moment ahead of ours, arrive
-  first. Every 3 s the strategy also reconciles `list_nodes` with the
-  active view (stray links of ours, active peers that lost their link).
+  ## Strategy links and strays
+
+  A link is *ours* (made by a strategy of this topology) when this node
+  connected it, or when the node at the other end said so: after every
+  successful connect the strategy sends a one-word claim to the other end's
+  strategy (with `:noconnect`, so the claim itself never opens a link).
+  Links to nodes that are neither active nor ours are left alone (some other
+  code connected them on purpose: a remote shell, `:rpc`, observer, ...).
+
+  An ours link to a node outside the active view (the other end's peer_up
+  was a moment ahead of ours, or a message re-established a link we
+  dropped) is a stray. It is kept for at most 150 ms, waiting for the
+  overlay to confirm the peer, and only while the strategy links of this
+  node (connected active peers plus unconfirmed strays) stay within
+  `active_view_size`; otherwise it is disconnected at once. A stray refused
+  that way costs nothing once the overlay confirms the peer: the first end
+  to see peer_up redials through its backoff, and the second dials at its
+  own peer_up. So `Node.list/0` holds more than `active_view_size`
+  strategy links only while the strategy is handling the `:nodeup` that
+  brought the extra one (the link exists before the strategy hears of it),
+  and every stray is gone within 150 ms. Every 3 s the
+  strategy also reconciles `list_nodes` with the active view (strays of
+  ours, active peers that lost their link).
   """
   use GenServer
   use Cluster.Strategy
@@ -65,7 +79,10 @@ defmodule Cluster.Strategy.HyParView do
 
   @backoff_min 200
   @backoff_max 15_000
-  @stray_grace 2_000
+  # How long a link from a peer not (yet) in our active view may wait for
+  # the overlay's peer_up: the other end's peer_up is at most a round trip
+  # or two ahead of ours.
+  @confirm_window 150
   @reconcile_interval 3_000
   @config_keys [
     :local_peer,
@@ -87,10 +104,11 @@ defmodule Cluster.Strategy.HyParView do
     :list_nodes,
     :server,
     :parent,
+    active_view_size: 5,
     active: %{},
     ours: MapSet.new(),
     retries: %{},
-    stray_checks: MapSet.new()
+    pending: %{}
   ]
 
   @doc """
@@ -171,6 +189,8 @@ defmodule Cluster.Strategy.HyParView do
         case HyParView.Server.start_link(server_opts) do
           {:ok, server} ->
             Process.link(caller)
+            # Claims from the other ends of our links are sent to this name.
+            Process.register(self(), claim_name(topology))
             :ok = HyParView.subscribe(server, self(), replay: true)
             :ok = start_discovery(cluster_state, server)
             Process.send_after(self(), :reconcile, @reconcile_interval)
@@ -182,7 +202,8 @@ defmodule Cluster.Strategy.HyParView do
                disconnect: cluster_state.disconnect,
                list_nodes: cluster_state.list_nodes,
                server: server,
-               parent: caller
+               parent: caller,
+               active_view_size: active_view_size(cluster_state.config || [])
              }}
 
           {:error, reason} ->
@@ -250,8 +271,10 @@ defmodule Cluster.Strategy.HyParView do
 
   @impl true
   def handle_info({:hyparview, {:peer_up, %Peer{id: id} = peer}}, state) do
-    state = %{state | active: Map.put(state.active, id, peer)}
-    {:noreply, connect(state, id, 0)}
+    state = cancel_pending(%{state | active: Map.put(state.active, id, peer)}, id)
+    state = if connected?(state, id), do: cancel_retry(state, id), else: connect(state, id, 0)
+    # A new active peer may leave no room for an unconfirmed stray.
+    {:noreply, enforce_bound(state)}
   end
 
   def handle_info({:hyparview, {:peer_down, %Peer{id: id}}}, state) do
@@ -278,25 +301,38 @@ defmodule Cluster.Strategy.HyParView do
         {:noreply, cancel_retry(state, node)}
 
       MapSet.member?(state.ours, node) ->
-        {:noreply, schedule_stray_check(state, node)}
+        {:noreply, stray(state, node)}
 
       true ->
-        # Not ours: someone else connected it on purpose; leave it alone.
+        # Not ours (yet): a claim from its strategy makes it ours; without
+        # one, someone else connected it on purpose and it is left alone.
         {:noreply, state}
     end
   end
 
-  def handle_info({:check_stray, node}, state) do
-    state = %{state | stray_checks: MapSet.delete(state.stray_checks, node)}
+  # The other end's strategy made the link to us. Only a connected node can
+  # have sent it, so the set of ours grows only with nodes we linked to.
+  def handle_info({:hyparview_claim, node}, state) when is_atom(node) do
+    if node in Node.list(:connected) do
+      state = %{state | ours: MapSet.put(state.ours, node)}
+
+      if Map.has_key?(state.active, node),
+        do: {:noreply, state},
+        else: {:noreply, stray(state, node)}
+    else
+      {:noreply, state}
+    end
+  end
+
+  def handle_info({:confirm_window, node}, state) do
+    state = %{state | pending: Map.delete(state.pending, node)}
 
     if not Map.has_key?(state.active, node) and MapSet.member?(state.ours, node) and
          connected?(state, node) do
-      Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [
-        node
-      ])
+      {:noreply, drop(state, node)}
+    else
+      {:noreply, state}
     end
-
-    {:noreply, state}
   end
 
   def handle_info(:reconcile, state) do
@@ -307,7 +343,7 @@ defmodule Cluster.Strategy.HyParView do
     state =
       Enum.reduce(connected, state, fn node, acc ->
         if MapSet.member?(acc.ours, node) and not Map.has_key?(acc.active, node),
-          do: schedule_stray_check(acc, node),
+          do: stray(acc, node),
           else: acc
       end)
 
@@ -396,6 +432,10 @@ defmodule Cluster.Strategy.HyParView do
   defp connect(state, id, attempt) do
     case Cluster.Strategy.connect_nodes(state.topology, state.connect, state.list_nodes, [id]) do
       :ok ->
+        # :noconnect: if the link is already gone, the claim must not reopen it.
+        _ =
+          :erlang.send({claim_name(state.topology), id}, {:hyparview_claim, node()}, [:noconnect])
+
         state = cancel_retry(state, id)
         %{state | ours: MapSet.put(state.ours, id)}
 
@@ -409,13 +449,58 @@ defmodule Cluster.Strategy.HyParView do
     id in apply(m, f, a)
   end
 
-  defp schedule_stray_check(state, node) do
-    if MapSet.member?(state.stray_checks, node) do
-      state
-    else
-      Process.send_after(self(), {:check_stray, node}, @stray_grace)
-      %{state | stray_checks: MapSet.put(state.stray_checks, node)}
+  # An ours link to `node`, which is not in the active view: wait for the
+  # overlay's confirmation if there is room for it, drop it otherwise.
+  defp stray(state, node) do
+    cond do
+      Map.has_key?(state.pending, node) ->
+        state
+
+      strategy_links(state) + map_size(state.pending) >= state.active_view_size ->
+        drop(state, node)
+
+      true ->
+        ref = Process.send_after(self(), {:confirm_window, node}, @confirm_window)
+        %{state | pending: Map.put(state.pending, node, ref)}
     end
+  end
+
+  # Drops unconfirmed strays until the strategy links fit the bound again.
+  defp enforce_bound(state) do
+    excess = strategy_links(state) + map_size(state.pending) - state.active_view_size
+
+    state.pending
+    |> Map.keys()
+    |> Enum.take(max(excess, 0))
+    |> Enum.reduce(state, fn node, acc -> drop(cancel_pending(acc, node), node) end)
+  end
+
+  # Connected active peers (an active peer not yet connected is not a link).
+  defp strategy_links(state) do
+    {m, f, a} = state.list_nodes
+    Enum.count(apply(m, f, a), &Map.has_key?(state.active, &1))
+  end
+
+  defp drop(state, node) do
+    Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [node])
+    state
+  end
+
+  defp cancel_pending(state, node) do
+    case Map.pop(state.pending, node) do
+      {nil, _} ->
+        state
+
+      {ref, pending} ->
+        Process.cancel_timer(ref)
+        %{state | pending: pending}
+    end
+  end
+
+  defp claim_name(topology), do: Module.concat(__MODULE__, topology)
+
+  defp active_view_size(config) do
+    HyParView.Config.new(Keyword.get(config, :hyparview_config, [])).active_view_size
   end
 
   defp schedule_retry(state, id, attempt) do
