@@ -30,6 +30,7 @@
 
 pub use crate::events::{Input, Output, Stats, Timer};
 
+use crate::crossing::Crossing;
 pub(crate) use crate::events::TimerKind;
 use crate::join::Join;
 use crate::membership::Loss;
@@ -79,6 +80,8 @@ pub struct Node {
     pub(crate) join: Join,
     pub(crate) merge: Merge,
     pub(crate) probe: Probe,
+    /// crossing: merges components whose active views are full.
+    pub(crate) crossing: Crossing,
     /// The peers our outstanding SHUFFLE carried, until its reply.
     pub(crate) shuffle_sent: Option<Vec<Peer>>,
     /// Lamport clock for link epochs.
@@ -102,6 +105,7 @@ impl Node {
             join: Join::default(),
             merge: Merge::default(),
             probe: Probe::new(seed),
+            crossing: Crossing::new(seed),
             shuffle_sent: None,
             clock: 0,
             timer_gen: 0,
@@ -216,6 +220,9 @@ impl Node {
         self.probe.reset();
         self.schedule_shuffle();
         self.schedule_merge_tick();
+        // crossing: a Join restarts the dense phase of the schedule.
+        self.crossing.reset();
+        self.schedule_crossing();
         if self.views.active.is_empty()
             && self.join.attempt.is_none()
             && !self.join.contacts().is_empty()
@@ -252,6 +259,7 @@ impl Node {
         self.join.stop();
         self.shuffle_sent = None;
         self.probe.reset();
+        self.crossing.reset();
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.phase = Phase::Left;
     }
@@ -560,7 +568,10 @@ impl Node {
 
     fn on_shuffle_reply(&mut self, from: &Peer, mut peers: Vec<Peer>) {
         peers.truncate(MAX_PEERS_IN_MESSAGE);
-        if self.probe.awaiting.as_ref() == Some(&from.id) {
+        if self.crossing.take_reply(&from.id) {
+            // crossing: the contact's answer names the merge target.
+            self.finish_crossing(from, peers);
+        } else if self.probe.awaiting.as_ref() == Some(&from.id) {
             // Answer to our contact probe: the contact is alive too.
             self.probe.awaiting = None;
             self.integrate(peers, &[]);

@@ -357,6 +357,11 @@ impl Views {
         }
     }
 
+    /// The reserve, oldest first (crossing draws from it).
+    pub(crate) fn reserve(&self) -> impl Iterator<Item = &Peer> + Clone {
+        self.reserve.iter()
+    }
+
     pub(crate) fn reserve_is_empty(&self) -> bool {
         self.reserve.is_empty()
     }
