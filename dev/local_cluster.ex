@@ -108,13 +108,22 @@ defmodule HyParView.Dev.LocalCluster do
 
   @doc """
   Boots the nodes with the given indexes in parallel and starts the strategy
-  on each. Per-call option `:contacts` overrides the contact indexes.
+  on each. Per-call option `:contacts` overrides the contact indexes;
+  `defer_start: true` boots the VMs but leaves the strategy to
+  `start_strategies/1` (every node at once, as a fleet starts).
   Returns the node names, or `{:error, failures}` listing every node that
   did not come up (the others stay up).
   """
   @spec boot(cluster(), Enumerable.t(), keyword()) :: {:ok, [node()]} | {:error, term()}
   def boot(cluster, indexes, opts \\ []),
     do: GenServer.call(cluster, {:boot, Enum.to_list(indexes), opts}, :infinity)
+
+  @doc """
+  Starts the strategy on every node booted with `defer_start: true`, all
+  at once. Returns the spread of the start calls' returns in ms.
+  """
+  @spec start_strategies(cluster()) :: {:ok, non_neg_integer()} | {:error, term()}
+  def start_strategies(cluster), do: GenServer.call(cluster, :start_strategies, :infinity)
 
   @doc """
   Kills the OS processes of the given nodes with `kill -9` (no goodbye to
@@ -405,7 +414,10 @@ defmodule HyParView.Dev.LocalCluster do
 
     results =
       indexes
-      |> Task.async_stream(&boot_one(state, &1, contacts), timeout: 60_000, max_concurrency: 8)
+      |> Task.async_stream(&boot_one(state, &1, contacts, opts),
+        timeout: 60_000,
+        max_concurrency: 8
+      )
       |> Enum.zip(indexes)
       |> Enum.map(fn
         {{:ok, result}, _i} -> result
@@ -427,6 +439,40 @@ defmodule HyParView.Dev.LocalCluster do
       [] -> {:reply, {:ok, Enum.map(indexes, &name(state, &1))}, state}
       errors -> {:reply, {:error, errors}, state}
     end
+  end
+
+  def handle_call(:start_strategies, _from, state) do
+    deferred = for {i, %{topologies: t} = m} <- state.members, do: {i, m, t}
+    level = state.log_level
+
+    results =
+      deferred
+      |> Task.async_stream(
+        fn {i, m, t} ->
+          {i, :peer.call(m.peer, __MODULE__, :remote_start, [t, level], 30_000),
+           System.monotonic_time(:millisecond)}
+        end,
+        timeout: 60_000,
+        max_concurrency: max(1, length(deferred))
+      )
+      |> Enum.map(fn {:ok, r} -> r end)
+
+    members =
+      Enum.reduce(deferred, state.members, fn {i, m, _}, acc ->
+        Map.put(acc, i, Map.delete(m, :topologies))
+      end)
+
+    reply =
+      case Enum.reject(results, fn {_, r, _} -> r == :ok end) do
+        [] ->
+          stamps = Enum.map(results, fn {_, _, t} -> t end)
+          {:ok, if(stamps == [], do: 0, else: Enum.max(stamps) - Enum.min(stamps))}
+
+        errors ->
+          {:error, errors}
+      end
+
+    {:reply, reply, %{state | members: members}}
   end
 
   def handle_call({:kill, indexes}, _from, state) do
@@ -529,7 +575,7 @@ defmodule HyParView.Dev.LocalCluster do
     end)
   end
 
-  defp boot_one(state, i, contacts) do
+  defp boot_one(state, i, contacts, opts) do
     node = name(state, i)
 
     # Distribution listens on the node's own address only (loopback by default).
@@ -568,17 +614,25 @@ defmodule HyParView.Dev.LocalCluster do
 
         member = %{peer: peer, os_pid: os_pid}
 
-        case :peer.call(peer, __MODULE__, :remote_start, [topologies, state.log_level], 30_000) do
-          :ok ->
-            {:ok, i, member}
-
-          error ->
-            kill9(os_pid)
-            {:error, i, {:strategy_start_failed, error}}
+        if Keyword.get(opts, :defer_start, false) do
+          {:ok, i, Map.put(member, :topologies, topologies)}
+        else
+          start_strategy(member, i, topologies, state.log_level)
         end
 
       {:error, reason} ->
         {:error, i, {:peer_start_failed, reason}}
+    end
+  end
+
+  defp start_strategy(%{peer: peer, os_pid: os_pid} = member, i, topologies, log_level) do
+    case :peer.call(peer, __MODULE__, :remote_start, [topologies, log_level], 30_000) do
+      :ok ->
+        {:ok, i, member}
+
+      error ->
+        kill9(os_pid)
+        {:error, i, {:strategy_start_failed, error}}
     end
   end
 

@@ -13,6 +13,7 @@ mod churn;
 mod failure;
 mod params;
 mod partition;
+mod rollout;
 mod stable;
 
 pub use params::{parse_args, Params, USAGE};
@@ -32,6 +33,8 @@ pub enum Scenario {
     Failure,
     Churn,
     Partition,
+    /// Every node joins at once through the same few contacts.
+    Rollout,
 }
 
 impl Scenario {
@@ -41,6 +44,7 @@ impl Scenario {
             Scenario::Failure => "failure",
             Scenario::Churn => "churn",
             Scenario::Partition => "partition",
+            Scenario::Rollout => "rollout",
         }
     }
 
@@ -50,6 +54,7 @@ impl Scenario {
             "failure" => Scenario::Failure,
             "churn" => Scenario::Churn,
             "partition" => Scenario::Partition,
+            "rollout" => Scenario::Rollout,
             _ => return None,
         })
     }
@@ -60,6 +65,7 @@ impl Scenario {
             Scenario::Failure => Box::new(failure::Failure),
             Scenario::Churn => Box::<churn::Churn>::default(),
             Scenario::Partition => Box::<partition::Partition>::default(),
+            Scenario::Rollout => Box::new(rollout::Rollout),
         }
     }
 }
@@ -74,8 +80,11 @@ pub trait Experiment {
 
     /// Brings the overlay up; by default every node joins, `join_spacing`
     /// apart, through a random node that joined before it, then
-    /// `settle_rounds` rounds pass.
+    /// `settle_rounds` rounds pass. With `--rollout`, the rollout build.
     fn build(&mut self, sim: &mut Sim, p: &Params) {
+        if p.rollout {
+            return rollout::build(sim, p);
+        }
         let mut pool = Vec::new();
         let last = schedule_joins(sim, p.nodes, p.join_spacing, &mut pool, Pool::Grow);
         sim.run_until(last + p.settle_rounds as Millis * p.shuffle_interval);

@@ -22,6 +22,12 @@ pub struct Params {
     pub settle_rounds: usize,
     /// Broadcasts averaged per reliability sample.
     pub broadcasts: usize,
+    /// rollout (and `--rollout`): the fixed contacts every node joins through.
+    pub contacts: usize,
+    /// rollout (and `--rollout`): every node joins within this many ms.
+    pub spread: Millis,
+    /// failure, churn: build as a rollout (see `rollout.rs`).
+    pub rollout: bool,
     /// Diagnosis only (no flag): trace every event between two nodes.
     pub trace_pair: Option<(u32, u32)>,
 }
@@ -43,15 +49,19 @@ impl Params {
             join_spacing: 10,
             settle_rounds: 2,
             broadcasts: 50,
+            contacts: 2,
+            spread: 200,
+            rollout: false,
             trace_pair: None,
         }
     }
 }
 
 pub const USAGE: &str =
-    "usage: hyparview-sim <stable|failure|churn|partition> [--nodes N] [--seed S] \
+    "usage: hyparview-sim <stable|failure|churn|partition|rollout> [--nodes N] [--seed S] \
 [--fail F] [--rounds R] [--churn C] [--json] [--latency-min MS] [--latency-max MS] \
-[--shuffle-interval MS] [--neighbor-timeout MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B]";
+[--shuffle-interval MS] [--neighbor-timeout MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B] \
+[--contacts K] [--spread MS] [--rollout]";
 
 /// Parses the command line (without the program name).
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
@@ -62,6 +72,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
     while let Some(flag) = it.next() {
         if flag == "--json" {
             p.json = true;
+            continue;
+        }
+        if flag == "--rollout" {
+            p.rollout = true;
             continue;
         }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -81,6 +95,8 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
             "--join-spacing" => p.join_spacing = num(flag, value()?)?,
             "--settle-rounds" => p.settle_rounds = num(flag, value()?)?,
             "--broadcasts" => p.broadcasts = num(flag, value()?)?,
+            "--contacts" => p.contacts = num(flag, value()?)?,
+            "--spread" => p.spread = num(flag, value()?)?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -92,6 +108,12 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
     }
     if p.latency_min > p.latency_max {
         return Err("--latency-min must not exceed --latency-max".into());
+    }
+    if p.contacts == 0 {
+        return Err("--contacts must be positive".into());
+    }
+    if p.rollout && !matches!(p.scenario, Scenario::Failure | Scenario::Churn) {
+        return Err("--rollout applies to failure and churn".into());
     }
     if p.broadcasts == 0 {
         return Err("--broadcasts must be positive".into());
