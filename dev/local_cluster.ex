@@ -120,7 +120,8 @@ defmodule HyParView.Dev.LocalCluster do
 
   @doc """
   Starts the strategy on every node booted with `defer_start: true`, all
-  at once. Returns the spread of the start calls' returns in ms.
+  at the same OS time (every node shares this machine's clock). Returns the
+  spread of the actual start times in ms.
   """
   @spec start_strategies(cluster()) :: {:ok, non_neg_integer()} | {:error, term()}
   def start_strategies(cluster), do: GenServer.call(cluster, :start_strategies, :infinity)
@@ -324,12 +325,15 @@ defmodule HyParView.Dev.LocalCluster do
   # Remote side: runs inside the booted nodes via :peer.call.
 
   @doc false
-  def remote_start(topologies, log_level) do
+  # With `at` (OS time, ms): start then, and return {:ok, OS time started}.
+  def remote_start(topologies, log_level, at \\ nil) do
     {:ok, _} = Application.ensure_all_started(:logger)
     Logger.configure(level: log_level)
     # Many nodes share one console: say which one is talking.
     Logger.configure_backend(:console, format: "$time #{node()} [$level] $message\n")
     caller = self()
+    if at, do: Process.sleep(max(0, at - System.os_time(:millisecond)))
+    started = System.os_time(:millisecond)
 
     # :peer.call runs us in a short-lived process; a supervisor linked to it
     # would shut down when it exits. A holder process owns the tree instead.
@@ -347,7 +351,7 @@ defmodule HyParView.Dev.LocalCluster do
       end)
 
     receive do
-      {:local_cluster_started, ^holder, {:ok, _}} -> :ok
+      {:local_cluster_started, ^holder, {:ok, _}} -> if(at, do: {:ok, started}, else: :ok)
       {:local_cluster_started, ^holder, error} -> error
     after
       15_000 -> {:error, :strategy_start_timeout}
@@ -444,13 +448,17 @@ defmodule HyParView.Dev.LocalCluster do
   def handle_call(:start_strategies, _from, state) do
     deferred = for {i, %{topologies: t} = m} <- state.members, do: {i, m, t}
     level = state.log_level
+    # Time for every call to reach its node first.
+    at = System.os_time(:millisecond) + 2_000 + 50 * length(deferred)
 
     results =
       deferred
       |> Task.async_stream(
         fn {i, m, t} ->
-          {i, :peer.call(m.peer, __MODULE__, :remote_start, [t, level], 30_000),
-           System.monotonic_time(:millisecond)}
+          case :peer.call(m.peer, __MODULE__, :remote_start, [t, level, at], 60_000) do
+            {:ok, started} -> {i, :ok, started}
+            error -> {i, error, nil}
+          end
         end,
         timeout: 60_000,
         max_concurrency: max(1, length(deferred))
