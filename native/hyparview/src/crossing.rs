@@ -56,14 +56,17 @@
 //! Cost. A crossing is one direct SHUFFLE and its reply (contact source
 //! only), one NEIGHBOR and its reply, two DISCONNECTs, and the refill of
 //! the two evicted peers, whose low-priority requests are mostly refused by
-//! full nodes: ~20–40 messages and one link swap in a full overlay. At
-//! steady state (one crossing per node per 128 shuffle intervals) the
-//! simulator measures +0.25–0.33 messages per node per shuffle interval
-//! (8.04 → 8.29–8.38 at 1,000 nodes, +3–4 %) and one link swap per node
-//! every ~21 minutes with
-//! the default 10 s interval. The dense phase costs 8 crossings per node
-//! once, over the first 10 intervals (+11 messages per node per interval
-//! in intervals 2–8 after a simultaneous start: 8.6 → 19.8).
+//! full nodes: ~20-40 messages and one link swap in a full overlay. At
+//! steady state (one crossing per node per 128 shuffle intervals) that is
+//! at most ~0.16-0.31 messages per node per shuffle interval and one link
+//! swap per node every ~21 minutes with the default 10 s interval. The
+//! simulator cannot tell it from the overlay's own upkeep: `stable --nodes
+//! 1000 --settle-rounds 12 --rounds 20`, seeds 1-3, measures 7.59-7.71
+//! messages per node per interval with crossing and 8.03-8.16 without.
+//! The dense phase costs 8 crossings per node once, over the first 10
+//! intervals: `rollout --nodes 1000 --settle-rounds 0 --rounds 10` measures
+//! 24.3-24.8 messages per node per interval with crossing, 11.2-11.4
+//! without (bench/results/coldstart.md).
 //!
 //! This module holds the sub-state, its choices and the node's side of the
 //! exchange; `Node` calls it from the places marked `crossing:` in node.rs
