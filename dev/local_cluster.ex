@@ -108,13 +108,23 @@ defmodule HyParView.Dev.LocalCluster do
 
   @doc """
   Boots the nodes with the given indexes in parallel and starts the strategy
-  on each. Per-call option `:contacts` overrides the contact indexes.
+  on each. Per-call option `:contacts` overrides the contact indexes;
+  `defer_start: true` boots the VMs but leaves the strategy to
+  `start_strategies/1` (every node at once, as a fleet starts).
   Returns the node names, or `{:error, failures}` listing every node that
   did not come up (the others stay up).
   """
   @spec boot(cluster(), Enumerable.t(), keyword()) :: {:ok, [node()]} | {:error, term()}
   def boot(cluster, indexes, opts \\ []),
     do: GenServer.call(cluster, {:boot, Enum.to_list(indexes), opts}, :infinity)
+
+  @doc """
+  Starts the strategy on every node booted with `defer_start: true`, all
+  at the same OS time (every node shares this machine's clock). Returns the
+  spread of the actual start times in ms.
+  """
+  @spec start_strategies(cluster()) :: {:ok, non_neg_integer()} | {:error, term()}
+  def start_strategies(cluster), do: GenServer.call(cluster, :start_strategies, :infinity)
 
   @doc """
   Kills the OS processes of the given nodes with `kill -9` (no goodbye to
@@ -315,12 +325,15 @@ defmodule HyParView.Dev.LocalCluster do
   # Remote side: runs inside the booted nodes via :peer.call.
 
   @doc false
-  def remote_start(topologies, log_level) do
+  # With `at` (OS time, ms): start then, and return {:ok, OS time started}.
+  def remote_start(topologies, log_level, at \\ nil) do
     {:ok, _} = Application.ensure_all_started(:logger)
     Logger.configure(level: log_level)
     # Many nodes share one console: say which one is talking.
     Logger.configure_backend(:console, format: "$time #{node()} [$level] $message\n")
     caller = self()
+    if at, do: Process.sleep(max(0, at - System.os_time(:millisecond)))
+    started = System.os_time(:millisecond)
 
     # :peer.call runs us in a short-lived process; a supervisor linked to it
     # would shut down when it exits. A holder process owns the tree instead.
@@ -338,7 +351,7 @@ defmodule HyParView.Dev.LocalCluster do
       end)
 
     receive do
-      {:local_cluster_started, ^holder, {:ok, _}} -> :ok
+      {:local_cluster_started, ^holder, {:ok, _}} -> if(at, do: {:ok, started}, else: :ok)
       {:local_cluster_started, ^holder, error} -> error
     after
       15_000 -> {:error, :strategy_start_timeout}
@@ -405,7 +418,10 @@ defmodule HyParView.Dev.LocalCluster do
 
     results =
       indexes
-      |> Task.async_stream(&boot_one(state, &1, contacts), timeout: 60_000, max_concurrency: 8)
+      |> Task.async_stream(&boot_one(state, &1, contacts, opts),
+        timeout: 60_000,
+        max_concurrency: 8
+      )
       |> Enum.zip(indexes)
       |> Enum.map(fn
         {{:ok, result}, _i} -> result
@@ -427,6 +443,44 @@ defmodule HyParView.Dev.LocalCluster do
       [] -> {:reply, {:ok, Enum.map(indexes, &name(state, &1))}, state}
       errors -> {:reply, {:error, errors}, state}
     end
+  end
+
+  def handle_call(:start_strategies, _from, state) do
+    deferred = for {i, %{topologies: t} = m} <- state.members, do: {i, m, t}
+    level = state.log_level
+    # Time for every call to reach its node first.
+    at = System.os_time(:millisecond) + 2_000 + 50 * length(deferred)
+
+    results =
+      deferred
+      |> Task.async_stream(
+        fn {i, m, t} ->
+          case :peer.call(m.peer, __MODULE__, :remote_start, [t, level, at], 60_000) do
+            {:ok, started} -> {i, :ok, started}
+            error -> {i, error, nil}
+          end
+        end,
+        timeout: 60_000,
+        max_concurrency: max(1, length(deferred))
+      )
+      |> Enum.map(fn {:ok, r} -> r end)
+
+    members =
+      Enum.reduce(deferred, state.members, fn {i, m, _}, acc ->
+        Map.put(acc, i, Map.delete(m, :topologies))
+      end)
+
+    reply =
+      case Enum.reject(results, fn {_, r, _} -> r == :ok end) do
+        [] ->
+          stamps = Enum.map(results, fn {_, _, t} -> t end)
+          {:ok, if(stamps == [], do: 0, else: Enum.max(stamps) - Enum.min(stamps))}
+
+        errors ->
+          {:error, errors}
+      end
+
+    {:reply, reply, %{state | members: members}}
   end
 
   def handle_call({:kill, indexes}, _from, state) do
@@ -529,7 +583,7 @@ defmodule HyParView.Dev.LocalCluster do
     end)
   end
 
-  defp boot_one(state, i, contacts) do
+  defp boot_one(state, i, contacts, opts) do
     node = name(state, i)
 
     # Distribution listens on the node's own address only (loopback by default).
@@ -568,17 +622,25 @@ defmodule HyParView.Dev.LocalCluster do
 
         member = %{peer: peer, os_pid: os_pid}
 
-        case :peer.call(peer, __MODULE__, :remote_start, [topologies, state.log_level], 30_000) do
-          :ok ->
-            {:ok, i, member}
-
-          error ->
-            kill9(os_pid)
-            {:error, i, {:strategy_start_failed, error}}
+        if Keyword.get(opts, :defer_start, false) do
+          {:ok, i, Map.put(member, :topologies, topologies)}
+        else
+          start_strategy(member, i, topologies, state.log_level)
         end
 
       {:error, reason} ->
         {:error, i, {:peer_start_failed, reason}}
+    end
+  end
+
+  defp start_strategy(%{peer: peer, os_pid: os_pid} = member, i, topologies, log_level) do
+    case :peer.call(peer, __MODULE__, :remote_start, [topologies, log_level], 30_000) do
+      :ok ->
+        {:ok, i, member}
+
+      error ->
+        kill9(os_pid)
+        {:error, i, {:strategy_start_failed, error}}
     end
   end
 

@@ -10,7 +10,7 @@ fn run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn json_output_has_the_documented_keys() {
-    for scenario in ["stable", "failure", "churn", "partition"] {
+    for scenario in ["stable", "failure", "churn", "partition", "rollout"] {
         let out = run(&[
             scenario, "--nodes", "40", "--seed", "7", "--rounds", "2", "--json",
         ]);

@@ -73,6 +73,10 @@ pub(crate) enum TimerKind {
         gen: u64,
         token: u64,
     },
+    /// A crossing tick (see `crossing.rs`).
+    Crossing {
+        gen: u64,
+    },
     NeighborTimeout {
         gen: u64,
         epoch: u64,
@@ -98,6 +102,8 @@ pub struct Stats {
     /// Contact probes: direct SHUFFLEs sent to a contact by a short node
     /// with an empty passive view.
     pub probes: u64,
+    /// `merge` NEIGHBORs sent by the crossing schedule (see `crossing.rs`).
+    pub crossings: u64,
     /// DISCONNECTs sent to repair a link the other end held alone.
     pub asymmetry_repairs: u64,
     /// Inputs ignored as stale (old incarnation, old link epoch).

@@ -13,10 +13,12 @@
 //! SHUFFLE handlers), `quota` (budgets on gossip and dials), `maintain`
 //! (promotion after every input, timers), and the sub-states it owns:
 //! `views` (active, passive, suspects, reserve), `requests` (NEIGHBORs in
-//! flight), `join` (contacts, JOIN rounds, rejoin backoff) and `repair`
-//! (merge requests and contact probes, beyond the paper).
+//! flight), `join` (contacts, JOIN rounds, rejoin backoff) `repair`
+//! (merge requests and contact probes, beyond the paper) and `crossing`
+//! (the low-rate merge of components whose active views are full).
 
 pub mod config;
+mod crossing;
 mod events;
 mod join;
 mod maintain;

@@ -47,6 +47,13 @@ impl Node {
             TimerKind::Probe { gen, token } => {
                 return live(gen) && self.probe.fired(token) && self.on_probe_due();
             }
+            TimerKind::Crossing { gen } => {
+                // crossing: one crossing per tick of its schedule.
+                if live(gen) {
+                    self.start_crossing();
+                    self.schedule_crossing();
+                }
+            }
             TimerKind::NeighborTimeout { gen, epoch } => {
                 if gen == self.timer_gen {
                     if let Some((peer, request)) = self.requests.take_epoch(epoch) {

@@ -166,7 +166,10 @@ impl Node {
         peers.truncate(MAX_PEERS_IN_MESSAGE);
         // Only answers we asked for are integrated, one per request: their
         // rate is ours, so only the per-message bound applies.
-        if self.probe.awaiting.as_ref() == Some(&from.id) {
+        if self.crossing.take_reply(&from.id) {
+            // crossing: the contact's answer names the merge target.
+            self.finish_crossing(now, from, peers);
+        } else if self.probe.awaiting.as_ref() == Some(&from.id) {
             // Answer to our contact probe: the contact is alive too.
             self.probe.awaiting = None;
             self.integrate(now, peers, &[], Gossip::Solicited);

@@ -36,6 +36,7 @@
 
 pub use crate::events::{Input, Output, Stats, Timer};
 
+use crate::crossing::Crossing;
 pub(crate) use crate::events::TimerKind;
 use crate::join::Join;
 use crate::membership::Gossip;
@@ -87,6 +88,8 @@ pub struct Node {
     pub(crate) join: Join,
     pub(crate) merge: Merge,
     pub(crate) probe: Probe,
+    /// crossing: merges components whose active views are full.
+    pub(crate) crossing: Crossing,
     /// The peers our outstanding SHUFFLE carried, until its reply.
     pub(crate) shuffle_sent: Option<Vec<Peer>>,
     /// Lamport clock for link epochs.
@@ -120,6 +123,7 @@ impl Node {
             join: Join::default(),
             merge: Merge::default(),
             probe: Probe::new(seed),
+            crossing: Crossing::new(seed),
             shuffle_sent: None,
             clock: 0,
             timer_gen: 0,
@@ -234,6 +238,9 @@ impl Node {
         self.probe.reset();
         self.schedule_shuffle();
         self.schedule_merge_tick();
+        // crossing: a Join restarts the dense phase of the schedule.
+        self.crossing.reset();
+        self.schedule_crossing();
         if self.views.active.is_empty()
             && self.join.attempt.is_none()
             && !self.join.contacts().is_empty()
@@ -270,6 +277,7 @@ impl Node {
         self.join.stop();
         self.shuffle_sent = None;
         self.probe.reset();
+        self.crossing.reset();
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.phase = Phase::Left;
     }

@@ -436,6 +436,11 @@ impl Views {
         }
     }
 
+    /// The reserve, oldest first (crossing draws from it).
+    pub(crate) fn reserve(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.reserve.iter().map(|r| r.clone().unpack())
+    }
+
     pub(crate) fn reserve_is_empty(&self) -> bool {
         self.reserve.is_empty()
     }

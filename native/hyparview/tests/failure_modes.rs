@@ -830,6 +830,16 @@ fn island_whose_passive_peers_are_full_escalates_and_merges() {
             "{k} full"
         );
     }
+    // Past the crossing schedule's dense phase (its last tick is due at
+    // most 12.5 shuffle intervals after Join, the next one not before 96):
+    // crossing from the big component cannot reach the island first, and
+    // the island, short, does not cross, so this is the escalation alone
+    // (asserted below: no crossing at all). The big component's own passive
+    // merge probe (1 tick in 32) could still win the race; with these seeds
+    // and this start it does not (it does with 13-16 intervals).
+    net.run_for(20 * cfg.shuffle_interval);
+    let crossings = |net: &Net| -> u64 { net.nodes.values().map(|n| n.stats().crossings).sum() };
+    let crossed_before = crossings(&net);
     // The island: a and b hold each other, and know only k0.
     net.add("a", 1, 7);
     net.add("b", 1, 8);
@@ -885,6 +895,7 @@ fn island_whose_passive_peers_are_full_escalates_and_merges() {
         waited >= cfg.promotion_interval / 2,
         "no escalation before low priority had a chance: {waited} ms"
     );
+    assert_eq!(crossings(&net), crossed_before, "no crossing meanwhile");
     net.run_for(60_000);
     assert_eq!(net.components(), 1);
     assert!(net.asymmetric().is_empty());

@@ -14,6 +14,7 @@ mod churn;
 mod failure;
 mod params;
 mod partition;
+mod rollout;
 mod stable;
 
 pub use params::{parse_args, Params, USAGE};
@@ -34,6 +35,8 @@ pub enum Scenario {
     Failure,
     Churn,
     Partition,
+    /// Every node joins at once through the same few contacts.
+    Rollout,
 }
 
 impl Scenario {
@@ -43,6 +46,7 @@ impl Scenario {
             Scenario::Failure => "failure",
             Scenario::Churn => "churn",
             Scenario::Partition => "partition",
+            Scenario::Rollout => "rollout",
         }
     }
 
@@ -52,6 +56,7 @@ impl Scenario {
             "failure" => Scenario::Failure,
             "churn" => Scenario::Churn,
             "partition" => Scenario::Partition,
+            "rollout" => Scenario::Rollout,
             _ => return None,
         })
     }
@@ -62,6 +67,7 @@ impl Scenario {
             Scenario::Failure => Box::new(failure::Failure),
             Scenario::Churn => Box::<churn::Churn>::default(),
             Scenario::Partition => Box::<partition::Partition>::default(),
+            Scenario::Rollout => Box::new(rollout::Rollout),
         }
     }
 }
@@ -76,8 +82,11 @@ pub trait Experiment {
 
     /// Brings the overlay up; by default every node joins, `join_spacing`
     /// apart, through a random node that joined before it, then
-    /// `settle_rounds` rounds pass.
+    /// `settle_rounds` rounds pass. With `--rollout`, the rollout build.
     fn build(&mut self, sim: &mut Sim, p: &Params) {
+        if p.rollout {
+            return rollout::build(sim, p);
+        }
         let mut pool = Vec::new();
         let last = schedule_joins(
             sim,

@@ -22,9 +22,16 @@ pub struct Params {
     pub settle_rounds: usize,
     /// Broadcasts averaged per reliability sample.
     pub broadcasts: usize,
+    /// rollout (and `--rollout`): every node joins within this many ms.
+    pub spread: Millis,
+    /// failure, churn: build as a rollout (see `rollout.rs`).
+    pub rollout: bool,
     /// Diagnosis only (no flag): trace every event between two nodes.
     pub trace_pair: Option<(u32, u32)>,
-    /// Contacts each node starts with (random nodes that joined before it).
+    /// `--contacts K`: in a rollout (`rollout`, `--rollout`) the K fixed
+    /// contacts every node joins through (default 2); otherwise the contacts
+    /// each node starts with, random nodes that joined before it (default 1).
+    /// 0 until parsed: `parse_args` fills in the scenario's default.
     pub contacts: usize,
     /// Nodes ask a discovery service for live contacts (`discovery.rs`).
     pub discovery: bool,
@@ -49,8 +56,10 @@ impl Params {
             join_spacing: 10,
             settle_rounds: 2,
             broadcasts: 50,
+            spread: 200,
+            rollout: false,
             trace_pair: None,
-            contacts: 1,
+            contacts: 0,
             discovery: false,
             discovery_interval: 5_000,
             discovery_refresh: 60_000,
@@ -59,10 +68,10 @@ impl Params {
 }
 
 pub const USAGE: &str =
-    "usage: hyparview-sim <stable|failure|churn|partition> [--nodes N] [--seed S] \
+    "usage: hyparview-sim <stable|failure|churn|partition|rollout> [--nodes N] [--seed S] \
 [--fail F] [--rounds R] [--churn C] [--json] [--latency-min MS] [--latency-max MS] \
 [--shuffle-interval MS] [--neighbor-timeout MS] [--join-spacing MS] [--settle-rounds R] [--broadcasts B] \
-[--contacts K] [--discovery] [--discovery-interval MS] [--discovery-refresh MS]";
+[--contacts K] [--discovery] [--discovery-interval MS] [--discovery-refresh MS] [--spread MS] [--rollout]";
 
 /// Parses the command line (without the program name).
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
@@ -77,6 +86,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
         }
         if flag == "--discovery" {
             p.discovery = true;
+            continue;
+        }
+        if flag == "--rollout" {
+            p.rollout = true;
             continue;
         }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -96,9 +109,15 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
             "--join-spacing" => p.join_spacing = num(flag, value()?)?,
             "--settle-rounds" => p.settle_rounds = num(flag, value()?)?,
             "--broadcasts" => p.broadcasts = num(flag, value()?)?,
-            "--contacts" => p.contacts = num(flag, value()?)?,
+            "--contacts" => {
+                p.contacts = num(flag, value()?)?;
+                if p.contacts == 0 {
+                    return Err("--contacts must be at least 1".into());
+                }
+            }
             "--discovery-interval" => p.discovery_interval = num(flag, value()?)?,
             "--discovery-refresh" => p.discovery_refresh = num(flag, value()?)?,
+            "--spread" => p.spread = num(flag, value()?)?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -110,6 +129,16 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Params, String> {
     }
     if p.latency_min > p.latency_max {
         return Err("--latency-min must not exceed --latency-max".into());
+    }
+    if p.contacts == 0 {
+        p.contacts = if p.rollout || matches!(p.scenario, Scenario::Rollout) {
+            2
+        } else {
+            1
+        };
+    }
+    if p.rollout && !matches!(p.scenario, Scenario::Failure | Scenario::Churn) {
+        return Err("--rollout applies to failure and churn".into());
     }
     if p.broadcasts == 0 {
         return Err("--broadcasts must be positive".into());

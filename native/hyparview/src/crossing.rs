@@ -1,0 +1,378 @@
+//! Crossing: the low-rate exchange that merges components whose active
+//! views are all full (issue 12, the cold-start split).
+//!
+//! Why the overlay cannot heal without it: once every active view of two
+//! components is full, SHUFFLE walks stay inside their component, so passive
+//! views only ever hold nodes of the same component; promotions and the
+//! passive merge probe therefore pick peers of the same component, and the
+//! contact probe only runs with an empty passive view. A fleet that starts
+//! at once through the same few contacts builds one star per contact, and
+//! the stars can lose every link between them to evictions before any
+//! shuffle ran: a split that lasts forever.
+//!
+//! The mechanism: on a schedule of its own (dense right after `Join`, then
+//! sparse), a node whose active view is full sends one `merge` NEIGHBOR to
+//! a peer that may lie outside its component, drawn from one of two
+//! sources (each with probability 1/2 when both exist):
+//! - a *contact* (the one thing the nodes of every component share): the
+//!   node sends it a direct SHUFFLE (TTL 1, the contact probe's message: no
+//!   link implied) and, when the reply comes, asks a random peer of that
+//!   reply (the contact's passive view: its component, plus joiners it
+//!   integrated), or the contact itself if the reply is empty — not the
+//!   contact by default, so the contacts do not become hubs;
+//! - a peer it knows but does not hold (passive view or the reserve of
+//!   evicted passive peers): those learned during the join storm, before
+//!   the split, are the only peers outside the component it may still know.
+//!
+//! A merge NEIGHBOR is accepted even by a full node, so one that lands in
+//! another component joins the two (both ends evict a random peer, which
+//! refills as after any eviction). Short nodes do not cross: they have
+//! their own repairs (promotion, escalation, contact probe, rejoin), and a
+//! split that lasts is one whose views are full.
+//!
+//! Why components meet in bounded time. Rollout case (every node has the
+//! same contacts): a B node crossing picks a contact c outside B with
+//! probability at least 1/(2K), K the number of contacts, whenever B lacks
+//! one (with several components, all but at most K lack some contact, and
+//! one holding only c is entered from every component holding another);
+//! c answers with peers of its passive view, which are outside B unless c
+//! integrated them from B's own crossings. B has at least
+//! `active_view_size + 1` nodes, all full, each crossing at every tick, so
+//! the expected number of bridges per tick is of the order of (a+1)/(2K)
+//! (1.5 with a = 5, K = 2) or more, and the first comes within about one
+//! tick: the chance that none comes in six ticks is small even for the
+//! smallest component (measured: none missed). The dense phase ticks at
+//! 0.5, 1, 1.5, 2, 3, 4, 6 and 10 shuffle intervals after the Join
+//! (±25 %), i.e. six chances in the first 4 rounds. Without a contact outside (each node
+//! joined through an earlier joiner, so B's contacts are B's own), the
+//! passive and reserve draws reach the peers known from before the split;
+//! that is not bounded by an argument but measured (the simulator's
+//! `stable --join-spacing 0`). After the dense phase every node crosses
+//! once every `STEADY_ROUNDS` intervals, so any later split with a
+//! contact outside merges in expected O(STEADY_ROUNDS / |B|) intervals.
+//! Schedules restart on every `Join`, so a fleet restarted at once gets the
+//! dense phase again.
+//!
+//! Cost. A crossing is one direct SHUFFLE and its reply (contact source
+//! only), one NEIGHBOR and its reply, two DISCONNECTs, and the refill of
+//! the two evicted peers, whose low-priority requests are mostly refused by
+//! full nodes: ~20-40 messages and one link swap in a full overlay. At
+//! steady state (one crossing per node per 128 shuffle intervals) that is
+//! at most ~0.16-0.31 messages per node per shuffle interval and one link
+//! swap per node every ~21 minutes with the default 10 s interval. The
+//! simulator cannot tell it from the overlay's own upkeep: `stable --nodes
+//! 1000 --settle-rounds 12 --rounds 20`, seeds 1-3, measures 7.59-7.71
+//! messages per node per interval with crossing and 8.03-8.16 without.
+//! The dense phase costs 8 crossings per node once, over the first 10
+//! intervals: `rollout --nodes 1000 --settle-rounds 0 --rounds 10` measures
+//! 24.3-24.8 messages per node per interval with crossing, 11.2-11.4
+//! without (bench/results/coldstart.md).
+//!
+//! This module holds the sub-state, its choices and the node's side of the
+//! exchange; `Node` calls it from the places marked `crossing:` in node.rs
+//! and maintain.rs: the Join input (restart the schedule), the Crossing
+//! timer, the SHUFFLE reply (the contact's answer) and Leave (forget the
+//! outstanding exchange).
+
+use crate::events::TimerKind;
+use crate::membership::Gossip;
+use crate::message::Priority;
+use crate::node::Node;
+use crate::requests::RequestKind;
+use crate::{Message, Millis, Peer, PeerId};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Gaps between crossings right after `Join`, in half shuffle intervals:
+/// the split forms in the first seconds of a simultaneous start, so that is
+/// when crossing pays off. Crossings at 0.5, 1, 1.5, 2, 3, 4, 6 and 10
+/// intervals.
+const DENSE_HALVES: [u32; 8] = [1, 1, 1, 1, 2, 2, 4, 8];
+/// Gap between crossings after the dense phase, in shuffle intervals.
+pub(crate) const STEADY_ROUNDS: u32 = 128;
+
+/// Where a crossing goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Ask this contact for peers of its component first (direct SHUFFLE).
+    Contact(Peer),
+    /// Send the merge NEIGHBOR to this known peer directly.
+    Known(Peer),
+}
+
+pub(crate) struct Crossing {
+    /// Own stream: crossing choices leave every other random choice of the
+    /// node unchanged.
+    rng: SmallRng,
+    /// Crossings scheduled since the last `Join`.
+    ticks: u32,
+    /// The contact our crossing SHUFFLE went to, until it answers.
+    awaiting: Option<PeerId>,
+}
+
+impl Crossing {
+    pub(crate) fn new(seed: u64) -> Crossing {
+        Crossing {
+            rng: SmallRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c909),
+            ticks: 0,
+            awaiting: None,
+        }
+    }
+
+    /// `Join` or `Leave`: the schedule starts over, nothing is outstanding.
+    pub(crate) fn reset(&mut self) {
+        self.ticks = 0;
+        self.awaiting = None;
+    }
+
+    /// Delay until the next crossing: the next gap of the schedule with
+    /// ±25 % jitter, so a fleet does not cross in lockstep.
+    pub(crate) fn next_delay(&mut self, shuffle_interval: Millis) -> Millis {
+        let halves = gap_halves(self.ticks);
+        self.ticks = self.ticks.saturating_add(1);
+        let d = (shuffle_interval / 2)
+            .max(1)
+            .saturating_mul(Millis::from(halves));
+        self.rng
+            .gen_range(d - d / 4..=d.saturating_add(d / 4))
+            .max(1)
+    }
+
+    /// Picks this tick's target: a contact on half of the ticks (when there
+    /// is one not `held`), otherwise a known peer not `held`. `known` lists
+    /// the passive view and the reserve (duplicates are harmless).
+    pub(crate) fn choose<'a>(
+        &mut self,
+        contacts: &'a [Peer],
+        known: impl Iterator<Item = &'a Peer> + Clone,
+        held: impl Fn(&Peer) -> bool,
+    ) -> Option<Target> {
+        let contact = pick(&mut self.rng, contacts.iter(), &held);
+        let prefer_contact = self.rng.gen_bool(0.5);
+        if prefer_contact {
+            if let Some(c) = contact {
+                return Some(Target::Contact(c.clone()));
+            }
+        }
+        if let Some(p) = pick(&mut self.rng, known, &held) {
+            return Some(Target::Known(p.clone()));
+        }
+        contact.map(|c| Target::Contact(c.clone()))
+    }
+
+    /// `k` distinct indices below `n` (fewer when `n < k`): which active
+    /// peers the crossing SHUFFLE names.
+    pub(crate) fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        rand::seq::index::sample(&mut self.rng, n, k.min(n)).into_vec()
+    }
+
+    /// A crossing SHUFFLE went to `contact`.
+    pub(crate) fn expect_reply(&mut self, contact: &PeerId) {
+        self.awaiting = Some(contact.clone());
+    }
+
+    /// True (once) when a SHUFFLE reply from `from` answers our crossing.
+    pub(crate) fn take_reply(&mut self, from: &PeerId) -> bool {
+        if self.awaiting.as_ref() == Some(from) {
+            self.awaiting = None;
+            return true;
+        }
+        false
+    }
+
+    /// The merge target among the contact's answer: a random peer not
+    /// `held`, else the contact itself (an empty answer).
+    pub(crate) fn pick_from_reply(
+        &mut self,
+        contact: &Peer,
+        reply: &[Peer],
+        held: impl Fn(&Peer) -> bool,
+    ) -> Option<Peer> {
+        pick(&mut self.rng, reply.iter(), &held)
+            .or_else(|| (!held(contact)).then_some(contact))
+            .cloned()
+    }
+}
+
+impl Node {
+    pub(crate) fn schedule_crossing(&mut self) {
+        let after = self.crossing.next_delay(self.config.shuffle_interval);
+        let gen = self.timer_gen;
+        self.set_timer(after, TimerKind::Crossing { gen });
+    }
+
+    /// A crossing tick: a merge NEIGHBOR to a known peer we do not hold, or
+    /// a direct SHUFFLE to a contact whose answer names the merge target.
+    /// Only a full node crosses (see the module docs); skipped while another
+    /// merge request is in flight.
+    pub(crate) fn start_crossing(&mut self) {
+        if !self.views.active_full() || self.requests.any(|r| r.kind == RequestKind::Merge) {
+            return;
+        }
+        // Crossing ticks are rare: unpacking the reserve here is cheap.
+        let reserve: Vec<Peer> = self.views.reserve().collect();
+        let known = self
+            .views
+            .passive
+            .iter()
+            .map(|s| &s.peer)
+            .chain(reserve.iter());
+        // Field by field, so the closure does not borrow `self.crossing`.
+        let (local, views, requests) = (&self.local, &self.views, &self.requests);
+        let held = |p: &Peer| {
+            p.id == local.id
+                || views.active.contains(&p.id)
+                || requests.contains(&p.id)
+                || views.suspects.contains(&p.id)
+        };
+        match self.crossing.choose(self.join.contacts(), known, held) {
+            Some(Target::Known(peer)) => {
+                self.stats.crossings += 1;
+                self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
+            }
+            Some(Target::Contact(contact)) => {
+                // The probe's message: a direct SHUFFLE implies no link.
+                let n = self.views.active.len();
+                let idx = self.crossing.sample(n, self.config.shuffle_active_count);
+                let mut sample: Vec<Peer> = idx
+                    .into_iter()
+                    .map(|i| self.views.active.at(i).peer.clone())
+                    .collect();
+                sample.push(self.local.clone());
+                self.crossing.expect_reply(&contact.id);
+                let origin = self.local.clone();
+                self.send(
+                    contact,
+                    Message::Shuffle {
+                        origin,
+                        ttl: 1,
+                        peers: sample,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// The contact answered our crossing SHUFFLE: merge with a peer of its
+    /// answer (or with it).
+    pub(crate) fn finish_crossing(&mut self, now: Millis, contact: &Peer, peers: Vec<Peer>) {
+        let (local, views, requests) = (&self.local, &self.views, &self.requests);
+        let held =
+            |p: &Peer| p.id == local.id || views.active.contains(&p.id) || requests.contains(&p.id);
+        let target = self.crossing.pick_from_reply(contact, &peers, held);
+        // The answer is fresh knowledge either way.
+        self.integrate(now, peers, &[], Gossip::Solicited);
+        self.insert_passive(contact.clone(), 0, &[]);
+        self.close_if_idle(contact);
+        if let Some(peer) = target {
+            if !self.requests.any(|r| r.kind == RequestKind::Merge) {
+                self.stats.crossings += 1;
+                self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
+            }
+        }
+    }
+}
+
+/// The `tick`-th gap of the schedule, in half shuffle intervals.
+fn gap_halves(tick: u32) -> u32 {
+    DENSE_HALVES
+        .get(tick as usize)
+        .copied()
+        .unwrap_or(2 * STEADY_ROUNDS)
+}
+
+/// Uniform choice among the items not `held` (two passes, no allocation).
+fn pick<'a>(
+    rng: &mut SmallRng,
+    items: impl Iterator<Item = &'a Peer> + Clone,
+    held: &impl Fn(&Peer) -> bool,
+) -> Option<&'a Peer> {
+    let n = items.clone().filter(|p| !held(p)).count();
+    if n == 0 {
+        return None;
+    }
+    let k = rng.gen_range(0..n);
+    items.filter(|p| !held(p)).nth(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str) -> Peer {
+        Peer::new(name, "127.0.0.1:1".parse().unwrap(), 1)
+    }
+
+    fn peers(names: &[&str]) -> Vec<Peer> {
+        names.iter().map(|n| peer(n)).collect()
+    }
+
+    #[test]
+    fn schedule_is_dense_then_steady() {
+        let mut c = Crossing::new(1);
+        for i in 0..DENSE_HALVES.len() as u32 + 3 {
+            let g = c.next_delay(1000);
+            let d = 500 * u64::from(gap_halves(i));
+            assert!((d - d / 4..=d + d / 4).contains(&g), "gap {i}: {g}");
+        }
+        assert_eq!(gap_halves(100), 2 * STEADY_ROUNDS);
+        c.reset();
+        assert!(c.next_delay(1000) <= 625, "Join restarts the dense phase");
+    }
+
+    #[test]
+    fn choose_never_returns_a_held_peer_and_uses_both_sources() {
+        let contacts = peers(&["c1", "c2"]);
+        let known = peers(&["k1", "k2", "k3"]);
+        let mut c = Crossing::new(7);
+        let (mut via_contact, mut direct) = (0, 0);
+        for _ in 0..200 {
+            match c.choose(&contacts, known.iter(), |p| p.id == "c1" || p.id == "k2") {
+                Some(Target::Contact(p)) => {
+                    assert_eq!(p.id, "c2");
+                    via_contact += 1;
+                }
+                Some(Target::Known(p)) => {
+                    assert!(p.id == "k1" || p.id == "k3", "{p:?}");
+                    direct += 1;
+                }
+                None => panic!("a target exists"),
+            }
+        }
+        assert!(via_contact > 50 && direct > 50, "{via_contact} {direct}");
+        // Nothing left but one source: always that one; nothing at all: none.
+        let only_known = c.choose(&[], known.iter(), |_| false);
+        assert!(matches!(only_known, Some(Target::Known(_))));
+        let only_contact = c.choose(&contacts, [].iter(), |_| false);
+        assert!(matches!(only_contact, Some(Target::Contact(_))));
+        assert_eq!(c.choose(&contacts, known.iter(), |_| true), None);
+    }
+
+    #[test]
+    fn reply_is_taken_once_and_only_from_the_contact() {
+        let mut c = Crossing::new(3);
+        let contact = peer("c1");
+        c.expect_reply(&contact.id);
+        assert!(!c.take_reply(&peer("x").id));
+        assert!(c.take_reply(&contact.id));
+        assert!(!c.take_reply(&contact.id), "second reply is a normal one");
+        c.expect_reply(&contact.id);
+        c.reset();
+        assert!(!c.take_reply(&contact.id), "reset forgets the exchange");
+    }
+
+    #[test]
+    fn merge_target_comes_from_the_reply_else_the_contact() {
+        let mut c = Crossing::new(5);
+        let contact = peer("c1");
+        let reply = peers(&["a", "b"]);
+        for _ in 0..20 {
+            let t = c.pick_from_reply(&contact, &reply, |p| p.id == "a");
+            assert_eq!(t.map(|p| p.id.to_string()), Some("b".to_string()));
+        }
+        let t = c.pick_from_reply(&contact, &[], |_| false);
+        assert_eq!(t, Some(contact.clone()));
+        assert_eq!(c.pick_from_reply(&contact, &reply, |_| true), None);
+    }
+}
