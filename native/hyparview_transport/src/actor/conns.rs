@@ -1,0 +1,311 @@
+//! Connection lifecycle: accept, network events, frames in, registration
+//! of an authenticated connection with the link policy, and closing.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn on_accept(&mut self, r: std::io::Result<(TcpStream, SocketAddr)>) {
+        match r {
+            Ok((stream, remote)) => {
+                self.counters.connections_accepted += 1;
+                let (token, evicted) = self.pending.make_room(remote.ip());
+                for handle in evicted {
+                    // Dropping the task closes its socket; the dialer (if it
+                    // was a real one) sees the close and retries.
+                    handle.abort();
+                    self.counters.handshakes_evicted += 1;
+                }
+                let identity = self.identity.clone();
+                let tx = self.net_tx.clone();
+                let now = Instant::now();
+                let deadline = now + ms(self.cfg.handshake_timeout);
+                let preauth = now + ms(self.cfg.preauth_timeout);
+                let max_frame = self.cfg.max_frame_size as usize;
+                let handle = self.tasks.spawn(async move {
+                    let mut stream = stream;
+                    let _ = stream.set_nodelay(true);
+                    let proved_tx = tx.clone();
+                    let result = handshake::accept(
+                        &mut stream,
+                        &identity,
+                        max_frame,
+                        preauth,
+                        deadline,
+                        move || {
+                            // Best effort: a full channel only loses the
+                            // eviction preference, nothing else.
+                            let _ = proved_tx.try_send(NetEvent::Proved { token });
+                        },
+                    )
+                    .await
+                    .map(|session| (stream, session))
+                    .map_err(HandshakeFail::Handshake);
+                    let _ = tx
+                        .send(NetEvent::Handshaken {
+                            origin: Origin::Accepted { token },
+                            remote,
+                            result,
+                        })
+                        .await;
+                });
+                self.pending.insert(token, remote.ip(), handle);
+            }
+            Err(e) => {
+                // Typically EMFILE: back off briefly instead of spinning.
+                let ip = IpAddr::from([0, 0, 0, 0]);
+                self.log_once(ip, "accept_error", LogLevel::Error, || {
+                    format!("accept failed: {e}")
+                });
+                self.accept_paused_until = Some(Instant::now() + ms(100));
+            }
+        }
+    }
+
+    pub(super) fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Handshaken {
+                origin,
+                remote,
+                result,
+            } => {
+                if let Origin::Accepted { token } = origin {
+                    self.pending.remove(token);
+                }
+                match (origin, result) {
+                    (Origin::Accepted { .. }, Ok((stream, session))) => {
+                        self.register(stream, session, remote, false);
+                    }
+                    (Origin::Accepted { .. }, Err(HandshakeFail::Handshake(e))) => {
+                        self.handshake_failed(remote, e, None)
+                    }
+                    (Origin::Accepted { .. }, Err(HandshakeFail::Connect)) => {}
+                    (Origin::Dialed { .. }, Ok((stream, session))) => {
+                        // The handshake checked that the peer is `expected`.
+                        self.register(stream, session, remote, true);
+                    }
+                    (Origin::Dialed { expected }, Err(fail)) => {
+                        self.counters.dial_failures += 1;
+                        match fail {
+                            HandshakeFail::Handshake(e) => {
+                                self.handshake_failed(remote, e, Some(&expected))
+                            }
+                            HandshakeFail::Connect => {
+                                let ip = remote.ip();
+                                self.log_once(ip, "dial_failed", LogLevel::Debug, || {
+                                    format!("could not connect to {} at {remote}", expected.id)
+                                });
+                            }
+                        }
+                        let now = self.now_ms();
+                        let remote = Remote(expected);
+                        match self.links.dial_failed(now, &remote) {
+                            // The peer dialed us meanwhile: deliver over that.
+                            DialFailed::Fallback(f) => self.write_flush(f),
+                            DialFailed::Failed => self.feed(Input::DialFailed { peer: remote.0 }),
+                            DialFailed::Unknown => {}
+                        }
+                    }
+                }
+            }
+            NetEvent::Proved { token } => self.pending.proved(token),
+            NetEvent::Frame { conn, frame } => self.on_frame(conn, frame),
+            NetEvent::ReadClosed { conn, error } => {
+                if error.is_protocol_violation() {
+                    self.counters.frames_rejected += 1;
+                    if let Some(c) = self.conns.get(&conn) {
+                        let ip = c.remote.ip();
+                        let id = c.peer.id.clone();
+                        self.log_once(ip, "bad_frame", LogLevel::Warning, || {
+                            format!("closing connection to {id}: {error:?}")
+                        });
+                    }
+                }
+                match self.conns.get(&conn) {
+                    // The writer is still flushing our side of a graceful close; let it.
+                    Some(c) if c.closing.is_some() => {
+                        self.conns.remove(&conn);
+                    }
+                    Some(_) => self.fail(conn),
+                    None => {}
+                }
+            }
+            NetEvent::WriteFailed { conn } => self.fail(conn),
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, cid: ConnId, frame: Frame) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let now = Instant::now();
+        c.last_rx = now;
+        match frame {
+            Frame::Msg(message) => {
+                let at = self.start.elapsed().as_millis() as u64;
+                self.links.received(at, cid);
+                let from = c.peer.clone();
+                bump(&mut self.counters.messages_in, message.kind().name());
+                self.feed(Input::Message { from, message });
+            }
+            Frame::Ping => {
+                if c.closing.is_none() {
+                    self.enqueue(cid, &Frame::Pong);
+                }
+            }
+            Frame::Pong => {}
+            Frame::Broadcast(message) => {
+                // Plumtree's neighbours are the active view: from anyone
+                // else (a connection kept for a request, or closing) it is
+                // ignored, as the crate requires.
+                if c.closing.is_none() && self.node.is_active(&c.peer.id) {
+                    let from = c.peer.id.clone();
+                    bump(&mut self.counters.messages_in, message.kind());
+                    self.feed_tree(plumtree::Input::Message { from, message });
+                }
+            }
+            Frame::Superseded => {
+                // The peer keeps another connection to us whose handshake we
+                // have not finished: retire this one quietly; the policy
+                // gives the replacement until its deadline.
+                let activity = Activity::of(self.node.is_active(&c.peer.id));
+                let at = self.start.elapsed().as_millis() as u64;
+                if let Some(cid) = self.links.superseded(at, cid, activity) {
+                    self.close_gracefully(cid);
+                }
+            }
+        }
+    }
+
+    /// Takes an authenticated connection into use. With two connections to
+    /// the same peer the link policy keeps one current (both ends choose
+    /// the same); the other is retired and its loss never reported.
+    pub(super) fn register(
+        &mut self,
+        stream: TcpStream,
+        session: Session,
+        remote: SocketAddr,
+        dialed: bool,
+    ) {
+        let Session {
+            peer,
+            sealer,
+            mut opener,
+        } = session;
+        opener.allow_broadcast(self.cfg.max_broadcast_frame());
+        let broadcast_queued = Arc::new(AtomicUsize::new(0));
+        let cid = self.next_conn;
+        self.next_conn += 1;
+        let (r, w) = stream.into_split();
+        let (tx, rx) = mpsc::channel(self.cfg.write_queue);
+        let reader = self
+            .tasks
+            .spawn(reader_task(r, opener, cid, self.net_tx.clone()));
+        let writer = self.tasks.spawn(writer_task(
+            w,
+            sealer,
+            rx,
+            cid,
+            self.net_tx.clone(),
+            ms(self.cfg.failure_timeout),
+            broadcast_queued.clone(),
+        ));
+        self.conns.insert(
+            cid,
+            Conn {
+                peer: peer.clone(),
+                remote,
+                tx,
+                reader,
+                writer,
+                last_rx: Instant::now(),
+                broadcast_queued,
+                closing: None,
+            },
+        );
+        let origin = if dialed {
+            LinkOrigin::Dialed
+        } else {
+            LinkOrigin::Accepted
+        };
+        let now = self.now_ms();
+        let incarnation = peer.incarnation;
+        let r = self
+            .links
+            .register(now, cid, Remote(peer), incarnation, origin);
+        match r.retired {
+            // The old process is gone: drop its connection outright.
+            Some((old, Retire::Drop)) => self.hard_close(old),
+            Some((old, Retire::Supersede)) => self.retire_duplicate(old),
+            None => {}
+        }
+        if let Some(f) = r.flush {
+            self.write_flush(f);
+        }
+    }
+
+    /// Closes a duplicate (not current) connection, telling the other end
+    /// first so that it does not take the close for a failure.
+    pub(super) fn retire_duplicate(&mut self, cid: ConnId) {
+        if self.enqueue(cid, &Frame::Superseded) {
+            self.close_gracefully(cid);
+        }
+    }
+
+    /// Reports the active peers the link policy finds without any link
+    /// (see `Links::orphans`).
+    pub(super) fn check_orphans(&mut self) {
+        let active: Vec<Remote> = self
+            .node
+            .active_view()
+            .into_iter()
+            .map(|p| Remote(p.clone()))
+            .collect();
+        for Remote(peer) in self.links.orphans(active.iter()) {
+            self.counters.failures_detected += 1;
+            self.inbox.push_back(Input::ConnectionLost { peer });
+        }
+        self.drain_inbox();
+    }
+
+    /// Flush, half-close, keep reading until the peer closes or the deadline.
+    pub(super) fn close_gracefully(&mut self, cid: ConnId) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        c.closing = Some(Instant::now() + ms(self.cfg.failure_timeout));
+        let queued = c.tx.try_send(WriterCmd::Close).is_ok();
+        self.links.closing(cid);
+        if !queued {
+            self.hard_close(cid);
+        }
+    }
+
+    pub(super) fn hard_close(&mut self, cid: ConnId) {
+        if let Some(c) = self.conns.remove(&cid) {
+            c.reader.abort();
+            c.writer.abort();
+            self.links.closing(cid);
+        }
+    }
+
+    /// The connection broke. The link policy decides whether the node hears
+    /// of it (only the current connection of an active peer).
+    pub(super) fn fail(&mut self, cid: ConnId) {
+        let Some(c) = self.conns.get(&cid) else {
+            return;
+        };
+        let peer = c.peer.clone();
+        let loss = self
+            .links
+            .closed(cid, Activity::of(self.node.is_active(&peer.id)));
+        self.hard_close(cid);
+        if loss == Loss::Report {
+            self.counters.failures_detected += 1;
+            self.inbox.push_back(Input::ConnectionLost { peer });
+            self.drain_inbox();
+        }
+    }
+}
