@@ -1,5 +1,7 @@
 # Multi-node benchmark: Cluster.Strategy.HyParView vs a full-mesh baseline
 # (vs an unclustered control node for idle cost), on real local BEAM nodes.
+# A script, not library code: longer than ~600 lines because it carries its own
+# measuring, stamping and reporting; node boot and waiting come from dev/.
 #
 #   MIX_ENV=test mix run --no-start bench/cluster_bench.exs -- [--sizes 16,32,64] ...
 #   (normally through `bash bench/run.sh`, which also runs the simulator and report)
