@@ -66,9 +66,10 @@ defmodule HyParView.Cluster.StrictLinksTest do
       # Known gap: under heavy CPU load a link from a peer whose overlay
       # confirmation is not in yet can show up as a sixth link for as long
       # as the strategy process waits to be scheduled (it then drops it at
-      # once). Bound how long, until the dialer waits for the overlay.
+      # once). Bound how long, until the dialer waits for the overlay: the
+      # 150 ms confirmation window plus one sample (the stall bound above).
       over = over_bound_ms(samples_of(results, node), avs, end_t)
-      assert over <= 2 * @interval, "#{node} held #{v.max_links} links (> #{avs}) for #{over} ms"
+      assert over <= 4 * @interval, "#{node} held #{v.max_links} links (> #{avs}) for #{over} ms"
 
       assert v.max_lag <= @max_lag,
              "#{node}: Node.list() differed from the active view for #{v.max_lag} ms " <>
