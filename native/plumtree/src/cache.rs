@@ -81,6 +81,15 @@ impl<P: Clone + Eq + Hash> Cache<P> {
         self.entries.get_mut(id)
     }
 
+    /// Ids inserted at `since` or later, with the round each is sent with,
+    /// newest first.
+    pub fn since(&self, since: Millis) -> impl Iterator<Item = (&MessageId<P>, Round)> {
+        self.order.iter().rev().map_while(move |id| {
+            let c = self.entries.get(id)?;
+            (c.inserted >= since).then_some((id, c.send_round))
+        })
+    }
+
     /// Drops entries at least `max_age` old.
     pub fn evict(&mut self, now: Millis) {
         while let Some(inserted) = self.oldest() {
@@ -173,6 +182,18 @@ mod tests {
         c.insert(80, id(2), bytes(1), 0, None);
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), 1);
+    }
+
+    #[test]
+    fn since_lists_the_newest_entries_down_to_a_time() {
+        let mut c = Cache::new(10, 100, 100);
+        for (at, seq) in [(0, 0), (10, 1), (20, 2)] {
+            c.insert(at, id(seq), bytes(1), seq as Round, None);
+        }
+        let seqs = |since| c.since(since).map(|(i, r)| (i.seq, r)).collect::<Vec<_>>();
+        assert_eq!(seqs(10), vec![(2, 2), (1, 1)]);
+        assert_eq!(seqs(21), vec![]);
+        assert_eq!(seqs(0).len(), 3);
     }
 
     #[test]

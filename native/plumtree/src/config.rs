@@ -46,6 +46,16 @@ pub struct Config {
     /// and slower repair after failures (trees made for one message go
     /// stale). Enable it when a few origins send most of the traffic.
     pub optimization_threshold: Option<Round>,
+    /// A new neighbour is sent one IHAVE listing every cached message this
+    /// node received (or broadcast) at most this long ago, so that a node
+    /// that changed links (after failures, or a link swapped by the
+    /// membership) catches up on what its old links did not bring: whoever
+    /// misses one grafts it like any announced message. 0 announces nothing.
+    /// Must cover how long the membership takes to replace failed links
+    /// (failure detection plus a join); cached messages only. A node that
+    /// has just joined is told too, so it may deliver messages broadcast up
+    /// to this long before it joined.
+    pub catch_up_window: Millis,
     /// Recent payloads kept to answer GRAFTs: at most this many ...
     pub cache_max_messages: usize,
     /// ... of at most this many payload bytes in total ...
@@ -85,6 +95,7 @@ impl Default for Config {
             graft_timeout_1: 1_000,
             graft_timeout_2: 250,
             optimization_threshold: None,
+            catch_up_window: 5_000,
             cache_max_messages: 4096,
             cache_max_bytes: 64 << 20,
             cache_max_age: 30_000,

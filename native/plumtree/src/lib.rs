@@ -49,8 +49,11 @@
 //! first hearing an origin through seq `s > 0` waits up to `gap_timeout`
 //! for the seqs just before `s` (they may merely have been overtaken), so
 //! the first deliveries from each origin to a newly joined node are late
-//! by up to that much. Memory is bounded by the [`Config`] whatever peers
-//! send.
+//! by up to that much. A new neighbour is told (IHAVE) of the messages
+//! received within `catch_up_window`, so a message that reached a node
+//! whose links then changed (failures, links swapped by the membership)
+//! still reaches the nodes behind its new links; older ones are not
+//! resent. Memory is bounded by the [`Config`] whatever peers send.
 //!
 //! Payloads are [`bytes::Bytes`]: one payload sent to several peers and
 //! kept in the cache is one allocation.

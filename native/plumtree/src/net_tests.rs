@@ -366,3 +366,34 @@ fn after_failures_every_origins_tree_converges_back_to_a_spanning_tree() {
         assert_eq!(seen.len(), live.len(), "origin {origin}");
     }
 }
+
+/// 0 - 1 and 2 - 3 are apart when 0 broadcasts; then 1 - 2 comes up.
+fn late_link(config: Config) -> (Net, MessageId<NodeId>) {
+    let mut net = Net::empty(4, 1, config);
+    net.connect(0, 1, 10);
+    net.connect(2, 3, 10);
+    let id = net.broadcast(0, b"before the link");
+    net.run_for(1_000);
+    net.connect(1, 2, 10);
+    net.run_for(3_000);
+    (net, id)
+}
+
+#[test]
+fn a_message_reaches_the_nodes_behind_a_link_that_came_up_after_it() {
+    let (net, id) = late_link(Config::default());
+    for node in [2, 3] {
+        let got: Vec<_> = net.deliveries[node].iter().map(|d| &d.id).collect();
+        assert_eq!(got, vec![&id], "node {node}");
+    }
+    // 2 grafted it from 1 once (the catch-up IHAVE); 3 got it eagerly.
+    assert_eq!(net.node(2).stats().grafts_sent, 1);
+    assert_eq!(net.node(3).stats().grafts_sent, 0);
+    // Without catch-up nobody would ever tell 2 and 3 of it.
+    let off = Config {
+        catch_up_window: 0,
+        ..Config::default()
+    };
+    let (net, _) = late_link(off);
+    assert!(net.deliveries[2].is_empty() && net.deliveries[3].is_empty());
+}

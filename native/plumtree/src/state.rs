@@ -103,7 +103,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     /// Feed one input at time `now`. Outputs accumulate until drained.
     pub fn handle(&mut self, now: Millis, input: Input<P>) {
         match input {
-            Input::NeighborUp(peer) => self.on_neighbor_up(peer),
+            Input::NeighborUp(peer) => self.on_neighbor_up(now, peer),
             Input::NeighborDown(peer) => self.on_neighbor_down(&peer),
             Input::Broadcast { payload } => {
                 if self.broadcast(now, payload).is_err() {
@@ -389,11 +389,37 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     }
 
     /// Paper: "upon NeighborUp(node)": new links start eager.
-    fn on_neighbor_up(&mut self, peer: P) {
+    ///
+    /// Modification from paper: the new neighbour is also told (IHAVE) of
+    /// the messages received within `catch_up_window`. A link comes up when
+    /// the membership replaces a failed or swapped one; a message can have
+    /// reached this node while all its other links were dead (or before the
+    /// link existed), and then nobody would ever announce it to the nodes
+    /// of the new links: the paper pushes a message once, on the links of
+    /// the moment. Measured in the simulator (1,000 nodes, half killed at
+    /// once), the messages sent at the kill reached a single node without.
+    fn on_neighbor_up(&mut self, now: Millis, peer: P) {
         if peer == self.local || self.trees.neighbors() >= MAX_NEIGHBORS {
             return;
         }
+        let known = self.is_neighbor(&peer);
         self.trees.neighbor_up(&peer);
+        let window = self.config.catch_up_window;
+        if known || window == 0 {
+            return;
+        }
+        let mut recent: Vec<Announcement<P>> = self
+            .cache
+            .since(now.saturating_sub(window))
+            .map(|(id, round)| Announcement {
+                id: id.clone(),
+                round,
+            })
+            .collect();
+        recent.reverse();
+        for batch in recent.chunks(self.config.max_ihave_batch) {
+            self.send_ihave(peer.clone(), batch.to_vec());
+        }
     }
 
     /// Paper: "upon NeighborDown(node)". Missing entries keep the peer as an

@@ -533,3 +533,67 @@ fn one_graft_asks_the_announcer_for_everything_it_announced_that_is_missing() {
 
 #[path = "state_tree_tests.rs"]
 mod trees;
+
+#[test]
+fn a_new_neighbour_hears_of_the_messages_received_within_the_catch_up_window() {
+    let mut n = node(&[1]);
+    recv(&mut n, 0, 1, gossip(9, 0, 0));
+    recv(&mut n, 2_000, 1, gossip(9, 1, 3));
+    n.broadcast(2_500, Bytes::from_static(b"own")).unwrap();
+    drain(&mut n);
+    // At 6,000 the window (5 s) reaches back to 1,000: seq 0 is too old.
+    n.handle(6_000, Input::NeighborUp(2));
+    let outs = drain(&mut n);
+    let [Output::Send {
+        to: 2,
+        message: Message::IHave(list),
+    }] = outs.as_slice()
+    else {
+        panic!("{outs:?}")
+    };
+    let listed: Vec<_> = list.iter().map(|a| (a.id.clone(), a.round)).collect();
+    let own = MessageId {
+        origin: 0,
+        incarnation: 1,
+        seq: 0,
+    };
+    // Oldest first, each with the round this node sends it with.
+    assert_eq!(listed, vec![(id(9, 1), 4), (own, 0)]);
+    assert_eq!(eager(&n), vec![1, 2], "the new link starts eager");
+    // A neighbour reported up again is not a new one.
+    n.handle(6_100, Input::NeighborUp(2));
+    assert!(sends(&drain(&mut n)).is_empty());
+}
+
+#[test]
+fn catch_up_is_off_at_a_zero_window_and_split_at_the_batch_size() {
+    let off = Config {
+        catch_up_window: 0,
+        ..Config::default()
+    };
+    let mut n = node_with(off, &[1]);
+    recv(&mut n, 0, 1, gossip(9, 0, 0));
+    n.handle(10, Input::NeighborUp(2));
+    assert!(sends(&drain(&mut n)).is_empty());
+
+    let small = Config {
+        max_ihave_batch: 2,
+        ..Config::default()
+    };
+    let mut n = node_with(small, &[1]);
+    for seq in 0..5 {
+        recv(&mut n, seq * 10, 1, gossip(9, seq, 0));
+    }
+    n.handle(100, Input::NeighborUp(2));
+    let sizes: Vec<_> = drain(&mut n)
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to: 2,
+                message: Message::IHave(list),
+            } => Some(list.iter().map(|a| a.id.seq).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![vec![0, 1], vec![2, 3], vec![4]]);
+}
