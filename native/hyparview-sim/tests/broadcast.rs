@@ -26,25 +26,23 @@ fn plumtree_delivers_everything_in_order_with_little_redundancy() {
     assert_eq!(stable.live_nodes, 1000, "{d}");
     assert_eq!(stable.fully_delivered, 100, "{d}");
     assert!(stable.rmr <= 0.1, "stable rmr {} in {d}", stable.rmr);
-    // Per-origin trees: paths near the shortest. The issue's 2 × target is
-    // only just met (seed 1 at 1,000 nodes is at 2.02 ×; 10,000 nodes in
-    // bench/results/broadcast_sim.md), so this bound is looser; the shared
-    // tree alone is at 5 ×.
+    // Per-origin trees: paths near the shortest, within the issue's 2 ×
+    // (seeds 1-5 measure 1.68-1.76 ×; the shared tree alone is at 5 ×).
     let asp = r.overlay_stable.avg_shortest_path.expect("connected");
     assert!(
-        stable.ldh.mean <= 2.5 * asp,
+        stable.ldh.mean <= 2.0 * asp,
         "ldh {} asp {asp}: {d}",
         stable.ldh.mean
     );
-    // Half the nodes killed: the tree repairs while the views do. What an
-    // origin sends while all its neighbours are dead reaches nobody (this
-    // seed cuts off one origin for a moment); the rest reach >= 99 % ...
+    // Half the nodes killed: the tree repairs while the views do, and the
+    // messages sent right at the kill reach >= 99 % of the survivors. On
+    // this seed the first two reached a single node, all of whose other
+    // links were dead, until its new neighbours were told of them on
+    // NeighborUp (`catch_up_window`); so do messages of an origin whose
+    // own neighbours are all dead ...
     let failure = phase("failure");
     assert_eq!(failure.live_nodes, 500, "{d}");
-    assert!(failure.cut_off_origin < 10, "{d}");
-    // With crossing (issue 12) merged, seed 3 reaches 0.978 here (0.99 was
-    // met before it); the issue-10 target of 0.99 is tracked, not met.
-    assert!(failure.delivery_connected.mean >= 0.97, "{d}");
+    assert!(failure.delivery.mean >= 0.99, "{d}");
     // ... and once the views have repaired, everything reaches everyone.
     assert_eq!(phase("repaired").fully_delivered, 100, "{d}");
     assert_eq!(r.fifo_violations, 0, "{d}");
@@ -58,6 +56,7 @@ fn flags_are_checked() {
         "--fail 1",
         "--threshold 0",
         "--graft-timeout 0",
+        "--settle-rounds -1",
         "--bogus 1",
         "--nodes",
     ] {
@@ -100,8 +99,7 @@ fn the_binary_reports_the_documented_keys() {
         }
     }
     assert_eq!(v["fifo_violations"], 0, "{text}");
-    assert!(
-        v["overlay_stable"]["avg_shortest_path"].is_number(),
-        "{text}"
-    );
+    for key in ["avg_shortest_path", "mean_eccentricity", "shared_tree_ldh"] {
+        assert!(v["overlay_stable"][key].is_number(), "{key} in {text}");
+    }
 }

@@ -15,6 +15,7 @@
 //! composites ([`overlay::Member`]) and its phases are counted in messages,
 //! not rounds, so it has its own loop, parameters and report.
 
+mod bound;
 mod overlay;
 mod phase;
 
@@ -51,6 +52,9 @@ pub struct BroadcastParams {
     pub graft_timeout: Millis,
     /// Unmeasured phases before the stable one (the trees form).
     pub warmup: usize,
+    /// Shuffle intervals of quiet after the last join, before the first
+    /// phase (the overlay settles; past crossing's dense phase from 13 on).
+    pub settle_rounds: u64,
 }
 
 impl Default for BroadcastParams {
@@ -66,12 +70,13 @@ impl Default for BroadcastParams {
             threshold: Some(2),
             graft_timeout: plumtree::Config::default().graft_timeout_1,
             warmup: 3,
+            settle_rounds: 2,
         }
     }
 }
 
 pub const BROADCAST_USAGE: &str = "usage: hyparview-sim broadcast [--nodes N] [--messages M] \
-[--fail F] [--seed S] [--json] [--origins K] [--interval MS] [--threshold T|none] [--graft-timeout MS] [--warmup W]";
+[--fail F] [--seed S] [--json] [--origins K] [--interval MS] [--threshold T|none] [--graft-timeout MS] [--warmup W] [--settle-rounds R]";
 
 /// Parses `broadcast`'s flags (the command line after the word `broadcast`).
 pub fn parse_broadcast_args<S: AsRef<str>>(args: &[S]) -> Result<BroadcastParams, String> {
@@ -97,6 +102,7 @@ pub fn parse_broadcast_args<S: AsRef<str>>(args: &[S]) -> Result<BroadcastParams
             "--threshold" => p.threshold = Some(num(flag, v)?),
             "--graft-timeout" => p.graft_timeout = num(flag, v)?,
             "--warmup" => p.warmup = num(flag, v)?,
+            "--settle-rounds" => p.settle_rounds = num(flag, v)?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -147,6 +153,13 @@ pub struct OverlayShape {
     /// Mean hop distance, BFS from up to 100 sampled live nodes.
     pub avg_shortest_path: Option<f64>,
     pub max_shortest_path_seen: u32,
+    /// Mean eccentricity of the same sample: the last delivery hop of a
+    /// flood along shortest paths.
+    pub mean_eccentricity: f64,
+    /// Least mean eccentricity of the sample in a BFS tree rooted at one
+    /// of them: about the best last delivery hop of a message that follows
+    /// a tree shared by all origins (see `bound.rs`).
+    pub shared_tree_ldh: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -160,6 +173,8 @@ pub struct BroadcastReport {
     pub interval_ms: Millis,
     pub optimization_threshold: Option<u32>,
     pub round_ms: Millis,
+    /// Quiet rounds between the last join and the first phase.
+    pub settle_rounds: u64,
     /// Per phase (warmup, stable, and with a failure: failure, repaired).
     pub delivery: BTreeMap<&'static str, MeanMin>,
     pub rmr: BTreeMap<&'static str, f64>,
@@ -184,6 +199,7 @@ fn shape(o: &mut Overlay) -> OverlayShape {
     sources.shuffle(o.sim.rng());
     sources.truncate(100);
     let (asp, max) = metrics::avg_shortest_path(&snap.und, &sources);
+    let (mean_eccentricity, shared_tree_ldh) = bound::shared_tree_bound(&snap.und, &sources);
     OverlayShape {
         live_nodes: snap.live,
         components: snap.components,
@@ -191,6 +207,8 @@ fn shape(o: &mut Overlay) -> OverlayShape {
         active_view: snap.active_view,
         avg_shortest_path: asp,
         max_shortest_path_seen: max,
+        mean_eccentricity,
+        shared_tree_ldh,
     }
 }
 
@@ -213,8 +231,9 @@ pub fn run_broadcast(p: &BroadcastParams) -> BroadcastReport {
     let settle = pt.gap_timeout + 2 * pt.graft_timeout_1;
     let mut o = Overlay::new(p.seed, config, NetConfig::default(), pt);
 
-    // Build: one join every 10 ms through a random earlier node, then two
-    // rounds of quiet (as the other scenarios do).
+    // Build: one join every 10 ms through a random earlier node, then
+    // `--settle-rounds` rounds of quiet (two by default, as the other
+    // scenarios do).
     for k in 0..p.nodes {
         let i = o.create_node();
         let contacts = if k == 0 {
@@ -224,7 +243,7 @@ pub fn run_broadcast(p: &BroadcastParams) -> BroadcastReport {
         };
         o.sim.schedule_join(i, contacts, k as Millis * 10);
     }
-    let built = (p.nodes as Millis - 1) * 10 + 2 * round;
+    let built = (p.nodes as Millis - 1) * 10 + p.settle_rounds * round;
     o.run_until(built);
 
     let mut origins: Vec<u32> = (0..p.nodes as u32).collect();
@@ -263,6 +282,7 @@ pub fn run_broadcast(p: &BroadcastParams) -> BroadcastReport {
         interval_ms: p.interval,
         optimization_threshold: p.threshold,
         round_ms: round,
+        settle_rounds: p.settle_rounds,
         delivery: phases.iter().map(|x| (x.name, x.delivery)).collect(),
         rmr: phases.iter().map(|x| (x.name, x.rmr)).collect(),
         ldh: phases.iter().map(|x| (x.name, x.ldh)).collect(),

@@ -20,8 +20,8 @@ pub struct PhaseReport {
     pub fully_delivered: usize,
     /// Messages whose origin had no live peer in its active view when it
     /// sent them (all its neighbours had just been killed): nobody else
-    /// holds them, and Plumtree does not resend them when the origin's new
-    /// neighbours come up, so they reach nobody.
+    /// holds them until the origin's new neighbours come up and are told
+    /// of them (Plumtree's `catch_up_window`).
     pub cut_off_origin: usize,
     /// `delivery` over the other messages.
     pub delivery_connected: MeanMin,
