@@ -39,7 +39,8 @@ for r in runs:
     origins = "any node (one-off origins)" if r["origins"] >= r["nodes"] else f'{r["origins"]} origins'
     print(f'## {r["nodes"]} nodes, {origins}, optimization_threshold {r["optimization_threshold"]}, fail {r["fail"]}\n')
     print(f'{r["messages"]} broadcasts per phase, one every {r["interval_ms"]} ms; seed {r["seed"]}; '
-          f'{r["settle_rounds"]} rounds of quiet after the joins; wall {r["wall_ms"] / 1000:.0f} s.\n')
+          f'{r["settle_rounds"]} rounds of quiet after the joins; commit {r.get("commit", "unknown")}; '
+          f'wall {r["wall_ms"] / 1000:.0f} s.\n')
     s = r["overlay_stable"]
     line = (f'Average shortest path (100-source BFS sample): stable {s["avg_shortest_path"]:.2f}, '
             f'mean eccentricity {s["mean_eccentricity"]:.2f}, best shared tree {s["shared_tree_ldh"]:.2f}')
@@ -79,7 +80,9 @@ for r in runs:
     for text, ok in checks:
         print(f'- {"met" if ok else "NOT met"}: {text}')
     print()
-print("""Notes. The first run is the workload the defaults are chosen for: a few
+print("""Notes. Everything but `wall` is on the simulator's virtual clock, so the
+same commit and seed give the same numbers whatever the machine's load.
+The first run is the workload the defaults are chosen for: a few
 origins (services that publish most of the traffic) at 50 broadcasts/s in
 all, with the tree optimisation at threshold 2 (plumtree's documented setting
 for that case); its warm-up phases show the trees forming. Both runs start 14
@@ -112,12 +115,15 @@ target=${CARGO_TARGET_DIR:-target}
 timeout 1200 cargo build --release -p hyparview-sim >&2
 sim=$target/release/hyparview-sim
 mkdir -p "$(dirname "$out")"
+# The commit measured, kept in each run's JSON.
+commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+stamp() { python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); r["commit"] = sys.argv[1]; print(json.dumps(r))' "$commit"; }
 common=(broadcast --nodes "$nodes" --messages "$messages" --seed "$seed" --settle-rounds 14 --json)
 # Each run's result is written as soon as it is done.
-main=$("$sim" "${common[@]}" --warmup 5 --fail 0.5)
+main=$("$sim" "${common[@]}" --warmup 5 --fail 0.5 | stamp)
 printf '[%s]\n' "$main" > "$out"
 summarise
-oneoff=$("$sim" "${common[@]}" --origins 0)
+oneoff=$("$sim" "${common[@]}" --origins 0 | stamp)
 printf '[%s,\n%s]\n' "$main" "$oneoff" > "$out"
 summarise
 cat "${out%.json}.md"
