@@ -71,6 +71,10 @@ impl Join {
             }
         }
         self.contacts.shrink_to_fit();
+        // A fresh contact the new list no longer names is not offered any
+        // more (the few kept, against the list: no quadratic work).
+        let contacts = &self.contacts;
+        self.fresh.retain(|f| contacts.iter().any(|c| c.id == f.id));
         let mut fresh = false;
         let in_round = self.attempt.is_some() || !self.queue.is_empty();
         for c in &self.contacts {
@@ -83,12 +87,9 @@ impl Join {
                 self.queue.retain(|q| q.id != c.id);
                 self.queue.push(c.clone());
             }
-            self.fresh.retain(|f| f.id != c.id);
+            // Not in the old list, so not among the fresh ones kept.
             self.fresh.push(c.clone());
         }
-        // A contact the new list no longer names is not offered any more.
-        let contacts = &self.contacts;
-        self.fresh.retain(|f| contacts.iter().any(|c| c.id == f.id));
         let excess = self.fresh.len().saturating_sub(FRESH_KEPT);
         self.fresh.drain(..excess);
         fresh
