@@ -9,7 +9,9 @@
 //! Modification from paper: the paper joins once through one contact. Here
 //! an isolated node (empty active and passive views) rejoins with backoff,
 //! and the contact list can be replaced at run time ([`Join::set_contacts`],
-//! fed by discovery): fresh contacts cut a pending backoff short.
+//! fed by discovery): fresh contacts cut a pending backoff short, and a
+//! node that is short but not isolated may merge with one of them (the
+//! *contact merge*, `repair.rs`), so it keeps the few it has not tried.
 
 use crate::{Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
@@ -17,6 +19,9 @@ use rand::Rng;
 
 /// Contacts beyond this are ignored.
 pub(crate) const MAX_CONTACTS: usize = 1024;
+/// Fresh contacts kept for a contact merge (the newest): one is used per
+/// shuffle interval at most, so older ones would be stale by their turn.
+const FRESH_KEPT: usize = 4;
 
 /// The JOIN we are waiting on.
 #[derive(Clone, Debug)]
@@ -28,6 +33,9 @@ pub(crate) struct Attempt {
 #[derive(Default)]
 pub(crate) struct Join {
     contacts: Vec<Peer>,
+    /// Contacts that a replacement of the list brought and that no contact
+    /// merge has used yet, oldest first (a subset of `contacts`).
+    fresh: Vec<Peer>,
     pub(crate) attempt: Option<Attempt>,
     /// Left to try in this round (popped from the back).
     queue: Vec<Peer>,
@@ -50,7 +58,8 @@ impl Join {
     /// Replaces the contact list (self and duplicates dropped, at most
     /// MAX_CONTACTS). Returns true when it names a node the old list did
     /// not. Fresh contacts that arrive during a round are tried next: the
-    /// rest of the round may be dead suspects, one `neighbor_timeout` each.
+    /// rest of the round may be dead suspects, one `neighbor_timeout` each;
+    /// they are also kept for a contact merge (see [`Join::take_fresh`]).
     pub(crate) fn set_contacts(&mut self, local: &PeerId, contacts: Vec<Peer>) -> bool {
         let old = std::mem::take(&mut self.contacts);
         for c in contacts {
@@ -62,6 +71,10 @@ impl Join {
             }
         }
         self.contacts.shrink_to_fit();
+        // A fresh contact the new list no longer names is not offered any
+        // more (the few kept, against the list: no quadratic work).
+        let contacts = &self.contacts;
+        self.fresh.retain(|f| contacts.iter().any(|c| c.id == f.id));
         let mut fresh = false;
         let in_round = self.attempt.is_some() || !self.queue.is_empty();
         for c in &self.contacts {
@@ -74,8 +87,33 @@ impl Join {
                 self.queue.retain(|q| q.id != c.id);
                 self.queue.push(c.clone());
             }
+            // Not in the old list, so not among the fresh ones kept.
+            self.fresh.push(c.clone());
         }
+        let excess = self.fresh.len().saturating_sub(FRESH_KEPT);
+        self.fresh.drain(..excess);
         fresh
+    }
+
+    /// The list given with `Input::Join` is where the node starts from,
+    /// not news: nothing is fresh after it.
+    pub(crate) fn forget_fresh(&mut self) {
+        self.fresh = Vec::new();
+    }
+
+    pub(crate) fn has_fresh(&self) -> bool {
+        !self.fresh.is_empty()
+    }
+
+    /// The newest fresh contact not `held`, removed so it is used once;
+    /// those `held` on the way are dropped too (already neighbours).
+    pub(crate) fn take_fresh(&mut self, held: impl Fn(&Peer) -> bool) -> Option<Peer> {
+        while let Some(c) = self.fresh.pop() {
+            if !held(&c) {
+                return Some(c);
+            }
+        }
+        None
     }
 
     pub(crate) fn is_joining_via(&self, id: &PeerId) -> bool {
@@ -130,6 +168,7 @@ impl Join {
 
     /// Stop everything in flight (Leave).
     pub(crate) fn stop(&mut self) {
+        self.fresh = Vec::new();
         self.attempt = None;
         self.queue = Vec::new();
         self.seed_from = None;
@@ -207,6 +246,34 @@ mod tests {
         assert!(!j.set_contacts(&me, vec![peer("b"), peer("me")]));
         assert!(j.set_contacts(&me, vec![peer("b"), peer("c")]));
         assert!(!j.set_contacts(&me, vec![]));
+    }
+
+    #[test]
+    fn fresh_contacts_are_kept_newest_first_used_once_and_bounded() {
+        let mut j = Join::default();
+        let me = PeerId::new("me");
+        j.set_contacts(&me, vec![peer("a")]);
+        j.forget_fresh();
+        assert!(!j.has_fresh(), "the Join list is not news");
+        j.set_contacts(&me, vec![peer("a"), peer("b")]);
+        j.set_contacts(&me, vec![peer("b"), peer("c"), peer("d")]);
+        // "a" was never fresh; "b" stays fresh while listed.
+        let held = |p: &Peer| p.id == "d";
+        assert_eq!(j.take_fresh(held).unwrap().id, "c", "newest, skipping held");
+        assert_eq!(j.take_fresh(held).unwrap().id, "b");
+        assert!(j.take_fresh(held).is_none(), "each once; d dropped as held");
+        // A contact the new list drops is not offered.
+        j.set_contacts(&me, vec![peer("e"), peer("f")]);
+        j.set_contacts(&me, vec![peer("f")]);
+        assert_eq!(j.take_fresh(|_| false).unwrap().id, "f");
+        assert!(!j.has_fresh());
+        // Bounded: only the newest are kept.
+        j.set_contacts(&me, (0..50).map(|i| peer(&format!("x{i}"))).collect());
+        let mut n = 0;
+        while j.take_fresh(|_| false).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, FRESH_KEPT);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! What the node does on its own: after every input, keep the active view
-//! filled from the passive view (the paper's promotion) and schedule a
-//! rejoin or a contact probe when it comes to that; on its timers, shuffle,
-//! run the merge tick, rejoin, probe, and give up on unanswered requests.
+//! filled from the passive view (the paper's promotion), merge with a fresh
+//! contact when short for a while, and schedule a rejoin or a contact probe
+//! when it comes to that; on its timers, shuffle, run the merge tick,
+//! rejoin, probe, and give up on unanswered requests.
 //!
 //! Modification from paper: a node with no promotion candidate left first
 //! draws on its reserve (peers evicted from its passive view, see
 //! `views.rs`), and only then rejoins through its contacts, with backoff
-//! (`join.rs`). Merge requests and contact probes are in `repair.rs`.
+//! (`join.rs`). Merge requests, contact merges and contact probes are in
+//! `repair.rs`.
 
 use crate::message::Priority;
 use crate::node::{Node, Phase, TimerKind};
@@ -88,6 +90,7 @@ impl Node {
             self.views.refill_from_reserve(want, &mut self.rng);
         }
         self.fill_active(now);
+        self.merge_with_fresh_contact(now);
         if self.phase == Phase::Joined
             && self.views.is_isolated()
             && self.requests.is_empty()
@@ -146,6 +149,29 @@ impl Node {
             let priority = if high { Priority::High } else { Priority::Low };
             self.request_neighbor(peer, RequestKind::Promotion, priority);
         }
+    }
+
+    /// The contact merge (see `repair.rs`): short for a while with
+    /// neighbours (an isolated node JOINs its contacts instead), one merge
+    /// request to a fresh contact we do not hold. Cheap when there is none:
+    /// this runs after every input.
+    fn merge_with_fresh_contact(&mut self, now: Millis) {
+        if !self.join.has_fresh()
+            || self.phase != Phase::Joined
+            || self.views.active.is_empty()
+            || self.views.active_full()
+            || !self.merge.contact_due(now, &self.config)
+            || self.requests.any(|r| r.kind == RequestKind::Merge)
+        {
+            return;
+        }
+        let (local, active, requests) = (&self.local.id, &self.views.active, &self.requests);
+        let held = |c: &Peer| c.id == *local || active.contains(&c.id) || requests.contains(&c.id);
+        let Some(contact) = self.join.take_fresh(held) else {
+            return;
+        };
+        self.merge.contact_merge_sent(now);
+        self.request_neighbor(contact, RequestKind::Merge, Priority::Low);
     }
 
     pub(crate) fn request_neighbor(&mut self, peer: Peer, kind: RequestKind, priority: Priority) {

@@ -232,6 +232,7 @@ impl Node {
     fn on_join_input(&mut self, contacts: Vec<Peer>) {
         self.phase = Phase::Joined;
         self.join.set_contacts(&self.local.id, contacts);
+        self.join.forget_fresh();
         // Restart the periodic timers under a fresh generation.
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.join.cancel_rejoin();

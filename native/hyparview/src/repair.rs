@@ -19,6 +19,22 @@
 //!
 //! After a merge (either side) the node stays quiet for 4 intervals.
 //!
+//! Modification from paper — *contact merge*: a node short for a whole
+//! shuffle interval that has a fresh contact (one a replacement of the
+//! contact list brought, i.e. discovery, and not used yet) sends it a merge
+//! request, at most one per shuffle interval, whatever the merge tick's
+//! quiet period. This is how a small island left by a massive failure
+//! reaches the rest: its passive views hold only its own members, dead
+//! peers and full nodes of the big component, which refuse low priority,
+//! so promotion cannot leave the island, and the escalation waits for
+//! refusals, a promotion interval and a merge tick outside a quiet period
+//! (which a crossing just before the failure extends by up to 4
+//! intervals). Discovery's contacts are drawn from the live nodes, so the
+//! contact is almost surely outside a small island. The contacts come from
+//! the node's own configuration, never from gossip, and each is used once:
+//! other nodes cannot make it send these (see `quota.rs` for what they can
+//! make it dial). Without contact replacement nothing here runs.
+//!
 //! Modification from paper — *contact probe*: a node that still has
 //! neighbours but a short active view and an empty passive view (a cold
 //! overlay cut by a partition) cannot learn anyone new from shuffles with
@@ -85,6 +101,8 @@ pub(crate) struct Merge {
     /// Low-priority promotions refused since the view was last full or
     /// since the last escalation.
     refusals: u32,
+    /// When the last contact merge was sent.
+    contact_sent: Option<Millis>,
 }
 
 impl Merge {
@@ -96,6 +114,18 @@ impl Merge {
         } else if self.short_since.is_none() {
             self.short_since = Some(now);
         }
+    }
+
+    /// A contact merge may go now: short for a whole shuffle interval, and
+    /// none sent in the last one.
+    pub(crate) fn contact_due(&self, now: Millis, config: &Config) -> bool {
+        let i = config.shuffle_interval;
+        self.short_since.is_some_and(|t| now.saturating_sub(t) >= i)
+            && self.contact_sent.is_none_or(|t| now.saturating_sub(t) >= i)
+    }
+
+    pub(crate) fn contact_merge_sent(&mut self, now: Millis) {
+        self.contact_sent = Some(now);
     }
 
     pub(crate) fn refused(&mut self) {
@@ -324,6 +354,27 @@ mod tests {
             None,
             "short again only now"
         );
+    }
+
+    #[test]
+    fn a_contact_merge_waits_a_shuffle_interval_short_and_one_between() {
+        let cfg = Config::default();
+        let i = cfg.shuffle_interval;
+        let mut m = Merge::default();
+        m.observe(0, true);
+        assert!(!m.contact_due(10 * i, &cfg), "full");
+        m.observe(1_000, false);
+        assert!(!m.contact_due(1_000 + i - 1, &cfg));
+        assert!(m.contact_due(1_000 + i, &cfg));
+        m.contact_merge_sent(1_000 + i);
+        assert!(!m.contact_due(1_000 + 2 * i - 1, &cfg), "one per interval");
+        assert!(m.contact_due(1_000 + 2 * i, &cfg));
+        // A quiet period after a merge does not hold it back.
+        m.merged(1_000 + 2 * i, &cfg);
+        assert!(m.contact_due(1_000 + 2 * i, &cfg));
+        m.observe(5 * i, true);
+        m.observe(5 * i + 1, false);
+        assert!(!m.contact_due(5 * i + 2, &cfg), "short again only now");
     }
 
     #[test]

@@ -299,3 +299,146 @@ fn rejoin_uses_the_replaced_contacts() {
         "no JOIN to new: {joins:?}"
     );
 }
+
+fn merges_sent(outs: &[Output]) -> Vec<String> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                message: Message::Neighbor { merge: true, .. },
+            } => Some(to.id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `a` joined through `c` and holds only `c`: short, not isolated.
+fn short_node() -> Node {
+    let mut n = node("a");
+    n.handle(
+        0,
+        Input::Join {
+            contacts: vec![peer("c")],
+        },
+    );
+    n.handle(
+        1,
+        msg(
+            &peer("c"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 3,
+            },
+        ),
+    );
+    drain(&mut n);
+    n
+}
+
+/// Any input runs the node's upkeep: the same list again changes nothing else.
+fn poke(n: &mut Node, now: u64) -> Vec<Output> {
+    let contacts = n.contacts().to_vec();
+    n.handle(now, Input::Contacts { contacts });
+    drain(n)
+}
+
+#[test]
+fn a_short_node_merges_with_each_fresh_contact_once_a_shuffle_interval_apart() {
+    let i = Config::default().shuffle_interval;
+    let mut n = short_node();
+    n.handle(
+        2,
+        Input::Contacts {
+            contacts: vec![peer("z")],
+        },
+    );
+    assert!(
+        merges_sent(&drain(&mut n)).is_empty(),
+        "short only just now"
+    );
+    assert!(merges_sent(&poke(&mut n, i - 1)).is_empty());
+    assert_eq!(
+        merges_sent(&poke(&mut n, i)),
+        ["z"],
+        "short a whole interval"
+    );
+    n.handle(
+        i + 1,
+        msg(
+            &peer("z"),
+            Message::NeighborReply {
+                accepted: true,
+                epoch: 9,
+            },
+        ),
+    );
+    drain(&mut n);
+    assert!(n.is_active("z"));
+    // Used once; the next fresh one waits out the interval since the last.
+    n.handle(
+        i + 2,
+        Input::Contacts {
+            contacts: vec![peer("z"), peer("y")],
+        },
+    );
+    assert!(merges_sent(&drain(&mut n)).is_empty());
+    assert!(merges_sent(&poke(&mut n, 2 * i - 1)).is_empty());
+    assert_eq!(merges_sent(&poke(&mut n, 2 * i)), ["y"]);
+    assert!(
+        merges_sent(&poke(&mut n, 10 * i)).is_empty(),
+        "nothing fresh"
+    );
+}
+
+#[test]
+fn contacts_that_are_not_news_are_never_merged_with() {
+    let i = Config::default().shuffle_interval;
+    // The Join list, short for long: no contact merge.
+    let mut n = short_node();
+    assert!(merges_sent(&poke(&mut n, 10 * i)).is_empty());
+    // A fresh contact that is already a neighbour is dropped.
+    n.handle(
+        10 * i + 1,
+        Input::Contacts {
+            contacts: vec![peer("c")],
+        },
+    );
+    assert!(merges_sent(&poke(&mut n, 20 * i)).is_empty());
+    // A new Join makes the list the starting point again.
+    let mut n = short_node();
+    n.handle(
+        2,
+        Input::Contacts {
+            contacts: vec![peer("z")],
+        },
+    );
+    n.handle(
+        3,
+        Input::Join {
+            contacts: vec![peer("c"), peer("z")],
+        },
+    );
+    let outs: Vec<Output> = drain(&mut n)
+        .into_iter()
+        .chain(poke(&mut n, 10 * i))
+        .collect();
+    assert!(merges_sent(&outs).is_empty(), "{outs:?}");
+}
+
+#[test]
+fn an_isolated_node_joins_its_fresh_contact_instead() {
+    let i = Config::default().shuffle_interval;
+    let mut n = short_node();
+    n.handle(2, Input::ConnectionLost { peer: peer("c") });
+    n.handle(
+        3,
+        Input::Contacts {
+            contacts: vec![peer("z")],
+        },
+    );
+    let outs: Vec<Output> = drain(&mut n)
+        .into_iter()
+        .chain(poke(&mut n, 2 * i))
+        .collect();
+    assert!(merges_sent(&outs).is_empty(), "{outs:?}");
+}
