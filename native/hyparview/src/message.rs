@@ -73,7 +73,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    /// Every kind, in declaration order.
+    /// Every kind, in declaration order (so `kind as usize` indexes it).
     pub const ALL: [MessageKind; 7] = [
         MessageKind::Join,
         MessageKind::ForwardJoin,
@@ -146,6 +146,10 @@ mod tests {
     fn kinds_are_listed_once_and_named_uniquely() {
         let mut names: Vec<&str> = MessageKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(names, MessageKind::NAMES);
+        // `ALL` is in declaration order: a kind indexes counter arrays.
+        for (i, k) in MessageKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
         names.sort();
         names.dedup();
         assert_eq!(names.len(), MessageKind::ALL.len());

@@ -7,7 +7,8 @@
 //! contacts, JOIN round and rejoin backoff (`join.rs`), and the repair that
 //! goes beyond the paper, merge requests and contact probes (`repair.rs`).
 //! What runs after every input (filling the active view, scheduling
-//! rejoins and probes) and the timers are in `maintain.rs`.
+//! rejoins and probes) and the timers are in `maintain.rs`. (A little over
+//! 600 lines: the paper's handlers read best in one place.)
 //!
 //! Modifications from paper:
 //! - Every active link carries an `epoch` from a Lamport-style counter: a
@@ -152,6 +153,19 @@ impl Node {
         }
     }
 
+    /// [`handle`](Node::handle), with the outputs appended to `out` (after
+    /// any still pending) instead of kept for [`poll_output`]: a driver of
+    /// many nodes passes one buffer to all of them, so no node holds or
+    /// regrows its own.
+    ///
+    /// [`poll_output`]: Node::poll_output
+    pub fn handle_into(&mut self, now: Millis, input: Input, out: &mut VecDeque<Output>) {
+        out.append(&mut self.outputs);
+        std::mem::swap(&mut self.outputs, out);
+        self.handle(now, input);
+        std::mem::swap(&mut self.outputs, out);
+    }
+
     /// Next pending output, in the order produced.
     pub fn poll_output(&mut self) -> Option<Output> {
         let out = self.outputs.pop_front();
@@ -174,6 +188,18 @@ impl Node {
     /// Peers in the active view (reported up).
     pub fn active_view(&self) -> Vec<&Peer> {
         self.views.active.peers()
+    }
+
+    /// [`active_view`](Node::active_view) without collecting it.
+    pub fn active_peers(&self) -> impl Iterator<Item = &Peer> + '_ {
+        self.views.active.iter().map(|s| &s.peer)
+    }
+
+    /// Where the node's peer sets live (their tags and first slots): a
+    /// driver of many nodes may prefetch them before an input. A hint
+    /// only; never dereferenced here.
+    pub fn hot_addresses(&self) -> [*const u8; 4] {
+        self.views.hot_addresses()
     }
 
     /// Peers in the passive view.

@@ -16,6 +16,10 @@ pub struct PeerId(Arc<IdInner>);
 
 struct IdInner {
     hash: u64,
+    /// Its shape, judged once (see [`IdRule`]): gossip checks every id it
+    /// stores.
+    node_name: bool,
+    printable: bool,
     name: Box<str>,
 }
 
@@ -23,8 +27,17 @@ impl PeerId {
     pub fn new(name: &str) -> PeerId {
         PeerId(Arc::new(IdInner {
             hash: fnv1a(name),
+            node_name: valid_id(name),
+            printable: printable(name),
             name: name.into(),
         }))
+    }
+
+    /// The address of the shared name: equal for copies of one id (so a
+    /// driver may index ids it handed out by it); different addresses may
+    /// still hold equal names.
+    pub fn as_ptr(&self) -> *const () {
+        Arc::as_ptr(&self.0).cast()
     }
 
     pub fn as_str(&self) -> &str {
@@ -238,14 +251,17 @@ impl IdRule {
         }
     }
 
-    pub(crate) fn admits(self, id: &str) -> bool {
+    pub(crate) fn admits(self, id: &PeerId) -> bool {
         match self {
-            IdRule::NodeName => valid_id(id),
-            IdRule::Printable => {
-                !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)
-            }
+            IdRule::NodeName => id.0.node_name,
+            IdRule::Printable => id.0.printable,
         }
     }
+}
+
+/// The [`IdRule::Printable`] shape.
+fn printable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)
 }
 
 /// A HyParView participant.
@@ -329,14 +345,18 @@ mod tests {
 
     #[test]
     fn gossip_ids_follow_the_local_ids_shape() {
+        let id = PeerId::new;
         let strict = IdRule::of_local("me@host");
         assert_eq!(strict, IdRule::NodeName);
-        assert!(strict.admits("p1@host") && !strict.admits("p1"));
+        assert!(strict.admits(&id("p1@host")) && !strict.admits(&id("p1")));
         let plain = IdRule::of_local("n1");
         assert_eq!(plain, IdRule::Printable);
-        assert!(plain.admits("p1") && plain.admits("p1@host"));
+        assert!(plain.admits(&id("p1")) && plain.admits(&id("p1@host")));
         for bad in [String::new(), "a\0b".into(), "a\nb".into(), "x".repeat(256)] {
-            assert!(!plain.admits(&bad) && !strict.admits(&bad), "{bad:?}");
+            assert!(
+                !plain.admits(&id(&bad)) && !strict.admits(&id(&bad)),
+                "{bad:?}"
+            );
         }
     }
 

@@ -86,6 +86,12 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
         }
     }
 
+    /// Where the table's entries live: a driver of many tables may
+    /// prefetch it before an input. A hint only; never dereferenced here.
+    pub fn hot_address(&self) -> *const u8 {
+        self.peers.as_ptr().cast()
+    }
+
     pub fn config(&self) -> &LinkConfig {
         &self.cfg
     }
@@ -411,11 +417,19 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
     where
         K: 'a,
     {
-        let active: Vec<&K> = active.into_iter().collect();
+        let active: Vec<K> = active.into_iter().cloned().collect();
+        let mut lost = Vec::new();
+        self.orphans_into(&active, &mut lost);
+        lost
+    }
+
+    /// [`orphans`](Links::orphans) without allocating: the peers to report
+    /// are appended to `lost`.
+    pub fn orphans_into(&mut self, active: &[K], lost: &mut Vec<K>) {
         let mut i = 0;
         while i < self.peers.len() {
             let e = &mut self.peers[i];
-            if e.orphan && !active.contains(&&e.peer) {
+            if e.orphan && !active.contains(&e.peer) {
                 e.orphan = false;
                 if e.is_empty() {
                     self.peers.swap_remove(i);
@@ -424,18 +438,26 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
             }
             i += 1;
         }
-        let mut lost = Vec::new();
         for peer in active {
-            let i = self.entry(peer);
+            // Entries are never empty between calls: a peer without one
+            // has nothing, and gets one carrying the mark.
+            let Some(i) = self.find(peer) else {
+                self.peers.push(Entry {
+                    peer: peer.clone(),
+                    current: None,
+                    dial: None,
+                    awaiting: None,
+                    orphan: true,
+                });
+                lost.push(peer.clone());
+                continue;
+            };
             let e = &mut self.peers[i];
             if e.current.is_none() && e.dial.is_none() && e.awaiting.is_none() && !e.orphan {
                 e.orphan = true;
                 lost.push(peer.clone());
-            } else if e.is_empty() {
-                self.peers.swap_remove(i);
             }
         }
-        lost
     }
 
     /// `peer` left the active view: a later orphan report is a new episode.

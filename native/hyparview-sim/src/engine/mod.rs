@@ -18,16 +18,21 @@
 //! - a graceful close removes the local end at once; the remote end reads
 //!   the EOF once the messages sent before have arrived.
 
+mod counters;
 mod net;
+mod prefetch;
 mod queue;
 #[cfg(test)]
 mod tests;
 
-use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, Timer};
+pub use counters::Counters;
+
+use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, PeerId, Timer};
 use hyparview_link::{LinkConfig, Links};
 use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// Network and timing parameters of the simulated transport (defaults are
@@ -69,9 +74,22 @@ impl Default for NetConfig {
 pub trait Protocol {
     fn handle(&mut self, now: Millis, input: Input);
     fn poll_output(&mut self) -> Option<Output>;
+    /// `handle`, then every pending output appended to `out`.
+    fn handle_into(&mut self, now: Millis, input: Input, out: &mut VecDeque<Output>) {
+        self.handle(now, input);
+        while let Some(o) = self.poll_output() {
+            out.push_back(o);
+        }
+    }
     fn active_view(&self) -> Vec<&Peer>;
+    /// Calls `f` on each active peer (the hot path's `active_view`).
+    fn for_each_active(&self, f: &mut dyn FnMut(&Peer)) {
+        self.active_view().into_iter().for_each(f)
+    }
     fn passive_view(&self) -> Vec<&Peer>;
-    fn is_active(&self, id: &str) -> bool;
+    /// Addresses the next input will likely read (a prefetch hint).
+    fn for_each_hot_address(&self, _f: &mut dyn FnMut(*const u8)) {}
+    fn is_active(&self, id: &PeerId) -> bool;
 }
 
 impl Protocol for Node {
@@ -81,13 +99,22 @@ impl Protocol for Node {
     fn poll_output(&mut self) -> Option<Output> {
         Node::poll_output(self)
     }
+    fn handle_into(&mut self, now: Millis, input: Input, out: &mut VecDeque<Output>) {
+        Node::handle_into(self, now, input, out)
+    }
     fn active_view(&self) -> Vec<&Peer> {
         Node::active_view(self)
+    }
+    fn for_each_active(&self, f: &mut dyn FnMut(&Peer)) {
+        self.active_peers().for_each(f)
+    }
+    fn for_each_hot_address(&self, f: &mut dyn FnMut(*const u8)) {
+        self.hot_addresses().into_iter().for_each(f)
     }
     fn passive_view(&self) -> Vec<&Peer> {
         Node::passive_view(self)
     }
-    fn is_active(&self, id: &str) -> bool {
+    fn is_active(&self, id: &PeerId) -> bool {
         Node::is_active(self, id)
     }
 }
@@ -181,37 +208,17 @@ enum EventKind {
     },
 }
 
-/// Transport counters, reset at the start of a measured phase.
-#[derive(Clone, Debug, Default)]
-pub struct Counters {
-    pub sends: u64,
-    /// Sends per message kind (kinds are `&'static str`s: compared by
-    /// address first, so counting costs no string compare).
-    pub kinds: Vec<(&'static str, u64)>,
-    pub delivered: u64,
-    pub dial_failures: u64,
-    /// `ConnectionLost` inputs fed.
-    pub connections_lost: u64,
-    pub idle_closed: u64,
-    /// Active peers reported lost for having no connection (orphan check).
-    pub orphans_reported: u64,
-}
-
-impl Counters {
-    fn count_kind(&mut self, kind: &'static str) {
-        let hit = self
-            .kinds
-            .iter_mut()
-            .find(|(k, _)| std::ptr::eq(*k, kind) || *k == kind);
-        match hit {
-            Some(e) => e.1 += 1,
-            None => self.kinds.push((kind, 1)),
+impl EventKind {
+    /// The node the event happens at.
+    fn node(&self) -> u32 {
+        match *self {
+            EventKind::Deliver { to, .. } => to,
+            EventKind::Timer { node, .. }
+            | EventKind::DialFailed { node, .. }
+            | EventKind::Gone { node, .. }
+            | EventKind::IdleCheck { node, .. }
+            | EventKind::Join { node, .. } => node,
         }
-    }
-
-    /// Sends per message kind, by name.
-    pub fn by_kind(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.kinds.iter().copied().collect()
     }
 }
 
@@ -222,9 +229,21 @@ pub struct Sim<P: Protocol = Node> {
     /// cloned from (so comparing ids is a pointer compare); kept apart from
     /// `nodes` so the hot path reads a small dense array.
     peers: Vec<Peer>,
+    /// `id_ptrs[i]`: where `peers[i]`'s id lives ([`PeerId::as_ptr`]): a
+    /// dense array the lookup of a copy reads instead of `peers`.
+    id_ptrs: Vec<usize>,
     factory: Factory<P>,
     events: EventQueue,
     payloads: Vec<Option<EventKind>>,
+    /// `targets[slot]`: the node the event in `slot` happens at (read
+    /// ahead of the payload, to prefetch that node).
+    targets: Vec<u32>,
+    /// Outputs of the input being applied: one buffer for every node, so
+    /// no node keeps (or reallocates) its own.
+    outputs: VecDeque<Output>,
+    /// Scratch for the orphan check.
+    active_buf: Vec<u32>,
+    lost_buf: Vec<u32>,
     free_slots: Vec<u32>,
     next_conn: ConnId,
     rng: SmallRng,
@@ -301,8 +320,13 @@ impl<P: Protocol> Sim<P> {
             factory,
             nodes: Vec::new(),
             peers: Vec::new(),
+            id_ptrs: Vec::new(),
             events: EventQueue::new(),
             payloads: Vec::new(),
+            targets: Vec::new(),
+            outputs: VecDeque::new(),
+            active_buf: Vec::new(),
+            lost_buf: Vec::new(),
             free_slots: Vec::new(),
             next_conn: 0,
             // The sim's own stream is separate from every node's stream.
@@ -325,6 +349,7 @@ impl<P: Protocol> Sim<P> {
     pub fn create_node(&mut self) -> u32 {
         let i = self.nodes.len() as u32;
         let peer = peer_of(i);
+        self.id_ptrs.push(peer.id.as_ptr() as usize);
         self.peers.push(peer.clone());
         let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
         let node = (self.factory)(peer.clone(), node_seed);
@@ -359,7 +384,9 @@ impl<P: Protocol> Sim<P> {
     /// `peers[i]`), so a peer with a foreign id or address is no node.
     pub fn lookup(&self, peer: &Peer) -> Option<u32> {
         let i = index_of(&peer.addr)?;
-        (self.peers.get(i as usize)?.id == peer.id).then_some(i)
+        let known = *self.id_ptrs.get(i as usize)? == peer.id.as_ptr() as usize
+            || self.peers[i as usize].id == peer.id;
+        known.then_some(i)
     }
 
     pub fn is_alive(&self, i: u32) -> bool {
@@ -387,13 +414,16 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn push(&mut self, time: Millis, kind: EventKind) {
+        let target = kind.node();
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.payloads[slot as usize] = Some(kind);
+                self.targets[slot as usize] = target;
                 slot
             }
             None => {
                 self.payloads.push(Some(kind));
+                self.targets.push(target);
                 (self.payloads.len() - 1) as u32
             }
         };
@@ -418,6 +448,7 @@ impl<P: Protocol> Sim<P> {
                 .take()
                 .expect("every queued slot holds a payload");
             self.free_slots.push(slot);
+            self.prefetch_ahead();
             self.now = time;
             self.events_processed += 1;
             if self.trace_pair.is_some() {
@@ -490,8 +521,16 @@ impl<P: Protocol> Sim<P> {
     pub fn feed(&mut self, i: u32, input: Input) {
         debug_assert!(self.nodes[i as usize].alive);
         let now = self.now;
-        self.nodes[i as usize].node.handle(now, input);
-        self.flush(i);
+        // Applying outputs never feeds a node (only the orphan check
+        // below does), so the buffer is free again by then.
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.nodes[i as usize]
+            .node
+            .handle_into(now, input, &mut outputs);
+        for out in outputs.drain(..) {
+            self.apply(i, out);
+        }
+        self.outputs = outputs;
         self.maybe_check_orphans(i);
     }
 
@@ -519,7 +558,7 @@ impl<P: Protocol> Sim<P> {
         match out {
             Output::Send { to, message } => {
                 self.counters.sends += 1;
-                self.counters.count_kind(message.kind().name());
+                self.counters.count_kind(message.kind());
                 match self.lookup(&to) {
                     Some(b) if b != a => self.send(a, b, message),
                     // Self or an id no node has: nothing to deliver to.

@@ -268,14 +268,25 @@ impl<P: Protocol> Sim<P> {
             return;
         }
         n.orphan_check = false;
-        let active = self.active_indices(i);
-        let lost = self.nodes[i as usize].links.orphans(active.iter());
-        for b in lost {
+        let mut active = std::mem::take(&mut self.active_buf);
+        let mut lost = std::mem::take(&mut self.lost_buf);
+        active.clear();
+        self.nodes[i as usize].node.for_each_active(&mut |p| {
+            if let Some(b) = self.lookup(p) {
+                active.push(b);
+            }
+        });
+        self.nodes[i as usize]
+            .links
+            .orphans_into(&active, &mut lost);
+        self.active_buf = active;
+        for b in lost.drain(..) {
             self.counters.orphans_reported += 1;
             self.counters.connections_lost += 1;
             let peer = self.peers[b as usize].clone();
             self.feed(i, Input::ConnectionLost { peer });
         }
+        self.lost_buf = lost;
     }
 
     /// `u` finds its connection to dead `v` gone on a send (the reliability

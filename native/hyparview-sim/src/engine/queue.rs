@@ -95,6 +95,19 @@ impl EventQueue {
         }
     }
 
+    /// The slot that pops next if it is due in the current millisecond
+    /// (a hint for prefetching; None does not mean the queue is empty).
+    pub(crate) fn peek(&self) -> Option<u32> {
+        let slot = self.wheel[Self::bucket(self.base)].head;
+        (slot != NIL).then_some(slot)
+    }
+
+    /// The slot after `slot` in its bucket (same hint).
+    pub(crate) fn peek_after(&self, slot: u32) -> Option<u32> {
+        let next = *self.next.get(slot as usize)?;
+        (next != NIL).then_some(next)
+    }
+
     /// The next event at or before `t`, in order; never moves `base` past `t`.
     pub(crate) fn pop_until(&mut self, t: Millis) -> Option<(Millis, u32)> {
         loop {

@@ -31,8 +31,8 @@ impl Protocol for Script {
     fn passive_view(&self) -> Vec<&Peer> {
         Vec::new()
     }
-    fn is_active(&self, id: &str) -> bool {
-        self.active.iter().any(|p| p.id == id)
+    fn is_active(&self, id: &hyparview::PeerId) -> bool {
+        self.active.iter().any(|p| p.id == *id)
     }
 }
 

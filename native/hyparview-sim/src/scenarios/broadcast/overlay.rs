@@ -73,7 +73,7 @@ impl Protocol for Member {
     fn passive_view(&self) -> Vec<&Peer> {
         self.node.passive_view()
     }
-    fn is_active(&self, id: &str) -> bool {
+    fn is_active(&self, id: &hyparview::PeerId) -> bool {
         self.node.is_active(id)
     }
 }
