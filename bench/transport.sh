@@ -108,7 +108,7 @@ build "$TMP" >&2
 LOG=$(mktemp)
 run() { # label dir [target dir]
   (cd "$2" && CARGO_TARGET_DIR=${3:-$2/target} BENCH_ROUNDS=$CONV cargo test --release -q -p hyparview_transport --test bench \
-     -- --ignored --nocapture --test-threads 1 2>/dev/null) | grep '^BENCH' | sed "s/^/$1 /" >> "$LOG"
+     -- --ignored --nocapture --test-threads 1 2>/dev/null) | grep -o 'BENCH.*' | sed "s/^/$1 /" >> "$LOG"
 }
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
@@ -127,14 +127,23 @@ pat = {
     "64-node convergence (s)": (r"BENCH convergence: .* after ([\d.]+) s", False),
     "handshake CPU, both sides (µs)": (r"BENCH handshake cpu: ([\d.]+) us", False),
 }
+steps = []
+for line in open(log):
+    m = re.search(r"BENCH handshake step: +[\d.]+ us  (.*)", line)
+    if m and m.group(1).strip() not in steps:
+        steps.append(m.group(1).strip())
+for st in steps:
+    pat["handshake step (µs): " + st] = (r"BENCH handshake step: +([\d.]+) us  " + re.escape(st) + "$", False)
+pat["handshake steps, total (µs)"] = (r"BENCH handshake steps total: ([\d.]+) us", False)
 vals = {}
 for line in open(log):
+    line = line.rstrip("\n")
     who, rest = line.split(" ", 1)
     for name, (rx, _) in pat.items():
         m = re.search(rx, rest)
         if m:
             vals.setdefault((name, who), []).append(float(m.group(1)))
-fmt = lambda v: f"{v:.3f}" if v < 10 else f"{v:.0f}"
+fmt = lambda v: f"{v:.3f}" if v < 10 else (f"{v:.1f}" if v < 1000 else f"{v:.0f}")
 rng = lambda xs: f"{fmt(min(xs))}–{fmt(max(xs))}"
 cell = lambda xs: f"{fmt(statistics.median(xs))} ({rng(xs)})" if xs else "n/a"
 ratio = lambda xs, bs: f"{statistics.median(xs) / statistics.median(bs):.2f}" if xs and bs else ""
