@@ -7,7 +7,11 @@
 //! cargo test --release -p hyparview_transport --test bench -- --ignored --nocapture --test-threads 1
 //! ```
 //! Only the `client` module touches the channel's API, so the same file
-//! measures another protocol version with that module swapped.
+//! measures another protocol version with that module swapped
+//! (`bench/transport.sh` does that for the version before the Noise channel
+//! and runs both in one go). `BENCH_ROUNDS=n` repeats the convergence
+//! measurement n times in one process; `BENCH_TRACE=1` prints each change
+//! of the first overlay problem while it converges.
 
 mod common;
 
@@ -17,6 +21,7 @@ use hyparview_transport::wire::Frame;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+// client: begin
 mod client {
     use super::*;
     use hyparview_transport::channel;
@@ -54,7 +59,92 @@ mod client {
             .await
             .unwrap()
     }
+
+    pub fn evicted(c: &hyparview_transport::Counters) -> u64 {
+        c.handshakes_evicted
+    }
+
+    /// CPU of one handshake, both sides, without sockets.
+    #[test]
+    #[ignore]
+    fn bench_handshake_cpu() {
+        use hyparview_transport::handshake::{run_pair, Identity};
+        let a = Identity::new("a@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+        let b = Identity::new("b@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+        let n = 2000;
+        let started = Instant::now();
+        for _ in 0..n {
+            let (x, y) = run_pair(&a, &b, Some("b@h"), 65536);
+            assert!(x.is_ok() && y.is_ok());
+        }
+        println!(
+            "BENCH handshake cpu: {:.1} us for both sides",
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+
+    /// Where one handshake's CPU goes, step by step (both machines driven
+    /// in memory, as `run_pair` does).
+    #[test]
+    #[ignore]
+    fn bench_handshake_steps() {
+        use hyparview_transport::handshake::{Identity, Initiator, Responder, Step};
+        let a = Identity::new("a@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+        let b = Identity::new("b@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
+        let names = [
+            "dialer: set up (params, builder)",
+            "dialer: message 1 (ephemeral key)",
+            "listener: set up (params, builder)",
+            "listener: preamble and length",
+            "listener: message 1 read, message 2 (ephemeral key, ee, Hello)",
+            "dialer: message 2 read (ee, Hello check), Hello record",
+            "listener: Hello record opened and checked",
+        ];
+        let mut spent = [Duration::ZERO; 7];
+        let n = 2000;
+        let sends = |s: Step| match s {
+            Step::Read { send, n } => (send, n),
+            Step::Done { send, .. } => (send, 0),
+        };
+        for _ in 0..n {
+            let mut t = Instant::now();
+            let mut lap = |i: usize| {
+                let now = Instant::now();
+                spent[i] += now - t;
+                t = now;
+            };
+            let mut i = Initiator::new(&a, Some("b@h"), 65536);
+            lap(0);
+            let (m1, _) = sends(i.step(&[]).unwrap());
+            lap(1);
+            let mut r = Responder::new(&b, 65536);
+            lap(2);
+            let (_, k) = sends(r.step(&m1[..6]).unwrap());
+            let (_, k2) = sends(r.step(&m1[6..6 + k]).unwrap());
+            lap(3);
+            let (m2, _) = sends(r.step(&m1[6 + k..6 + k + k2]).unwrap());
+            lap(4);
+            let (_, k) = sends(i.step(&m2[..2]).unwrap());
+            let (h, _) = sends(i.step(&m2[2..2 + k]).unwrap());
+            lap(5);
+            let (_, k) = sends(r.step(&h[..2]).unwrap());
+            assert!(matches!(r.step(&h[2..2 + k]), Ok(Step::Done { .. })));
+            lap(6);
+        }
+        let total: Duration = spent.iter().sum();
+        for (name, d) in names.iter().zip(spent) {
+            println!(
+                "BENCH handshake step: {:7.1} us  {name}",
+                d.as_secs_f64() * 1e6 / n as f64
+            );
+        }
+        println!(
+            "BENCH handshake steps total: {:.1} us",
+            total.as_secs_f64() * 1e6 / n as f64
+        );
+    }
 }
+// client: end
 
 #[test]
 #[ignore]
@@ -118,37 +208,58 @@ fn bench_ping_latency_and_frame_throughput() {
 #[ignore]
 fn bench_convergence_of_a_small_overlay() {
     let n = 64;
-    let started = Instant::now();
-    let nodes = start_overlay("conv", n);
-    let refs: Vec<&TestNode> = nodes.iter().collect();
-    let ok = wait_until(Duration::from_secs(60), || {
-        overlay_problem(&refs, protocol().active_view_size).is_none()
-    });
-    assert!(ok, "did not converge:{}", dump(&refs));
-    let took = started.elapsed().as_secs_f64();
-    let dials: u64 = nodes.iter().map(|n| n.snap().counters.dials).sum();
-    let evicted: u64 = nodes
-        .iter()
-        .map(|n| n.snap().counters.handshakes_evicted)
-        .sum();
-    println!("BENCH convergence: {n} nodes, connected and symmetric after {took:.3} s ({dials} dials, {evicted} handshakes evicted)");
-}
-
-/// CPU of one handshake, both sides, without sockets.
-#[test]
-#[ignore]
-fn bench_handshake_cpu() {
-    use hyparview_transport::handshake::{run_pair, Identity};
-    let a = Identity::new("a@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
-    let b = Identity::new("b@h", "127.0.0.1:9".parse().unwrap(), 1, SECRET);
-    let n = 2000;
-    let started = Instant::now();
-    for _ in 0..n {
-        let (x, y) = run_pair(&a, &b, Some("b@h"), 65536);
-        assert!(x.is_ok() && y.is_ok());
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    for round in 0..rounds {
+        let started = Instant::now();
+        let mut nodes = start_overlay(&format!("conv{round}x"), n);
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        let trace = std::env::var("BENCH_TRACE").is_ok();
+        let mut last = String::new();
+        let ok = wait_until(Duration::from_secs(60), || {
+            let p = overlay_problem(&refs, protocol().active_view_size);
+            if trace {
+                let s = format!("{p:?}");
+                if s != last {
+                    println!("TRACE {:.3} {s}", started.elapsed().as_secs_f64());
+                    last = s;
+                }
+            }
+            p.is_none()
+        });
+        assert!(ok, "did not converge:{}", dump(&refs));
+        let took = started.elapsed().as_secs_f64();
+        let dials: u64 = nodes.iter().map(|n| n.snap().counters.dials).sum();
+        let evicted: u64 = nodes
+            .iter()
+            .map(|n| client::evicted(&n.snap().counters))
+            .sum();
+        println!("BENCH convergence: {n} nodes, connected and symmetric after {took:.3} s ({dials} dials, {evicted} handshakes evicted)");
+        let sum = |f: &dyn Fn(&hyparview_transport::Counters) -> u64| -> u64 {
+            nodes.iter().map(|n| f(&n.snap().counters)).sum()
+        };
+        let mut kinds: Vec<(&str, u64)> = Vec::new();
+        for node in &nodes {
+            for (k, v) in &node.snap().counters.messages_out {
+                match kinds.iter_mut().find(|e| e.0 == *k) {
+                    Some(e) => e.1 += v,
+                    None => kinds.push((k, *v)),
+                }
+            }
+        }
+        println!(
+            "DETAIL accepted {} dial_failures {} rejections {} failures {} heartbeat_timeouts {} sent {:?}",
+            sum(&|c| c.connections_accepted),
+            sum(&|c| c.dial_failures),
+            sum(&|c| c.handshake_rejections),
+            sum(&|c| c.failures_detected),
+            sum(&|c| c.heartbeat_timeouts),
+            kinds.iter().filter(|e| e.1 > 0).collect::<Vec<_>>()
+        );
+        for node in nodes.iter_mut() {
+            node.stop();
+        }
     }
-    println!(
-        "BENCH handshake cpu: {:.1} us for both sides",
-        started.elapsed().as_secs_f64() * 1e6 / n as f64
-    );
 }
