@@ -82,14 +82,23 @@ use crate::requests::RequestKind;
 use crate::{Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
 
 /// Gaps between crossings right after `Join`, in half shuffle intervals:
 /// the split forms in the first seconds of a simultaneous start, so that is
 /// when crossing pays off. Crossings at 0.5, 1, 1.5, 2, 3, 4, 6 and 10
 /// intervals.
-const DENSE_HALVES: [u32; 8] = [1, 1, 1, 1, 2, 2, 4, 8];
+const DENSE_HALVES: [u32; 8] = [1, 2, 1, 1, 2, 2, 4, 8];
 /// Gap between crossings after the dense phase, in shuffle intervals.
 pub(crate) const STEADY_ROUNDS: u32 = 128;
+/// The dense phase ends after this many crossings in a row found nothing
+/// to merge (their target proven in our component).
+const IDLE_STOP: u32 = 2;
+/// How long a proof that a peer is in our component counts, in shuffle
+/// intervals.
+const MET_ROUNDS: u64 = 4;
+/// At most this many proven peers are remembered (oldest forgotten first).
+const MET_CAP: usize = 64;
 
 /// Where a crossing goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +117,13 @@ pub(crate) struct Crossing {
     ticks: u32,
     /// The contact our crossing SHUFFLE went to, until it answers.
     awaiting: Option<PeerId>,
+    /// The target of our merge NEIGHBOR, until it answers.
+    sent: Option<PeerId>,
+    /// Crossings in a row that found nothing to merge.
+    idle: u32,
+    /// Peers proven in our component, with when: they reached us, or we
+    /// them, through active links (see [`Crossing::met`]). Oldest first.
+    met: VecDeque<(PeerId, Millis)>,
 }
 
 impl Crossing {
@@ -116,13 +132,85 @@ impl Crossing {
             rng: SmallRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c909),
             ticks: 0,
             awaiting: None,
+            sent: None,
+            idle: 0,
+            met: VecDeque::new(),
         }
     }
 
-    /// `Join` or `Leave`: the schedule starts over, nothing is outstanding.
+    /// `Join` or `Leave`: the schedule starts over, nothing is outstanding,
+    /// nothing is proven.
     pub(crate) fn reset(&mut self) {
         self.ticks = 0;
         self.awaiting = None;
+        self.sent = None;
+        self.idle = 0;
+        self.met.clear();
+    }
+
+    /// `peer` is in our component now: its SHUFFLE walk reached us through
+    /// an active link, or our walk ended at it.
+    pub(crate) fn met(&mut self, peer: &PeerId, now: Millis) {
+        if let Some(i) = self.met.iter().position(|(p, _)| p == peer) {
+            self.met.remove(i);
+        }
+        if self.met.len() == MET_CAP {
+            self.met.pop_front();
+        }
+        self.met.push_back((peer.clone(), now));
+    }
+
+    /// An active link failed: the component may have split, so no proof
+    /// holds any more.
+    pub(crate) fn forget_met(&mut self) {
+        self.met.clear();
+    }
+
+    /// True when `peer` was proven in our component within the last
+    /// `MET_ROUNDS` shuffle intervals: a merge with it would only swap
+    /// links.
+    pub(crate) fn proven(&self, peer: &PeerId, now: Millis, shuffle_interval: Millis) -> bool {
+        let horizon = shuffle_interval.saturating_mul(MET_ROUNDS);
+        self.met
+            .iter()
+            .any(|(p, at)| p == peer && now.saturating_sub(*at) <= horizon)
+    }
+
+    /// This crossing found nothing to merge (no target, or one proven in
+    /// our component, or the target refused: it had the proof).
+    fn found_nothing(&mut self) {
+        self.idle = self.idle.saturating_add(1);
+    }
+
+    /// True (once) when the dense phase should end here: `IDLE_STOP`
+    /// crossings in a row found nothing. The tick is skipped and the
+    /// schedule goes on at the steady gap.
+    fn take_rest(&mut self) -> bool {
+        if self.idle < IDLE_STOP || self.ticks as usize > DENSE_HALVES.len() {
+            return false;
+        }
+        self.idle = 0;
+        self.ticks = self.ticks.max(DENSE_HALVES.len() as u32);
+        true
+    }
+
+    /// Our merge NEIGHBOR went to `peer`.
+    fn sent_to(&mut self, peer: &PeerId) {
+        self.sent = Some(peer.clone());
+    }
+
+    /// The answer to a merge NEIGHBOR from `from`: counted when it answers
+    /// ours (a refusal means the target proved us in its component).
+    pub(crate) fn answered(&mut self, from: &PeerId, accepted: bool) {
+        if self.sent.as_ref() != Some(from) {
+            return;
+        }
+        self.sent = None;
+        if accepted {
+            self.idle = 0;
+        } else {
+            self.found_nothing();
+        }
     }
 
     /// Delay until the next crossing: the next gap of the schedule with
@@ -204,8 +292,11 @@ impl Node {
     /// A crossing tick: a merge NEIGHBOR to a known peer we do not hold, or
     /// a direct SHUFFLE to a contact whose answer names the merge target.
     /// Only a full node crosses (see the module docs); skipped while another
-    /// merge request is in flight.
-    pub(crate) fn start_crossing(&mut self) {
+    /// merge request is in flight, and the tick that ends the dense phase.
+    pub(crate) fn start_crossing(&mut self, now: Millis) {
+        if self.crossing.take_rest() {
+            return;
+        }
         if !self.views.active_full() || self.requests.any(|r| r.kind == RequestKind::Merge) {
             return;
         }
@@ -226,10 +317,7 @@ impl Node {
                 || views.suspects.contains(&p.id)
         };
         match self.crossing.choose(self.join.contacts(), known, held) {
-            Some(Target::Known(peer)) => {
-                self.stats.crossings += 1;
-                self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
-            }
+            Some(Target::Known(peer)) => self.send_merge(now, peer),
             Some(Target::Contact(contact)) => {
                 // The probe's message: a direct SHUFFLE implies no link.
                 let n = self.views.active.len();
@@ -250,7 +338,7 @@ impl Node {
                     },
                 );
             }
-            None => {}
+            None => self.crossing.found_nothing(),
         }
     }
 
@@ -265,12 +353,37 @@ impl Node {
         self.integrate(now, peers, &[], Gossip::Solicited);
         self.insert_passive(contact.clone(), 0, &[]);
         self.close_if_idle(contact);
-        if let Some(peer) = target {
-            if !self.requests.any(|r| r.kind == RequestKind::Merge) {
-                self.stats.crossings += 1;
-                self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
+        match target {
+            Some(peer) if !self.requests.any(|r| r.kind == RequestKind::Merge) => {
+                self.send_merge(now, peer)
             }
+            Some(_) => {}
+            None => self.crossing.found_nothing(),
         }
+    }
+
+    /// The merge NEIGHBOR of a crossing, unless `peer` is proven in our
+    /// component: then there is nothing to merge and no link is swapped.
+    fn send_merge(&mut self, now: Millis, peer: Peer) {
+        if self
+            .crossing
+            .proven(&peer.id, now, self.config.shuffle_interval)
+        {
+            self.crossing.found_nothing();
+            return;
+        }
+        self.stats.crossings += 1;
+        self.crossing.sent_to(&peer.id);
+        self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
+    }
+
+    /// A merge NEIGHBOR from `from` reaches a full node: refused (no link
+    /// swapped) when `from` is proven in our component.
+    pub(crate) fn merge_is_pointless(&self, now: Millis, from: &PeerId) -> bool {
+        self.views.active_full()
+            && self
+                .crossing
+                .proven(from, now, self.config.shuffle_interval)
     }
 }
 
