@@ -419,6 +419,26 @@ impl Node {
         self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
     }
 
+    /// A SHUFFLE walk from `origin` reached us from `from`: if `from` is an
+    /// active peer, the walk ran on active links, so its origin and the
+    /// active part of its sample (the first `shuffle_active_count` entries
+    /// of a full sample, as `start_shuffle` builds it) are in our component.
+    pub(crate) fn prove_walk(&mut self, now: Millis, from: &Peer, origin: &Peer, peers: &[Peer]) {
+        if !self.views.active.contains(&from.id) {
+            return;
+        }
+        self.crossing.met(&origin.id, now);
+        let (ka, kp) = (
+            self.config.shuffle_active_count,
+            self.config.shuffle_passive_count,
+        );
+        if peers.len() == ka + kp + 1 {
+            for p in &peers[..ka] {
+                self.crossing.met(&p.id, now);
+            }
+        }
+    }
+
     /// A merge NEIGHBOR from `from` reaches a full node: refused (no link
     /// swapped) when `from` is proven in our component.
     pub(crate) fn merge_is_pointless(&self, now: Millis, from: &PeerId) -> bool {

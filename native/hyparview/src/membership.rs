@@ -151,19 +151,8 @@ impl Node {
         let Some(origin) = self.gossiped(&from, origin) else {
             return;
         };
-        if self.views.active.contains(&from.id) {
-            // crossing: a walk through active links proves the component.
-            self.crossing.met(&origin.id, now);
-            let (ka, kp) = (
-                self.config.shuffle_active_count,
-                self.config.shuffle_passive_count,
-            );
-            if peers.len() == ka + kp + 1 {
-                for p in &peers[..ka] {
-                    self.crossing.met(&p.id, now);
-                }
-            }
-        }
+        // crossing: a walk through active links proves the component.
+        self.prove_walk(now, &from, &origin, &peers);
         peers.truncate(MAX_PEERS_IN_MESSAGE);
         if ttl > 0 && self.views.active.len() > 1 {
             if let Some(next) = self.random_active_except(&from.id, &origin.id) {
