@@ -56,9 +56,8 @@
 //! split forms in the join storm, before the first walks (a node's first
 //! SHUFFLE leaves 0.75-1.25 intervals after its Join), so between
 //! components every crossing is blind, as without proofs, and the argument
-//! is the one for blind crossings.
-//! Rollout case (every node has the
-//! same contacts): a B node crossing picks a contact c outside B with
+//! is the one for blind crossings. Rollout case (every node has the same
+//! contacts): a B node crossing picks a contact c outside B with
 //! probability at least 1/(2K), K the number of contacts, whenever B lacks
 //! one (with several components, all but at most K lack some contact, and
 //! one holding only c is entered from every component holding another);
@@ -68,14 +67,13 @@
 //! the expected number of bridges per tick is of the order of (a+1)/(2K)
 //! (1.5 with a = 5, K = 2) or more, and the first comes within about one
 //! tick. The dense phase ticks at 0.5, 1.5, 2, 2.5, 3.5, 4.5, 6.5 and 10.5
-//! shuffle intervals after the Join (each gap ±25 %): the first, blind
-//! (no walk has run yet), merges what the join storm split — in every
-//! simulated split, one component from that tick on — and five more
-//! chances follow before 5 intervals. None falls between 0.6 and 1.1
-//! intervals: a fleet that did not split has settled by then and is left
-//! alone. A B node stops early only after `IDLE_STOP` targets in a row
-//! proved to be in B, and its component's other nodes keep crossing.
-//! Without a contact outside (each node
+//! shuffle intervals after the Join (each gap ±25 %): the first, blind (no
+//! walk has run yet), merges what the join storm split (the 64-node splits
+//! traced were one component within that tick), and five more chances
+//! follow before 5 intervals. None falls between 0.6 and 1.1 intervals, so
+//! a fleet that did not split is left alone while it settles. A B node
+//! stops early only after `IDLE_STOP` crossings in a row found nothing,
+//! and B's other nodes keep crossing. Without a contact outside (each node
 //! joined through an earlier joiner, so B's contacts are B's own), the
 //! passive and reserve draws reach the peers known from before the split;
 //! that is not bounded by an argument but measured (the simulator's
