@@ -75,3 +75,26 @@ fn simultaneous_stable_build_forms_one_overlay() {
 fn small_rollout_forms_one_overlay() {
     assert_one_component_within_3_rounds("rollout --nodes 64 --contacts 4 --seed 5 --rounds 4");
 }
+
+/// A rollout that did not split: once the walks prove the fleet, crossing
+/// stops swapping links. 64 nodes over 10 intervals from the start change
+/// 606-657 links without crossing (seeds 1-3, the joins included),
+/// 2151-2195 with blind crossings, 1023-1094 with proofs.
+#[test]
+fn crossing_leaves_one_overlay_mostly_alone() {
+    for seed in 1..=3 {
+        let args = format!("rollout --nodes 64 --seed {seed} --settle-rounds 0 --rounds 10");
+        let args_v: Vec<&str> = args.split_whitespace().collect();
+        let (r, _) = run_keep(&parse_args(&args_v).expect("valid arguments"));
+        assert!(
+            r.components_by_sample[1..].iter().all(|&x| x == 1),
+            "{args}: {:?}",
+            r.components_by_sample
+        );
+        assert!(
+            r.peer_up_events <= 1_500,
+            "{args}: {} link changes",
+            r.peer_up_events
+        );
+    }
+}

@@ -30,8 +30,34 @@
 //! their own repairs (promotion, escalation, contact probe, rejoin), and a
 //! split that lasts is one whose views are full.
 //!
-//! Why components meet in bounded time. Rollout case (every node has the
-//! same contacts): a B node crossing picks a contact c outside B with
+//! Nothing to merge, no swap. A crossing that lands in our own component
+//! would only swap links (and every swap leaves the BEAM's `Node.list()`
+//! behind the active view for a moment), so a node keeps *proofs*: peers
+//! shown to be in its component by a SHUFFLE walk through active links —
+//! the origin of a walk that reached us from an active peer, the active
+//! part of that walk's sample (the first `shuffle_active_count` entries
+//! of a full sample, as `start_shuffle` builds it), and the node at which
+//! our own walk ended. A proof counts for `MET_ROUNDS` shuffle intervals
+//! and all are dropped when an active link fails (the component may have
+//! split); at most `MET_CAP` are kept. A crossing whose target is proven is
+//! not sent, and a full node refuses a merge NEIGHBOR from a proven sender
+//! (a short node takes it: it needs the link). After `IDLE_STOP` crossings
+//! in a row that found nothing (no target, a proven one, or a refusal) the
+//! dense phase ends: the next tick is skipped and the schedule goes on at
+//! the steady gap. A proof can only be wrong if the sender's shuffle counts
+//! differ from ours (we then read one of its passive peers as active): the
+//! cost is one skipped crossing, not a lost merge — the other nodes of the
+//! component keep crossing.
+//!
+//! Why components meet in bounded time. A proof is about the component of
+//! the moment of the walk; it can span two components only if they split
+//! by evictions after it (a split by failures voids it), and then for at
+//! most `MET_ROUNDS` intervals, skipping that one target. In a rollout the
+//! split forms in the join storm, before the first walks (a node's first
+//! SHUFFLE leaves 0.75-1.25 intervals after its Join), so between
+//! components every crossing is blind, as without proofs, and the argument
+//! is the one for blind crossings. Rollout case (every node has the same
+//! contacts): a B node crossing picks a contact c outside B with
 //! probability at least 1/(2K), K the number of contacts, whenever B lacks
 //! one (with several components, all but at most K lack some contact, and
 //! one holding only c is entered from every component holding another);
@@ -40,10 +66,14 @@
 //! `active_view_size + 1` nodes, all full, each crossing at every tick, so
 //! the expected number of bridges per tick is of the order of (a+1)/(2K)
 //! (1.5 with a = 5, K = 2) or more, and the first comes within about one
-//! tick: the chance that none comes in six ticks is small even for the
-//! smallest component (measured: none missed). The dense phase ticks at
-//! 0.5, 1, 1.5, 2, 3, 4, 6 and 10 shuffle intervals after the Join
-//! (±25 %), i.e. six chances in the first 4 rounds. Without a contact outside (each node
+//! tick. The dense phase ticks at 0.5, 1.5, 2, 2.5, 3.5, 4.5, 6.5 and 10.5
+//! shuffle intervals after the Join (each gap ±25 %): the first, blind (no
+//! walk has run yet), merges what the join storm split (the 64-node splits
+//! traced were one component within that tick), and five more chances
+//! follow before 5 intervals. None falls between 0.6 and 1.1 intervals, so
+//! a fleet that did not split is left alone while it settles. A B node
+//! stops early only after `IDLE_STOP` crossings in a row found nothing,
+//! and B's other nodes keep crossing. Without a contact outside (each node
 //! joined through an earlier joiner, so B's contacts are B's own), the
 //! passive and reserve draws reach the peers known from before the split;
 //! that is not bounded by an argument but measured (the simulator's
@@ -54,25 +84,34 @@
 //! dense phase again.
 //!
 //! Cost. A crossing is one direct SHUFFLE and its reply (contact source
-//! only), one NEIGHBOR and its reply, two DISCONNECTs, and the refill of
-//! the two evicted peers, whose low-priority requests are mostly refused by
-//! full nodes: ~20-40 messages and one link swap in a full overlay. At
-//! steady state (one crossing per node per 128 shuffle intervals) that is
-//! at most ~0.16-0.31 messages per node per shuffle interval and one link
-//! swap per node every ~21 minutes with the default 10 s interval. The
-//! simulator cannot tell it from the overlay's own upkeep: `stable --nodes
-//! 1000 --settle-rounds 12 --rounds 20`, seeds 1-3, measures 7.59-7.71
-//! messages per node per interval with crossing and 8.03-8.16 without.
-//! The dense phase costs 8 crossings per node once, over the first 10
-//! intervals: `rollout --nodes 1000 --settle-rounds 0 --rounds 10` measures
-//! 24.3-24.8 messages per node per interval with crossing, 11.2-11.4
-//! without (bench/results/coldstart.md).
+//! only), one NEIGHBOR and its reply, and, when it swaps a link, two
+//! DISCONNECTs and the refill of the two evicted peers, whose low-priority
+//! requests are mostly refused by full nodes: ~20-40 messages and one link
+//! swap in a full overlay; 2-4 messages and no swap when it finds its
+//! target proven. A proof costs no message (walks run anyway) and at most
+//! `MET_CAP` ids of memory. At steady state (one crossing per node per
+//! 128 shuffle intervals) that is at most ~0.16-0.31 messages per node per
+//! shuffle interval and one link swap per node every ~21 minutes with the
+//! default 10 s interval, and the simulator cannot tell it from the
+//! overlay's own upkeep: `stable --nodes 1000 --settle-rounds 12 --rounds
+//! 20`, seeds 1-3, measures 7.73-7.76 messages per node per interval with
+//! crossing and 8.00-8.06 without. The dense phase (at most 8 crossings per
+//! node, once, over the first ~10 intervals; fewer when it rests):
+//! `rollout --settle-rounds 0 --rounds 10`, seeds 1-3, measures 14.6-16.5
+//! messages per node per interval at 64 nodes (24.7-24.9 before proofs,
+//! 11.0-11.3 without crossing) and 22.7-23.0 at 1,000 (24.3-24.5, 11.2-11.5):
+//! at 64 nodes the walks prove much of the fleet within a few intervals and
+//! ~70 % of the link changes crossing causes go; at 1,000 a node proves a
+//! few dozen peers, so most crossings stay blind and ~16 % go
+//! (bench/results/coldstart.md).
 //!
 //! This module holds the sub-state, its choices and the node's side of the
-//! exchange; `Node` calls it from the places marked `crossing:` in node.rs
-//! and maintain.rs: the Join input (restart the schedule), the Crossing
-//! timer, the SHUFFLE reply (the contact's answer) and Leave (forget the
-//! outstanding exchange).
+//! exchange; `Node` calls it from the places marked `crossing:` in node.rs,
+//! maintain.rs and membership.rs: the Join input (restart the schedule),
+//! the Crossing timer, the SHUFFLE and its reply (proofs; the contact's
+//! answer), a merge NEIGHBOR and its reply (refuse a proven sender; count
+//! our crossing's outcome), a lost active link (void the proofs) and Leave
+//! (forget everything).
 
 use crate::events::TimerKind;
 use crate::membership::Gossip;
@@ -82,14 +121,24 @@ use crate::requests::RequestKind;
 use crate::{Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
 
 /// Gaps between crossings right after `Join`, in half shuffle intervals:
 /// the split forms in the first seconds of a simultaneous start, so that is
-/// when crossing pays off. Crossings at 0.5, 1, 1.5, 2, 3, 4, 6 and 10
-/// intervals.
-const DENSE_HALVES: [u32; 8] = [1, 1, 1, 1, 2, 2, 4, 8];
+/// when crossing pays off. Crossings at 0.5, 1.5, 2, 2.5, 3.5, 4.5, 6.5 and
+/// 10.5 intervals: the gap after the first lets a fleet that did not split
+/// settle (at 64 nodes most of its later targets are proven by then).
+const DENSE_HALVES: [u32; 8] = [1, 2, 1, 1, 2, 2, 4, 8];
 /// Gap between crossings after the dense phase, in shuffle intervals.
 pub(crate) const STEADY_ROUNDS: u32 = 128;
+/// The dense phase ends after this many crossings in a row found nothing
+/// to merge (their target proven in our component).
+const IDLE_STOP: u32 = 2;
+/// How long a proof that a peer is in our component counts, in shuffle
+/// intervals.
+const MET_ROUNDS: u64 = 4;
+/// At most this many proven peers are remembered (oldest forgotten first).
+const MET_CAP: usize = 64;
 
 /// Where a crossing goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +157,13 @@ pub(crate) struct Crossing {
     ticks: u32,
     /// The contact our crossing SHUFFLE went to, until it answers.
     awaiting: Option<PeerId>,
+    /// The target of our merge NEIGHBOR, until it answers.
+    sent: Option<PeerId>,
+    /// Crossings in a row that found nothing to merge.
+    idle: u32,
+    /// Peers proven in our component, with when: they reached us, or we
+    /// them, through active links (see [`Crossing::met`]). Oldest first.
+    met: VecDeque<(PeerId, Millis)>,
 }
 
 impl Crossing {
@@ -116,13 +172,85 @@ impl Crossing {
             rng: SmallRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c909),
             ticks: 0,
             awaiting: None,
+            sent: None,
+            idle: 0,
+            met: VecDeque::new(),
         }
     }
 
-    /// `Join` or `Leave`: the schedule starts over, nothing is outstanding.
+    /// `Join` or `Leave`: the schedule starts over, nothing is outstanding,
+    /// nothing is proven.
     pub(crate) fn reset(&mut self) {
         self.ticks = 0;
         self.awaiting = None;
+        self.sent = None;
+        self.idle = 0;
+        self.met.clear();
+    }
+
+    /// `peer` is in our component now: its SHUFFLE walk reached us through
+    /// an active link, or our walk ended at it.
+    pub(crate) fn met(&mut self, peer: &PeerId, now: Millis) {
+        if let Some(i) = self.met.iter().position(|(p, _)| p == peer) {
+            self.met.remove(i);
+        }
+        if self.met.len() == MET_CAP {
+            self.met.pop_front();
+        }
+        self.met.push_back((peer.clone(), now));
+    }
+
+    /// An active link failed: the component may have split, so no proof
+    /// holds any more.
+    pub(crate) fn forget_met(&mut self) {
+        self.met.clear();
+    }
+
+    /// True when `peer` was proven in our component within the last
+    /// `MET_ROUNDS` shuffle intervals: a merge with it would only swap
+    /// links.
+    pub(crate) fn proven(&self, peer: &PeerId, now: Millis, shuffle_interval: Millis) -> bool {
+        let horizon = shuffle_interval.saturating_mul(MET_ROUNDS);
+        self.met
+            .iter()
+            .any(|(p, at)| p == peer && now.saturating_sub(*at) <= horizon)
+    }
+
+    /// This crossing found nothing to merge (no target, or one proven in
+    /// our component, or the target refused: it had the proof).
+    fn found_nothing(&mut self) {
+        self.idle = self.idle.saturating_add(1);
+    }
+
+    /// True (once) when the dense phase should end here: `IDLE_STOP`
+    /// crossings in a row found nothing. The tick is skipped and the
+    /// schedule goes on at the steady gap.
+    fn take_rest(&mut self) -> bool {
+        if self.idle < IDLE_STOP || self.ticks as usize > DENSE_HALVES.len() {
+            return false;
+        }
+        self.idle = 0;
+        self.ticks = self.ticks.max(DENSE_HALVES.len() as u32);
+        true
+    }
+
+    /// Our merge NEIGHBOR went to `peer`.
+    fn sent_to(&mut self, peer: &PeerId) {
+        self.sent = Some(peer.clone());
+    }
+
+    /// The answer to a merge NEIGHBOR from `from`: counted when it answers
+    /// ours (a refusal means the target proved us in its component).
+    pub(crate) fn answered(&mut self, from: &PeerId, accepted: bool) {
+        if self.sent.as_ref() != Some(from) {
+            return;
+        }
+        self.sent = None;
+        if accepted {
+            self.idle = 0;
+        } else {
+            self.found_nothing();
+        }
     }
 
     /// Delay until the next crossing: the next gap of the schedule with
@@ -204,8 +332,11 @@ impl Node {
     /// A crossing tick: a merge NEIGHBOR to a known peer we do not hold, or
     /// a direct SHUFFLE to a contact whose answer names the merge target.
     /// Only a full node crosses (see the module docs); skipped while another
-    /// merge request is in flight.
-    pub(crate) fn start_crossing(&mut self) {
+    /// merge request is in flight, and the tick that ends the dense phase.
+    pub(crate) fn start_crossing(&mut self, now: Millis) {
+        if self.crossing.take_rest() {
+            return;
+        }
         if !self.views.active_full() || self.requests.any(|r| r.kind == RequestKind::Merge) {
             return;
         }
@@ -226,10 +357,7 @@ impl Node {
                 || views.suspects.contains(&p.id)
         };
         match self.crossing.choose(self.join.contacts(), known, held) {
-            Some(Target::Known(peer)) => {
-                self.stats.crossings += 1;
-                self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
-            }
+            Some(Target::Known(peer)) => self.send_merge(now, peer),
             Some(Target::Contact(contact)) => {
                 // The probe's message: a direct SHUFFLE implies no link.
                 let n = self.views.active.len();
@@ -250,7 +378,7 @@ impl Node {
                     },
                 );
             }
-            None => {}
+            None => self.crossing.found_nothing(),
         }
     }
 
@@ -265,12 +393,57 @@ impl Node {
         self.integrate(now, peers, &[], Gossip::Solicited);
         self.insert_passive(contact.clone(), 0, &[]);
         self.close_if_idle(contact);
-        if let Some(peer) = target {
-            if !self.requests.any(|r| r.kind == RequestKind::Merge) {
-                self.stats.crossings += 1;
-                self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
+        match target {
+            Some(peer) if !self.requests.any(|r| r.kind == RequestKind::Merge) => {
+                self.send_merge(now, peer)
+            }
+            Some(_) => {}
+            None => self.crossing.found_nothing(),
+        }
+    }
+
+    /// The merge NEIGHBOR of a crossing, unless `peer` is proven in our
+    /// component: then there is nothing to merge and no link is swapped.
+    fn send_merge(&mut self, now: Millis, peer: Peer) {
+        if self
+            .crossing
+            .proven(&peer.id, now, self.config.shuffle_interval)
+        {
+            self.crossing.found_nothing();
+            return;
+        }
+        self.stats.crossings += 1;
+        self.crossing.sent_to(&peer.id);
+        self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
+    }
+
+    /// A SHUFFLE walk from `origin` reached us from `from`: if `from` is an
+    /// active peer, the walk ran on active links, so its origin and the
+    /// active part of its sample (the first `shuffle_active_count` entries
+    /// of a full sample, as `start_shuffle` builds it) are in our component.
+    pub(crate) fn prove_walk(&mut self, now: Millis, from: &Peer, origin: &Peer, peers: &[Peer]) {
+        if !self.views.active.contains(&from.id) {
+            return;
+        }
+        self.crossing.met(&origin.id, now);
+        let (ka, kp) = (
+            self.config.shuffle_active_count,
+            self.config.shuffle_passive_count,
+        );
+        if peers.len() == ka + kp + 1 {
+            for p in &peers[..ka] {
+                self.crossing.met(&p.id, now);
             }
         }
+    }
+
+    /// A merge NEIGHBOR from `from` reaches a full node: refused (no link
+    /// swapped) when `from` is proven in our component.
+    pub(crate) fn merge_is_pointless(&self, now: Millis, from: &PeerId) -> bool {
+        self.views.active_full()
+            && self
+                .crossing
+                .proven(from, now, self.config.shuffle_interval)
     }
 }
 
@@ -374,5 +547,54 @@ mod tests {
         let t = c.pick_from_reply(&contact, &[], |_| false);
         assert_eq!(t, Some(contact.clone()));
         assert_eq!(c.pick_from_reply(&contact, &reply, |_| true), None);
+    }
+
+    #[test]
+    fn proofs_expire_are_capped_and_voided() {
+        let mut c = Crossing::new(9);
+        let x = peer("x").id;
+        c.met(&x, 100);
+        assert!(c.proven(&x, 100 + 4 * 1000, 1000));
+        assert!(!c.proven(&x, 101 + 4 * 1000, 1000), "older than MET_ROUNDS");
+        c.met(&x, 5000);
+        assert!(c.proven(&x, 5001, 1000), "a new walk renews it");
+        for i in 0..MET_CAP {
+            c.met(&peer(&format!("p{i}")).id, 5000);
+        }
+        assert_eq!(c.met.len(), MET_CAP);
+        assert!(!c.proven(&x, 5001, 1000), "the oldest is forgotten first");
+        assert!(c.proven(&peer("p0").id, 5001, 1000));
+        c.forget_met();
+        assert!(!c.proven(&peer("p0").id, 5001, 1000));
+    }
+
+    #[test]
+    fn the_dense_phase_rests_after_idle_crossings() {
+        let mut c = Crossing::new(2);
+        c.next_delay(1000);
+        c.next_delay(1000);
+        // One idle crossing is not enough; a merge accepted resets the count.
+        c.found_nothing();
+        assert!(!c.take_rest());
+        c.sent_to(&peer("t").id);
+        c.answered(&peer("other").id, false);
+        c.answered(&peer("t").id, true);
+        c.found_nothing();
+        assert!(!c.take_rest());
+        // A refusal of ours counts: IDLE_STOP in a row end the dense phase.
+        c.sent_to(&peer("t").id);
+        c.answered(&peer("t").id, false);
+        assert!(c.take_rest());
+        assert!(!c.take_rest(), "once");
+        let g = c.next_delay(1000);
+        let d = 1000 * u64::from(STEADY_ROUNDS);
+        assert!((d - d / 4..=d + d / 4).contains(&g), "steady gap: {g}");
+        // Steady ticks are never skipped, however idle.
+        for _ in 0..IDLE_STOP {
+            c.found_nothing();
+        }
+        assert!(!c.take_rest());
+        c.reset();
+        assert!(c.next_delay(1000) <= 625, "Join restarts the dense phase");
     }
 }

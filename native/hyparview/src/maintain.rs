@@ -52,7 +52,7 @@ impl Node {
             TimerKind::Crossing { gen } => {
                 // crossing: one crossing per tick of its schedule.
                 if live(gen) {
-                    self.start_crossing();
+                    self.start_crossing(now);
                     self.schedule_crossing();
                 }
             }

@@ -54,6 +54,8 @@ impl Node {
             self.stats.failures_detected += 1;
             self.outputs.push_back(Output::PeerDown(a.peer.clone()));
             self.views.add_suspect(a.peer);
+            // crossing: the component may have split.
+            self.crossing.forget_met();
             // The neighbourhood shrank: probe promptly if it comes to that.
             self.probe.restart_rounds();
         }
@@ -149,6 +151,8 @@ impl Node {
         let Some(origin) = self.gossiped(&from, origin) else {
             return;
         };
+        // crossing: a walk through active links proves the component.
+        self.prove_walk(now, &from, &origin, &peers);
         peers.truncate(MAX_PEERS_IN_MESSAGE);
         if ttl > 0 && self.views.active.len() > 1 {
             if let Some(next) = self.random_active_except(&from.id, &origin.id) {
@@ -179,6 +183,8 @@ impl Node {
             self.join.seed_from = None;
             self.integrate(now, peers, &[], Gossip::Solicited);
         } else if let Some(sent) = self.shuffle_sent.take() {
+            // crossing: our walk ended at `from` through active links.
+            self.crossing.met(&from.id, now);
             self.integrate(now, peers, &sent, Gossip::Solicited);
         }
     }

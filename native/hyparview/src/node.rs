@@ -473,7 +473,8 @@ impl Node {
             self.accept(from, epoch);
             return;
         }
-        let merge = kind == RequestKind::Merge;
+        // crossing: a merge within our component would only swap links.
+        let merge = kind == RequestKind::Merge && !self.merge_is_pointless(now, &from.id);
         if priority == Priority::High || merge || !self.views.active_full() {
             self.requests.take(&from.id);
             self.add_active(from.clone(), epoch);
@@ -506,6 +507,8 @@ impl Node {
             }
             return;
         }
+        // crossing: whether our merge found another component.
+        self.crossing.answered(&from.id, accepted);
         let Some((_, request)) = self.requests.take_answered(&from.id, epoch) else {
             // Unsolicited or late answer: the sender holds us now. Accept it
             // if we can, otherwise tell it so the link does not stay
