@@ -6,7 +6,7 @@
 #                        [--lat-messages 2000] [--rate 200] [--modes pg2,hyparview]
 #                        [--hv shuffle_interval=5000,...]
 #
-# Writes bench/results/pubsub.{json,md}. Not part of `mix test`/CI. ~2-3 min per round.
+# Writes bench/results/pubsub.{json,md}. Not part of `mix test`/CI. ~2.5 min per round (32 nodes).
 # Boots BEAM nodes: on a shared machine run it under the heavy lock
 # (flock /tmp/hv-heavy.lock bash bench/pubsub.sh).
 set -euo pipefail

@@ -31,7 +31,9 @@ defmodule PubSubBench do
     rate: 200,
     origin: 1,
     settle: 5,
-    quiet: 5,
+    # Longer than the widest gap of crossing's dense schedule (4 shuffle
+    # intervals + 25 %), so a pause between two ticks is not taken for the end.
+    quiet: 25,
     quiet_deadline: 180,
     early: true,
     stall: 10,
@@ -773,9 +775,13 @@ defmodule PubSubBench do
   defp ratio(_, _), do: nil
 
   def median(xs) do
-    case xs |> Enum.reject(&is_nil/1) |> Enum.sort() do
-      [] -> nil
-      s -> Enum.at(s, div(length(s) - 1, 2))
+    s = xs |> Enum.reject(&is_nil/1) |> Enum.sort()
+    n = length(s)
+
+    cond do
+      n == 0 -> nil
+      rem(n, 2) == 1 -> Enum.at(s, div(n, 2))
+      true -> (Enum.at(s, div(n, 2) - 1) + Enum.at(s, div(n, 2))) / 2
     end
   end
 
@@ -883,6 +889,9 @@ report = %{
 
 File.mkdir_p!(Path.dirname(cfg.out))
 File.write!(cfg.out <> ".json", BenchJSON.encode(report))
+# The raw report too (outside the repository), so the Markdown can be
+# rebuilt after a report change: PubSubReport.markdown(:erlang.binary_to_term(...)).
+File.write!(Path.join(System.tmp_dir!(), "pubsub_report.term"), :erlang.term_to_binary(report))
 File.write!(cfg.out <> ".md", PubSubReport.markdown(report))
 IO.puts(PubSubReport.table(report))
 PubSubBench.log("wrote #{cfg.out}.json and #{cfg.out}.md")
