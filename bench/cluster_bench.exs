@@ -24,7 +24,8 @@ defmodule Bench do
     sizes: [16, 64, 128, 256],
     modes: [:none, :fullmesh, :hyparview],
     idle: 30,
-    settle: 3,
+    # After convergence, before the idle window (the control: at most 3 s).
+    settle: 60,
     kill_frac: 0.25,
     seed: 1,
     conv_deadline: 90,
@@ -180,7 +181,7 @@ defmodule Bench do
     )
   end
 
-  def pcall(peers, fun, timeout \\ 15_000) do
+  def pcall(peers, fun, timeout \\ 15_000, concurrency \\ 64) do
     peers
     |> Task.async_stream(
       fn p ->
@@ -190,7 +191,7 @@ defmodule Bench do
           k, e -> {p.node, {:bench_error, k, e}}
         end
       end,
-      max_concurrency: 64,
+      max_concurrency: concurrency,
       timeout: timeout + 1_000,
       ordered: true
     )
@@ -445,7 +446,9 @@ defmodule Bench do
 
   def idle_window(peers, mode, cfg) do
     tck = clk_tck()
-    Process.sleep(cfg.settle * 1_000)
+    # The strategies settle (views fill, the mesh's last connects finish);
+    # the control has nothing to settle.
+    Process.sleep(if(mode == :none, do: min(cfg.settle, 3), else: cfg.settle) * 1_000)
 
     # CPU over [p0, p1] (which includes the two sample calls, the same in
     # every mode); bytes and messages over each node's own [s0, s1] stamps.
@@ -614,6 +617,17 @@ defmodule Bench do
     }
   end
 
+  # CPU seconds per node (mean) from just before the start calls until all
+  # had returned: the part of the storm that is starting the strategy.
+  defp start_cpu(peers, before, started) do
+    tck = clk_tck()
+
+    peers
+    |> Enum.filter(&(before[&1.node] != nil and started[&1.node] != nil))
+    |> Enum.map(&(cpu_pct(before[&1.node], started[&1.node], 1.0, tck) / 100))
+    |> mean()
+  end
+
   # ------------------------------------------------------------------ repair
 
   def repair(peers, mode, cfg) do
@@ -747,10 +761,19 @@ defmodule Bench do
 
         _ ->
           w0 = window_begin(peers, mode, cfg)
-          {start_spread_ms, t0} = start_strategy(peers, mode, cfg)
-          log("#{mode} N=#{n}: started (spread #{start_spread_ms} ms), waiting for convergence")
+          {start_spread_ms, t0, start_call_ms} = start_strategy(peers, mode, cfg)
+          started = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
+
+          log(
+            "#{mode} N=#{n}: started (spread #{start_spread_ms} ms, per call #{inspect(start_call_ms)}), waiting for convergence"
+          )
+
           conv = wait_converged(peers, mode, nodes, t0, cfg, cfg.conv_deadline)
-          storm = %{window_end(peers, mode, w0) | probe_ms: cfg.probe_ms}
+
+          storm =
+            %{window_end(peers, mode, w0) | probe_ms: cfg.probe_ms}
+            |> Map.put(:start_cpu_s_mean, start_cpu(peers, w0.procs, started))
+
           log("#{mode} N=#{n}: connect storm #{inspect(storm)}")
 
           log(
@@ -762,6 +785,7 @@ defmodule Bench do
           result =
             Map.merge(result, %{
               start_spread_ms: start_spread_ms,
+              start_call_ms: start_call_ms,
               converged: conv.converged,
               convergence_ms: conv.ms,
               convergence_poll_max_ms: conv.poll_max_ms,
@@ -842,28 +866,38 @@ defmodule Bench do
 
     t0 = now()
 
+    # Every start call in flight at once (as a fleet starts); each one's
+    # duration is recorded (the controller's view: call to return).
     res =
       pcall(
         peers,
         fn p ->
-          case mode do
-            :hyparview -> call(p, :start_hyparview, [configs[p.node]], 35_000)
-            :fullmesh -> call(p, :start_fullmesh, [nodes, cfg.mesh_interval], 35_000)
-          end
+          ts = now()
+
+          r =
+            case mode do
+              :hyparview -> call(p, :start_hyparview, [configs[p.node]], 60_000)
+              :fullmesh -> call(p, :start_fullmesh, [nodes, cfg.mesh_interval], 60_000)
+            end
+
+          {r, now() - ts}
         end,
-        35_000
+        60_000,
+        length(peers)
       )
 
     t1 = now()
 
-    case Enum.reject(res, fn {_, r} -> r == :ok end) do
+    case Enum.reject(res, &match?({_, {:ok, _}}, &1)) do
       [] -> :ok
       bad -> raise "strategy start failed: #{inspect(Enum.take(bad, 3))}"
     end
 
+    call_ms = Enum.map(res, fn {_, {_, ms}} -> ms end)
+
     # Convergence is timed from the first start call: joins begin as soon as
     # the first servers are up, so the start spread is part of convergence.
-    {t1 - t0, t0}
+    {t1 - t0, t0, %{median: median(call_ms), max: Enum.max(call_ms)}}
   end
 
   # ---------------------------------------------------------------- machine
