@@ -644,8 +644,9 @@ defmodule Bench do
 
     # Who each survivor had as neighbours right before the kill: those are
     # the (survivor, victim) pairs whose detection latency we measure.
-    before = states(survivors, mode)
     w0 = window_begin(survivors, mode, cfg)
+    # Read last, right before the kill: views move even when idle.
+    before = states(survivors, mode)
 
     neighbour_pairs =
       for s <- before,

@@ -50,7 +50,7 @@ def merge(paths):
     for i, run in enumerate(runs):
         for r in run["results"]:
             if best.get(r["n"]) == i:
-                results.append(dict(r, run=i))
+                results.append(slim(dict(r, run=i)))
     used = sorted(set(best.values()))
     last = runs[used[-1]]
     return {
@@ -62,6 +62,22 @@ def merge(paths):
                   "machine": runs[i]["machine"], "config": runs[i]["config"]} for i in used],
         "results": results,
     }
+
+
+def slim(r):
+    """The merged report keeps summaries: per-node rows and the long node
+    lists of the timelines stay in the run files (bench/results/runs/)."""
+    if isinstance(r.get("idle"), dict):
+        r["idle"] = {k: v for k, v in r["idle"].items() if k != "per_node"}
+
+    def cut(timeline):
+        return [p[:5] + [[w[:160] for w in p[5]]] if len(p) > 5 else p for p in timeline or []]
+
+    if "convergence_timeline" in r:
+        r["convergence_timeline"] = cut(r["convergence_timeline"])
+    if isinstance(r.get("repair"), dict) and "repair_timeline" in r["repair"]:
+        r["repair"] = dict(r["repair"], repair_timeline=cut(r["repair"]["repair_timeline"]))
+    return r
 
 
 def extra_idle(res, n, mode):
