@@ -7,6 +7,14 @@ defmodule HyParView.Server do
       {:hyparview, {:peer_up, %HyParView.Peer{}}}
       {:hyparview, {:peer_down, %HyParView.Peer{}}}
 
+  A peer is announced (`peer_up`) once both ends of the overlay link hold
+  it: the end that accepts a JOIN or NEIGHBOR takes the link a round trip
+  before the end that asked, which may still refuse it, so the accepting
+  end waits for the asking end's confirmation (its acceptance, or a
+  keepalive). A peer that leaves the active view before that is never
+  announced, and no `peer_down` follows for it. `HyParView.info/1` shows
+  the overlay's active view as it is, confirmed or not.
+
   Use it through `HyParView`; see `HyParView.start_link/1` for the options.
 
   ## Startup failures
@@ -133,6 +141,13 @@ defmodule HyParView.Server do
   @doc "See `HyParView.local_peer/1`."
   @spec local_peer(GenServer.server()) :: Peer.t()
   defdelegate local_peer(server), to: HyParView
+
+  @doc """
+  Whether the overlay holds `id` in its active view now, announced or not
+  (a peer is announced with `peer_up` once both ends hold the link).
+  """
+  @spec holds?(GenServer.server(), node) :: boolean
+  def holds?(server, id) when is_atom(id), do: GenServer.call(server, {:holds?, id})
 
   @doc "See `HyParView.info/1`."
   @spec info(GenServer.server()) :: map
@@ -400,6 +415,12 @@ defmodule HyParView.Server do
   def handle_call(:passive_view, _from, state) do
     snapshot = Native.snapshot(state.resource)
     {:reply, to_known_peers(Map.get(snapshot, :passive_view, [])), state}
+  end
+
+  def handle_call({:holds?, id}, _from, state) do
+    id = Atom.to_string(id)
+    active = Map.get(Native.snapshot(state.resource), :active_view, [])
+    {:reply, Enum.any?(active, &match?({^id, _, _}, &1)), state}
   end
 
   def handle_call(:local_peer, _from, state) do
