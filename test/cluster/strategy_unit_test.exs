@@ -37,13 +37,15 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     def set(agent, key, value), do: Agent.update(agent, &Map.put(&1, key, value))
   end
 
-  defp strategy_state(agent) do
+  # `overlay`: what the stand-in server answers (see fake_overlay/1); by
+  # default this end connects every peer and the overlay holds none.
+  defp strategy_state(agent, overlay \\ []) do
     %Strategy{
       topology: :unit,
       connect: {Net, :connect, [self(), agent]},
       disconnect: {Net, :disconnect, [self(), agent]},
       list_nodes: {Net, :list, [agent]},
-      server: nil
+      server: fake_overlay(Map.merge(%{holds: [], connects: :all}, Map.new(overlay)))
     }
   end
 
@@ -124,26 +126,28 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     end
   end
 
-  # A stand-in for the HyParView server: answers `holds?` from a list the
-  # test can change.
-  defp fake_overlay(holds) do
-    spawn_link(fn -> overlay_loop(holds) end)
+  # A stand-in for the HyParView server: answers `holds?` (the overlay
+  # holds the peer) and `connects?` (this end announced it last) from lists
+  # the test can change.
+  defp fake_overlay(answers) do
+    spawn_link(fn -> overlay_loop(answers) end)
   end
 
-  defp overlay_loop(holds) do
+  defp overlay_loop(answers) do
     receive do
       {:"$gen_call", from, {:holds?, id}} ->
-        GenServer.reply(from, id in holds)
-        overlay_loop(holds)
+        GenServer.reply(from, id in answers.holds)
+        overlay_loop(answers)
 
-      {:set, holds} ->
-        overlay_loop(holds)
+      {:"$gen_call", from, {:connects?, id}} ->
+        GenServer.reply(from, answers.connects == :all or id in answers.connects)
+        overlay_loop(answers)
+
+      {:set, key, value} ->
+        overlay_loop(Map.put(answers, key, value))
     end
   end
 
-  # Of each pair the smaller node name connects; node() here is
-  # :nonode@nohost (or a test node name), so peers named :z... are dialed
-  # by us and peers named :"0..." dial us.
   describe "events" do
     test "peer_up connects the peer id; peer_down disconnects it" do
       agent = Net.start()
@@ -159,9 +163,9 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       assert MapSet.member?(state.ours, :za@h)
     end
 
-    test "the end with the larger node name waits for the other end to connect" do
+    test "the end that announced the peer first waits for the other end to connect" do
       agent = Net.start()
-      state = strategy_state(agent) |> up(:"0a@h")
+      state = strategy_state(agent, connects: []) |> up(:"0a@h")
       refute_received {:connect, _}
       assert state.retries == %{}
 
@@ -233,7 +237,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
     test "nodes outside the active view are left alone unless a strategy connected them" do
       agent = Net.start()
-      state = %{strategy_state(agent) | server: fake_overlay([])}
+      state = strategy_state(agent)
 
       Net.set(agent, :nodes, [:zother@h])
       state = handle(state, {:nodeup, :zother@h, []})
@@ -255,8 +259,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
     test "a link the overlay holds but has not announced waits for peer_up" do
       agent = Net.start()
-      overlay = fake_overlay([:za@h])
-      state = %{strategy_state(agent) | server: overlay} |> up(:za@h) |> down(:za@h)
+      state = strategy_state(agent, holds: [:za@h]) |> up(:za@h) |> down(:za@h)
       assert_received {:connect, :za@h}
       assert_received {:disconnect, :za@h}
       Net.set(agent, :nodes, [:za@h])
@@ -279,14 +282,15 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
     test "a waiting link is dropped once the overlay no longer holds the peer" do
       agent = Net.start()
-      overlay = fake_overlay([:za@h])
-      state = %{strategy_state(agent) | server: overlay} |> up(:za@h) |> down(:za@h)
+      state = strategy_state(agent, holds: [:za@h])
+      overlay = state.server
+      state = state |> up(:za@h) |> down(:za@h)
       flush_net()
       Net.set(agent, :nodes, [:za@h])
       state = handle(state, {:nodeup, :za@h, []})
       assert Map.has_key?(state.pending, :za@h)
 
-      send(overlay, {:set, []})
+      send(overlay, {:set, :holds, []})
       assert_receive {:confirm_window, :za@h} = check, 1_000
       state = handle(state, check)
       assert_received {:disconnect, :za@h}
@@ -295,8 +299,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
     test "a stray that would exceed active_view_size is dropped at once" do
       agent = Net.start()
-      overlay = fake_overlay([:zs@h])
-      state = %{strategy_state(agent) | active_view_size: 2, server: overlay}
+      state = %{strategy_state(agent, holds: [:zs@h]) | active_view_size: 2}
       state = state |> up(:zs@h) |> down(:zs@h) |> up(:za@h) |> up(:zb@h)
       for n <- [:zs@h, :za@h, :zb@h], do: assert_received({:connect, ^n})
       assert_received {:disconnect, :zs@h}
@@ -309,8 +312,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
     test "a new active peer evicts a waiting stray when the bound is reached" do
       agent = Net.start()
-      overlay = fake_overlay([:zs@h])
-      state = %{strategy_state(agent) | active_view_size: 2, server: overlay}
+      state = %{strategy_state(agent, holds: [:zs@h]) | active_view_size: 2}
       state = state |> up(:zs@h) |> down(:zs@h) |> up(:za@h)
       Net.set(agent, :nodes, [:za@h, :zs@h])
       state = handle(state, {:nodeup, :zs@h, []})

@@ -38,10 +38,11 @@ defmodule Cluster.Strategy.HyParView do
   `server_name(topology)`, see `server/1`) and subscribes with replay. The
   server announces a peer (`{:peer_up, peer}`) only once both ends of the
   overlay link hold it (see `HyParView.Server`), and of every pair
-  only one end connects: the one whose node name is the smaller atom. So
-  on `{:peer_up, peer}` the smaller end calls
-  `Cluster.Strategy.connect_nodes/4` with `[peer.id]` and the other waits
-  for that link; on `{:peer_down, peer}` either end calls
+  only one end connects: the one that announces the peer last
+  (`HyParView.Server.connects?/2`), when both ends hold the link and have
+  made room for it (handled the `peer_down` of the peer they evicted). So
+  on `{:peer_up, peer}` that end calls `Cluster.Strategy.connect_nodes/4`
+  with `[peer.id]` and the other waits for that link; on `{:peer_down, peer}` either end calls
   `Cluster.Strategy.disconnect_nodes/4`, using the topology's
   `connect`/`disconnect`/`list_nodes` MFAs. If the server dies the
   strategy exits with the same reason (and vice versa).
@@ -70,8 +71,10 @@ defmodule Cluster.Strategy.HyParView do
   (checked every 150 ms) and the node's strategy links stay within
   `active_view_size`, and disconnected at once otherwise (the overlay
   dropped the peer; its DISCONNECT is on the way to the other end). So
-  `Node.list/0` never holds more than `active_view_size` strategy links
-  and follows the active view within a round trip and a connect.
+  `Node.list/0` follows the active view within a round trip and a
+  connect, and holds more than `active_view_size` strategy links only if
+  the connect reaches the other end before that end's strategy handled
+  the `peer_down` of the peer it evicted for the link.
   """
   use GenServer
   use Cluster.Strategy
@@ -107,6 +110,8 @@ defmodule Cluster.Strategy.HyParView do
     :parent,
     active_view_size: 5,
     active: %{},
+    # Active peers whose link this end makes (HyParView.Server.connects?/2).
+    dials: MapSet.new(),
     ours: MapSet.new(),
     retries: %{},
     pending: %{}
@@ -271,13 +276,15 @@ defmodule Cluster.Strategy.HyParView do
 
   @impl true
   def handle_info({:hyparview, {:peer_up, %Peer{id: id} = peer}}, state) do
-    state = cancel_pending(%{state | active: Map.put(state.active, id, peer)}, id)
+    dials = if connects?(state, id), do: MapSet.put(state.dials, id), else: state.dials
+    state = %{state | active: Map.put(state.active, id, peer), dials: dials}
+    state = cancel_pending(state, id)
 
     state =
       cond do
         connected?(state, id) -> cancel_retry(state, id)
-        dials?(id) -> connect(state, id, 0)
-        # The other end connects: its peer_up is at most a round trip away.
+        dials?(state, id) -> connect(state, id, 0)
+        # The other end connects: it announced the peer before we did.
         true -> state
       end
 
@@ -286,7 +293,8 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def handle_info({:hyparview, {:peer_down, %Peer{id: id}}}, state) do
-    state = cancel_retry(%{state | active: Map.delete(state.active, id)}, id)
+    state = %{state | active: Map.delete(state.active, id), dials: MapSet.delete(state.dials, id)}
+    state = cancel_retry(state, id)
 
     # `ours` is kept: a later stray link to this node is ours to remove.
     Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [id])
@@ -344,7 +352,7 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def handle_info({:nodedown, node, _info}, state) do
-    if Map.has_key?(state.active, node) and dials?(node) and
+    if Map.has_key?(state.active, node) and dials?(state, node) and
          not Map.has_key?(state.retries, node) do
       # Distribution dropped but the overlay still has the peer: reconnect.
       {:noreply, schedule_retry(state, node, 0)}
@@ -436,8 +444,17 @@ defmodule Cluster.Strategy.HyParView do
     id in apply(m, f, a)
   end
 
-  # Of each pair, the end with the smaller node name connects.
-  defp dials?(id), do: node() < id
+  # Of each pair, the end that announced the peer last connects: by then
+  # both ends hold the link and have made room for it.
+  defp dials?(state, id), do: MapSet.member?(state.dials, id)
+
+  defp connects?(%{server: server}, id) when is_pid(server) do
+    HyParView.Server.connects?(server, id)
+  catch
+    :exit, _ -> false
+  end
+
+  defp connects?(_state, _id), do: false
 
   # An ours link to `node`, which is not in the announced active view: keep
   # it while the overlay holds the peer (its announcement is on the way) and

@@ -64,6 +64,15 @@ fn an_active_peer_is_announced_once_it_confirms_the_link() {
         matches!(&up, Some(Event::PeerUp(p)) if p.id == id),
         "{up:?}"
     );
+    // Confirmed by a later message than the JOIN: `a` announced last, and
+    // heard so right before the PeerUp.
+    let events = a.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Connect(p) if *p == id)),
+        "{events:?}"
+    );
     drop(s);
     let down = a.wait_event(T, announced(id));
     assert!(
@@ -160,5 +169,30 @@ fn an_idle_active_link_carries_one_ping_per_interval_and_no_pongs() {
         .events()
         .iter()
         .any(|e| matches!(e, Event::PeerUp(p) if p.id == id)));
+    a.stop();
+}
+
+#[test]
+fn of_the_two_ends_only_the_one_that_announces_last_is_told_to_connect() {
+    let mut a = TestNode::start(options("last_a", vec![]));
+    let mut b = TestNode::start(options("last_b", vec![a.contact()]));
+    let (aid, bid) = (a.id.clone(), b.id.clone());
+    // b joins through a: a takes the link first, b on a's answer (its
+    // PeerUp comes at once), a on b's echo (announcing last).
+    assert!(a
+        .wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == bid))
+        .is_some());
+    assert!(b
+        .wait_event(T, |e| matches!(e, Event::PeerUp(p) if p.id == aid))
+        .is_some());
+    assert!(a
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Connect(p) if *p == bid)));
+    assert!(!b
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Connect(p) if *p == aid)));
+    b.stop();
     a.stop();
 }

@@ -18,6 +18,14 @@
 //! Until then the peer is *unconfirmed*: the core and Plumtree use it, the
 //! snapshot lists it, but the owner hears nothing, and if it leaves the
 //! view first, nothing at all (no `PeerDown` for a peer never announced).
+//!
+//! The end confirmed by a later message than the one that made it take the
+//! link (the accepting end, by the echo) announces last, when the other end
+//! already has: `Event::Connect` tells the owner so, right before the
+//! `PeerUp`. That end has also handled everything the link cost it (the
+//! `PeerDown` of the peer it evicted for it came out first), so an owner
+//! connecting from there adds its link after its own evictions, and the
+//! other end had made room a round trip earlier.
 
 use super::*;
 
@@ -34,9 +42,11 @@ pub(super) fn holds_us(input: &Input) -> Option<PeerId> {
 }
 
 impl Actor {
-    /// The core took `peer` into its active view.
+    /// The core took `peer` into its active view (while handling the input
+    /// `drain_inbox` is on: `fresh` names the peers it added).
     pub(super) fn peer_up(&mut self, peer: Peer) {
         self.unconfirmed.retain(|p| p.id != peer.id);
+        self.fresh.push(peer.id.clone());
         self.unconfirmed.push(peer);
     }
 
@@ -50,11 +60,36 @@ impl Actor {
         }
     }
 
-    /// `id` holds us: announce it if we hold it too and had not yet.
-    pub(super) fn confirm(&mut self, id: &PeerId) {
+    /// `id` holds us: announce it if we hold it too and had not yet. The
+    /// message that showed it is the one that made us take the link (the
+    /// answer to our request: the peer announced it before answering), or
+    /// a later one (then we announce last).
+    pub(super) fn confirm(&mut self, id: &PeerId, by: Confirmation) {
         if let Some(i) = self.unconfirmed.iter().position(|p| &p.id == id) {
             let peer = self.unconfirmed.swap_remove(i);
+            if by == Confirmation::Later {
+                self.emit(Event::Connect(peer.id.clone()));
+            }
             self.emit(Event::PeerUp(peer));
+        }
+    }
+}
+
+/// Which message confirmed a link, relative to the one that made us take it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Confirmation {
+    Same,
+    Later,
+}
+
+impl Confirmation {
+    /// For a confirmation of `id` by the input just handled, which took the
+    /// peers in `fresh` into the view.
+    pub(super) fn of(id: &PeerId, fresh: &[PeerId]) -> Confirmation {
+        if fresh.contains(id) {
+            Confirmation::Same
+        } else {
+            Confirmation::Later
         }
     }
 }

@@ -154,7 +154,7 @@ impl Actor {
             Frame::Ping => {
                 if self.node.is_active(&c.peer.id) && self.links.peer_of(cid).is_some() {
                     let id = c.peer.id.clone();
-                    self.confirm(&id);
+                    self.confirm(&id, Confirmation::Later);
                 } else {
                     self.enqueue(cid, &Frame::Pong);
                 }

@@ -12,6 +12,7 @@ mod reports;
 mod tasks;
 mod tree;
 
+use confirm::Confirmation;
 use keepalive::Liveness;
 use tasks::{accept, bump, dial_once, reader_task, writer_task};
 
@@ -205,8 +206,10 @@ pub(crate) struct Actor {
     queued: Arc<AtomicUsize>,
     next_timer: u64,
     next_heartbeat: Instant,
-    /// Active peers not announced yet (see `confirm.rs`).
+    /// Active peers not announced yet, and those the input being handled
+    /// added (see `confirm.rs`).
     unconfirmed: Vec<Peer>,
+    fresh: Vec<PeerId>,
     inbox: VecDeque<Input>,
     feeding: bool,
     pending_events: Vec<Event>,
@@ -266,6 +269,7 @@ impl Actor {
             next_timer: 0,
             next_heartbeat,
             unconfirmed: Vec::new(),
+            fresh: Vec::new(),
             inbox: VecDeque::new(),
             feeding: false,
             pending_events: Vec::new(),
@@ -397,12 +401,14 @@ impl Actor {
         while let Some(input) = self.inbox.pop_front() {
             let now = self.now_ms();
             let holds_us = confirm::holds_us(&input);
+            self.fresh.clear();
             self.node.handle(now, input);
             while let Some(out) = self.node.poll_output() {
                 self.exec(out);
             }
             if let Some(id) = holds_us {
-                self.confirm(&id);
+                let by = Confirmation::of(&id, &self.fresh);
+                self.confirm(&id, by);
             }
         }
         self.feeding = false;
