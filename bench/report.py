@@ -407,7 +407,9 @@ def plot_scaling(cluster, path):
          lambda r, n, mode: None if g(r, "repair", "repair_ms") is None else r["repair"]["repair_ms"] / 1000,
          lambda r: (rep_dl, f"not repaired in {rep_dl} s"), lambda v: f"{v:.2f}",
          f"Repair after kill -9 of {int(c.get('kill_frac', 0.25) * 100)} %", "seconds from the kill", log=True)
-    fig.suptitle("libcluster_hyparview vs full mesh on real BEAM nodes (one run per N, library defaults)",
+    ov = c.get("hyparview_overrides")
+    fig.suptitle("libcluster_hyparview vs full mesh on real BEAM nodes (one run per N, "
+                 + ("library defaults)" if ov == {} else f"HyParView config {ov or c.get('hyparview')})"),
                  fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -545,12 +547,46 @@ def markdown(cluster, sim, png):
     return "\n".join(out)
 
 
+def readme_table(cluster):
+    """The compact table of the README's Performance section."""
+    res = cluster["results"]
+    hv, fm = by(res, "hyparview"), by(res, "fullmesh")
+
+    def s(ms):
+        return "no" if ms is None else f"{ms / 1000:,.2f} s" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+    rows = []
+    for n in sorted(set(hv) | set(fm)):
+        h, m = hv.get(n, {}), fm.get(n, {})
+        xh, xm = extra_idle(res, n, "hyparview"), extra_idle(res, n, "fullmesh")
+        r = ratio(xh, xm)
+        ch, cm = h.get("convergence_ms"), m.get("convergence_ms")
+        rc = ratio(ch, cm)
+        rows.append([
+            n, f"{f(g(h, 'links', 'links'))} / {f(g(m, 'links', 'links'))}",
+            f"{f(g(h, 'links', 'max_links'))} / {f(g(m, 'links', 'max_links'))}",
+            f"{s(ch)} / {s(cm)}" + (f" ({rc:.2f})" if rc is not None else ""),
+            f"{s(g(h, 'repair', 'repair_ms'))} / {s(g(m, 'repair', 'repair_ms'))}",
+            f"{f(xh, 3)} / {f(xm, 3)}" + (f" ({r:.2f})" if r is not None else ""),
+            f"{f(g(h, 'storm', 'cpu_s_mean'))} / {f(g(m, 'storm', 'cpu_s_mean'))}",
+            f"{f(g(h, 'storm', 'net_kernel_qmax'))} / {f(g(m, 'storm', 'net_kernel_qmax'))}",
+            f"{f(g(h, 'storm', 'busy_dist_port_events'))} / {f(g(m, 'storm', 'busy_dist_port_events'))}",
+            g(cluster, "runs") and next((g(x, "machine", "git", "head") for x in cluster["runs"]
+                                         if n in x["sizes"]), None) or g(cluster, "machine", "git", "head"),
+        ])
+    return md_table(["N", "links", "max links/node", "converge (ratio)", "repair after kill -9 of N/4",
+                     "idle CPU %/node over control (ratio)", "connect-storm CPU s/node",
+                     "net_kernel queue max", "busy_dist_port events", "commit"], rows)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="bench/results/runs/*.json")
     ap.add_argument("--cluster", default="bench/results/cluster.json")
     ap.add_argument("--sim", default="bench/results/sim.json")
     ap.add_argument("--dir", default="bench/results")
+    ap.add_argument("--readme-table", action="store_true",
+                    help="print the README's Performance table (HyParView / full mesh) and exit")
     a = ap.parse_args()
     paths = sorted(glob.glob(a.runs))
     if paths:
@@ -558,6 +594,9 @@ def main():
         with open(a.cluster, "w") as fh:
             json.dump(merged, fh, indent=1, sort_keys=True)
     cluster, sim = load(a.cluster), load(a.sim)
+    if a.readme_table:
+        print(readme_table(cluster))
+        return
     if not cluster and not sim:
         sys.exit("no results to report")
     os.makedirs(a.dir, exist_ok=True)
