@@ -236,6 +236,100 @@ defmodule BenchAgent do
     }
   end
 
+  # ------------------------------------------------------------------- probe
+
+  @probe :bench_agent_probe
+
+  @doc """
+  Starts the probe (once per node, at boot, in every mode): it is this
+  node's system monitor for `busy_dist_port` (a process suspended because a
+  distribution port's output buffer was full) and counts those events; while
+  a phase is open (`probe_open/1`) it also samples `net_kernel`'s message
+  queue length every `interval` ms and keeps the maximum. Closed, it only
+  waits for monitor messages, so it costs nothing in the idle window.
+  """
+  def start_probe do
+    parent = self()
+    ref = make_ref()
+
+    spawn(fn ->
+      Process.register(self(), @probe)
+      :erlang.system_monitor(self(), [:busy_dist_port])
+      send(parent, {ref, :ok})
+      probe(%{interval: nil, tick: nil, busy: 0, qmax: 0, samples: 0})
+    end)
+
+    receive do
+      {^ref, :ok} -> :ok
+    after
+      10_000 -> {:error, :timeout}
+    end
+  end
+
+  @doc "Opens a phase: counters to zero, net_kernel sampled every `interval` ms."
+  def probe_open(interval), do: probe_call({:open, interval})
+
+  @doc "Closes the phase: `%{busy_dist_port: n, net_kernel_qmax: n, samples: n}`."
+  def probe_close, do: probe_call(:close)
+
+  defp probe_call(msg) do
+    case Process.whereis(@probe) do
+      nil ->
+        {:error, :no_probe}
+
+      pid ->
+        ref = make_ref()
+        send(pid, {msg, self(), ref})
+
+        receive do
+          {^ref, r} -> r
+        after
+          5_000 -> {:error, :timeout}
+        end
+    end
+  end
+
+  # The sampling tick is a timer, not a receive timeout, so a flood of
+  # monitor messages cannot starve it; a tick of a closed phase is dropped.
+  defp probe(st) do
+    current = st.tick
+
+    receive do
+      {:monitor, _pid, :busy_dist_port, _port} ->
+        probe(%{st | busy: st.busy + 1})
+
+      {:tick, ^current} when current != nil ->
+        Process.send_after(self(), {:tick, current}, st.interval)
+        probe(%{st | qmax: max(st.qmax, net_kernel_qlen()), samples: st.samples + 1})
+
+      {{:open, interval}, from, ref} ->
+        tick = make_ref()
+        Process.send_after(self(), {:tick, tick}, interval)
+        send(from, {ref, :ok})
+        probe(%{st | interval: interval, tick: tick, busy: 0, qmax: 0, samples: 0})
+
+      {:close, from, ref} ->
+        send(
+          from,
+          {ref, %{busy_dist_port: st.busy, net_kernel_qmax: st.qmax, samples: st.samples}}
+        )
+
+        probe(%{st | interval: nil, tick: nil, busy: 0, qmax: 0, samples: 0})
+
+      _ ->
+        probe(st)
+    end
+  end
+
+  defp net_kernel_qlen do
+    with pid when is_pid(pid) <- Process.whereis(:net_kernel),
+         {:message_queue_len, n} <- Process.info(pid, :message_queue_len) do
+      n
+    else
+      _ -> 0
+    end
+  end
+
   # ---------------------------------------------------------- failure events
 
   @doc """

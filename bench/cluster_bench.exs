@@ -21,13 +21,14 @@ defmodule Bench do
   alias HyParView.Dev.{LocalCluster, Overlay}
 
   @defaults %{
-    sizes: [16, 32, 64],
+    sizes: [16, 64, 128, 256],
     modes: [:none, :fullmesh, :hyparview],
     idle: 30,
-    settle: 3,
+    # After convergence, before the idle window (the control: at most 3 s).
+    settle: 60,
     kill_frac: 0.25,
     seed: 1,
-    conv_deadline: 60,
+    conv_deadline: 90,
     repair_deadline: 30,
     refill_window: 15,
     stable_ms: 1_000,
@@ -35,16 +36,14 @@ defmodule Bench do
     mesh_interval: 5_000,
     out: "bench/results/cluster.json",
     contacts: 2,
-    # Realistic-but-fast timings (the contract defaults are 10-30 s shuffles and
-    # a 5 s failure timeout; kill -9 closes the sockets, so detection does not
-    # depend on them).
-    hv: [
-      active_view_size: 5,
-      passive_view_size: 30,
-      shuffle_interval: 5_000,
-      heartbeat_interval: 500,
-      failure_timeout: 2_000
-    ]
+    boot_concurrency: 8,
+    # net_kernel queue sampling period during the connect storm and repair.
+    probe_ms: 100,
+    # Stop booting when the machine has less than this much memory available.
+    min_free_mib: 1_536,
+    # The library's defaults (HyParView.Config): the bench passes only what it
+    # must (listen port, contacts); `--hv key=value,...` overrides keys.
+    hv: []
   }
 
   def parse_args(argv) do
@@ -62,7 +61,8 @@ defmodule Bench do
           refill_window: :integer,
           out: :string,
           hv: :string,
-          contacts: :integer
+          contacts: :integer,
+          boot_concurrency: :integer
         ]
       )
 
@@ -92,34 +92,61 @@ defmodule Bench do
   # The node boot, free ports, the wait and the overlay checks are the
   # harness's (dev/: HyParView.Dev.LocalCluster, HyParView.Dev.Overlay); the
   # VM flags are the bench's own, the same for every mode.
+  #
+  # Trimmed so that 256 VMs fit on 2 cores and 24 GiB (bench/README.md says
+  # what each flag does): one scheduler, one dirty CPU and one dirty IO
+  # scheduler, one async thread, no busy waiting by any scheduler type, and
+  # smaller process and port tables. Allocators keep OTP's defaults.
+  @vm_flags ~w(+S 1:1 +SDcpu 1:1 +SDio 1 +A 1 +sbwt none +sbwtdcpu none +sbwtdio none
+               +P 16384 +Q 4096 -connect_all false -setcookie hyparview_bench)
+
+  def vm_flags, do: Enum.join(@vm_flags, " ")
+
   def peer_args do
-    [~c"-connect_all", ~c"false", ~c"-setcookie", ~c"hyparview_bench"] ++
-      LocalCluster.code_path_args()
+    Enum.map(@vm_flags, &String.to_charlist/1) ++ LocalCluster.code_path_args()
   end
 
-  def boot(n, mode, agent_bin) do
+  # Boots in parallel, `boot_concurrency` VMs at a time (boot is CPU-bound:
+  # more in flight only queues on the 2 cores). A VM that fails to come up is
+  # retried (LocalCluster.start_node/3); a machine short of memory stops the
+  # run before the OOM killer picks something.
+  def boot(n, mode, agent_bin, cfg) do
     args = peer_args()
 
-    peers =
-      1..n
-      |> Task.async_stream(
-        fn i ->
-          node = :"bench#{i}@127.0.0.1"
-          {:ok, pid} = LocalCluster.start_node(node, args, wait_boot: 120_000, attempts: 1)
+    1..n
+    |> Task.async_stream(
+      fn i ->
+        free = mem_available_mib()
 
-          {:module, BenchAgent} =
-            :peer.call(pid, :code, :load_binary, [BenchAgent, ~c"bench/agent.ex", agent_bin])
+        if free != nil and free < cfg.min_free_mib,
+          do: raise("only #{free} MiB available after #{i - 1} nodes: stopping the boot")
 
-          %{os_pid: os_pid} = :peer.call(pid, BenchAgent, :boot, [mode], 60_000)
-          %{i: i, pid: pid, node: node, os_pid: os_pid}
-        end,
-        max_concurrency: 4,
-        timeout: 180_000,
-        ordered: true
-      )
-      |> Enum.map(fn {:ok, p} -> p end)
+        node = :"bench#{i}@127.0.0.1"
+        {:ok, pid} = LocalCluster.start_node(node, args, wait_boot: 180_000, attempts: 3)
 
-    peers
+        {:module, BenchAgent} =
+          :peer.call(pid, :code, :load_binary, [BenchAgent, ~c"bench/agent.ex", agent_bin])
+
+        %{os_pid: os_pid} = :peer.call(pid, BenchAgent, :boot, [mode], 120_000)
+        :ok = :peer.call(pid, BenchAgent, :start_probe, [], 15_000)
+        %{i: i, pid: pid, node: node, os_pid: os_pid}
+      end,
+      max_concurrency: cfg.boot_concurrency,
+      timeout: 600_000,
+      ordered: true
+    )
+    |> Enum.map(fn {:ok, p} -> p end)
+  end
+
+  def mem_available_mib do
+    case File.read("/proc/meminfo") do
+      {:ok, s} ->
+        [_, kb] = Regex.run(~r/MemAvailable:\s+(\d+)/, s)
+        div(String.to_integer(kb), 1024)
+
+      _ ->
+        nil
+    end
   end
 
   def stop_all(peers) do
@@ -132,10 +159,15 @@ defmodule Bench do
           _, _ -> :ok
         end
       end,
-      max_concurrency: 16,
-      timeout: 30_000
+      max_concurrency: 64,
+      timeout: 15_000,
+      on_timeout: :kill_task
     )
     |> Stream.run()
+
+    # A VM that did not halt in time (a busy full mesh of 256) goes the hard way.
+    left = for p <- peers, File.exists?("/proc/#{p.os_pid}"), do: Integer.to_string(p.os_pid)
+    if left != [], do: System.cmd("kill", ["-9" | left], stderr_to_stdout: true)
 
     # Next mode reuses the names: wait until epmd has forgotten them.
     LocalCluster.wait_until(
@@ -149,7 +181,7 @@ defmodule Bench do
     )
   end
 
-  def pcall(peers, fun, timeout \\ 15_000) do
+  def pcall(peers, fun, timeout \\ 15_000, concurrency \\ 64) do
     peers
     |> Task.async_stream(
       fn p ->
@@ -159,7 +191,7 @@ defmodule Bench do
           k, e -> {p.node, {:bench_error, k, e}}
         end
       end,
-      max_concurrency: 64,
+      max_concurrency: concurrency,
       timeout: timeout + 1_000,
       ordered: true
     )
@@ -364,6 +396,7 @@ defmodule Bench do
 
       %{
         ticks: ticks,
+        cpu_ns: run_ns(base, tasks),
         rss_kb: rss_kb,
         threads: length(tasks),
         wchar: io_field(io, "wchar"),
@@ -372,6 +405,24 @@ defmodule Bench do
     else
       _ -> nil
     end
+  end
+
+  # CPU time in ns, summed over the threads' schedstat (first field: time on
+  # the CPU): 10 ms ticks are too coarse for 0.01 % of a core over 30 s. A
+  # thread that exits between two samples drops out, hence `threads` too.
+  defp run_ns(base, tasks) do
+    Enum.reduce(tasks, 0, fn t, acc ->
+      case File.read("#{base}/task/#{t}/schedstat") do
+        {:ok, s} -> acc + (s |> String.split(" ") |> hd() |> String.to_integer())
+        _ -> acc
+      end
+    end)
+  end
+
+  def cpu_pct(a, b, secs, tck) do
+    if a.cpu_ns > 0 and b.cpu_ns > 0,
+      do: (b.cpu_ns - a.cpu_ns) / 1.0e9 / secs * 100,
+      else: (b.ticks - a.ticks) / tck / secs * 100
   end
 
   defp status_kb(status, key) do
@@ -395,15 +446,19 @@ defmodule Bench do
 
   def idle_window(peers, mode, cfg) do
     tck = clk_tck()
-    Process.sleep(cfg.settle * 1_000)
+    # The strategies settle (views fill, the mesh's last connects finish);
+    # the control has nothing to settle.
+    Process.sleep(if(mode == :none, do: min(cfg.settle, 3), else: cfg.settle) * 1_000)
 
+    # CPU over [p0, p1] (which includes the two sample calls, the same in
+    # every mode); bytes and messages over each node's own [s0, s1] stamps.
+    t0 = now()
     p0 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
     s0 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
-    t0 = now()
     Process.sleep(cfg.idle * 1_000)
     s1 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
-    t1 = now()
     p1 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
+    t1 = now()
     secs = (t1 - t0) / 1_000
 
     per_node =
@@ -414,14 +469,15 @@ defmodule Bench do
         y = s1[p.node]
 
         {dist_out, dist_in} = dist_delta(x.dist, y.dist)
+        dsecs = (y.t_us - x.t_us) / 1.0e6
 
         %{
           node: p.node,
-          cpu_pct: (b.ticks - a.ticks) / tck / secs * 100,
+          cpu_pct: cpu_pct(a, b, secs, tck),
           rss_mib: b.rss_kb / 1024,
           threads: b.threads,
-          dist_out_bps: dist_out / secs,
-          dist_in_bps: dist_in / secs,
+          dist_out_bps: dist_out / dsecs,
+          dist_in_bps: dist_in / dsecs,
           # All bytes the process wrote to any fd (distribution + HyParView TCP
           # + the tiny control-pipe replies at the window edges).
           wchar_bps: (b.wchar - a.wchar) / secs,
@@ -455,7 +511,7 @@ defmodule Bench do
               overlay_msgs_by_kind: nil
             })
           else
-            shuffles = cfg.idle * 1_000 / cfg.hv[:shuffle_interval]
+            shuffles = cfg.idle * 1_000 / HyParView.Config.new(cfg.hv).shuffle_interval
             by_kind = Enum.reduce(outs, %{}, &Map.merge(&2, &1, fn _k, a, b -> a + b end))
             total = by_kind |> Map.values() |> Enum.sum()
             n = length(outs)
@@ -493,6 +549,85 @@ defmodule Bench do
     Map.new(b, fn {k, v} -> {k, v - Map.get(a, k, 0)} end)
   end
 
+  # ----------------------------------------------------------- storm window
+
+  @doc """
+  Opens a measured busy phase (the connect storm, a repair) on `peers`:
+  probes open (net_kernel queue sampled every `probe_ms`, busy_dist_port
+  counted from zero), /proc and distribution counters read.
+  """
+  def window_begin(peers, mode, cfg) do
+    _ = pcall(peers, &call(&1, :probe_open, [cfg.probe_ms]))
+    s0 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
+    %{t: now(), procs: Map.new(peers, &{&1.node, proc_sample(&1.os_pid)}), samples: s0}
+  end
+
+  @doc "Closes the phase opened by window_begin/3: CPU, bytes, probe counts per node."
+  def window_end(peers, mode, w0) do
+    p1 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
+    t1 = now()
+    s1 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
+    probes = peers |> pcall(&call(&1, :probe_close, [])) |> Map.new()
+    secs = max(t1 - w0.t, 1) / 1_000
+    tck = clk_tck()
+
+    per_node =
+      for p <- peers, w0.procs[p.node] != nil and p1[p.node] != nil do
+        a = w0.procs[p.node]
+        b = p1[p.node]
+
+        {out, _in} =
+          case {w0.samples[p.node], s1[p.node]} do
+            {%{dist: d0}, %{dist: d1}} -> dist_delta(d0, d1)
+            _ -> {0, 0}
+          end
+
+        pr = probes[p.node]
+        pr = if is_map(pr), do: pr, else: %{busy_dist_port: nil, net_kernel_qmax: nil}
+        cpu_s = cpu_pct(a, b, 1.0, tck) / 100
+
+        %{
+          cpu_s: cpu_s,
+          cpu_pct: cpu_s / secs * 100,
+          dist_out_bytes: out,
+          wchar_bytes: b.wchar - a.wchar,
+          busy_dist_port: pr.busy_dist_port,
+          net_kernel_qmax: pr.net_kernel_qmax
+        }
+      end
+
+    col = fn k -> per_node |> Enum.map(&Map.get(&1, k)) |> Enum.reject(&is_nil/1) end
+
+    %{
+      window_s: secs,
+      nodes: length(per_node),
+      cpu_s_mean: mean(col.(:cpu_s)),
+      cpu_s_max: Enum.max(col.(:cpu_s), fn -> nil end),
+      cpu_pct_mean: mean(col.(:cpu_pct)),
+      cpu_pct_max: Enum.max(col.(:cpu_pct), fn -> nil end),
+      # Bytes on the links open at the end (a link closed meanwhile is lost).
+      dist_out_bps_mean: mean(Enum.map(col.(:dist_out_bytes), &(&1 / secs))),
+      dist_out_bytes_total: Enum.sum(col.(:dist_out_bytes)),
+      wchar_bps_mean: mean(Enum.map(col.(:wchar_bytes), &(&1 / secs))),
+      busy_dist_port_events: Enum.sum(col.(:busy_dist_port)),
+      busy_dist_port_nodes: Enum.count(col.(:busy_dist_port), &(&1 > 0)),
+      net_kernel_qmax: Enum.max(col.(:net_kernel_qmax), fn -> nil end),
+      net_kernel_qmax_mean: mean(col.(:net_kernel_qmax)),
+      probe_ms: nil
+    }
+  end
+
+  # CPU seconds per node (mean) from just before the start calls until all
+  # had returned: the part of the storm that is starting the strategy.
+  defp start_cpu(peers, before, started) do
+    tck = clk_tck()
+
+    peers
+    |> Enum.filter(&(before[&1.node] != nil and started[&1.node] != nil))
+    |> Enum.map(&(cpu_pct(before[&1.node], started[&1.node], 1.0, tck) / 100))
+    |> mean()
+  end
+
   # ------------------------------------------------------------------ repair
 
   def repair(peers, mode, cfg) do
@@ -509,6 +644,8 @@ defmodule Bench do
 
     # Who each survivor had as neighbours right before the kill: those are
     # the (survivor, victim) pairs whose detection latency we measure.
+    w0 = window_begin(survivors, mode, cfg)
+    # Read last, right before the kill: views move even when idle.
     before = states(survivors, mode)
 
     neighbour_pairs =
@@ -522,6 +659,7 @@ defmodule Bench do
     {_, 0} = System.cmd("kill", ["-9" | Enum.map(victims, &Integer.to_string(&1.os_pid))])
 
     conv = wait_converged(survivors, mode, alive, t_kill, cfg, cfg.repair_deadline)
+    storm = window_end(survivors, mode, w0)
 
     # Keep watching so late events and the view refill are seen too.
     pre = analyze(before, mode, alive_before)
@@ -545,6 +683,7 @@ defmodule Bench do
       repair_timeline: conv.timeline,
       after: conv.analysis,
       refill: refill,
+      storm: %{storm | probe_ms: cfg.probe_ms},
       detection: Map.put(lat, :event, down_kind),
       dist_nodedown: dist_lat
     }
@@ -607,12 +746,14 @@ defmodule Bench do
   def run_mode(n, mode, agent_bin, cfg) do
     log("#{mode} N=#{n}: booting #{n} peers")
     t_boot = now()
-    peers = boot(n, mode, agent_bin)
+    peers = boot(n, mode, agent_bin, cfg)
     boot_ms = now() - t_boot
     nodes = Enum.map(peers, & &1.node)
+    free = mem_available_mib()
+    log("#{mode} N=#{n}: booted in #{boot_ms} ms, #{free} MiB available")
 
     try do
-      result = %{mode: mode, n: n, boot_ms: boot_ms}
+      result = %{mode: mode, n: n, boot_ms: boot_ms, mem_available_mib_after_boot: free}
 
       case mode do
         :none ->
@@ -620,9 +761,21 @@ defmodule Bench do
           Map.put(result, :idle, idle_window(peers, mode, cfg))
 
         _ ->
-          {start_spread_ms, t0} = start_strategy(peers, mode, cfg)
-          log("#{mode} N=#{n}: started (spread #{start_spread_ms} ms), waiting for convergence")
+          w0 = window_begin(peers, mode, cfg)
+          {start_spread_ms, t0, start_call_ms} = start_strategy(peers, mode, cfg)
+          started = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
+
+          log(
+            "#{mode} N=#{n}: started (spread #{start_spread_ms} ms, per call #{inspect(start_call_ms)}), waiting for convergence"
+          )
+
           conv = wait_converged(peers, mode, nodes, t0, cfg, cfg.conv_deadline)
+
+          storm =
+            %{window_end(peers, mode, w0) | probe_ms: cfg.probe_ms}
+            |> Map.put(:start_cpu_s_mean, start_cpu(peers, w0.procs, started))
+
+          log("#{mode} N=#{n}: connect storm #{inspect(storm)}")
 
           log(
             "#{mode} N=#{n}: converged=#{conv.converged} in #{inspect(conv.ms)} ms (overlay alone #{inspect(conv.overlay_ms)} ms): #{inspect(conv.analysis)}"
@@ -633,6 +786,7 @@ defmodule Bench do
           result =
             Map.merge(result, %{
               start_spread_ms: start_spread_ms,
+              start_call_ms: start_call_ms,
               converged: conv.converged,
               convergence_ms: conv.ms,
               convergence_poll_max_ms: conv.poll_max_ms,
@@ -640,6 +794,8 @@ defmodule Bench do
               # [ms since start, ok, overlay_ok, nodes with Node.list != active view, links,
               #  first two such nodes as "node +linked-not-active -active-not-linked"]
               convergence_timeline: conv.timeline,
+              # From just before the first start until convergence was confirmed.
+              storm: storm,
               links_at_convergence: conv.analysis,
               not_converged_debug: debug
             })
@@ -701,8 +857,7 @@ defmodule Bench do
              [
                local_peer: HyParView.Peer.new(n, {{127, 0, 0, 1}, port}),
                contacts: contacts |> Enum.reject(&(&1.id == n)) |> Enum.take(cfg.contacts),
-               hyparview_config: cfg.hv,
-               secret: "hyparview-bench-secret"
+               hyparview_config: cfg.hv
              ]}
           end)
 
@@ -712,28 +867,38 @@ defmodule Bench do
 
     t0 = now()
 
+    # Every start call in flight at once (as a fleet starts); each one's
+    # duration is recorded (the controller's view: call to return).
     res =
       pcall(
         peers,
         fn p ->
-          case mode do
-            :hyparview -> call(p, :start_hyparview, [configs[p.node]], 35_000)
-            :fullmesh -> call(p, :start_fullmesh, [nodes, cfg.mesh_interval], 35_000)
-          end
+          ts = now()
+
+          r =
+            case mode do
+              :hyparview -> call(p, :start_hyparview, [configs[p.node]], 60_000)
+              :fullmesh -> call(p, :start_fullmesh, [nodes, cfg.mesh_interval], 60_000)
+            end
+
+          {r, now() - ts}
         end,
-        35_000
+        60_000,
+        length(peers)
       )
 
     t1 = now()
 
-    case Enum.reject(res, fn {_, r} -> r == :ok end) do
+    case Enum.reject(res, &match?({_, {:ok, _}}, &1)) do
       [] -> :ok
       bad -> raise "strategy start failed: #{inspect(Enum.take(bad, 3))}"
     end
 
+    call_ms = Enum.map(res, fn {_, {_, ms}} -> ms end)
+
     # Convergence is timed from the first start call: joins begin as soon as
     # the first servers are up, so the start spread is part of convergence.
-    {t1 - t0, t0}
+    {t1 - t0, t0, %{median: median(call_ms), max: Enum.max(call_ms)}}
   end
 
   # ---------------------------------------------------------------- machine
@@ -941,10 +1106,11 @@ results =
   for n <- cfg.sizes, mode <- cfg.modes do
     try do
       Bench.run_mode(n, mode, agent_bin, cfg)
-    rescue
-      e ->
-        Bench.log("#{mode} N=#{n} FAILED: #{Exception.message(e)}")
-        %{mode: mode, n: n, error: Exception.format(:error, e, __STACKTRACE__)}
+    catch
+      kind, e ->
+        msg = Exception.format(kind, e, __STACKTRACE__)
+        Bench.log("#{mode} N=#{n} FAILED: #{msg}")
+        %{mode: mode, n: n, error: msg}
     end
   end
 
@@ -965,8 +1131,13 @@ report = %{
     stable_ms: cfg.stable_ms,
     poll_ms: cfg.poll_ms,
     fullmesh_recheck_ms: cfg.mesh_interval,
-    hyparview: Map.new(cfg.hv),
-    vm_flags: "-connect_all false -setcookie hyparview_bench (otherwise OTP defaults)"
+    # What the nodes ran with (the library's defaults unless --hv overrode
+    # keys) and the overrides alone.
+    hyparview: cfg.hv |> HyParView.Config.new() |> Map.from_struct(),
+    hyparview_overrides: Map.new(cfg.hv),
+    boot_concurrency: cfg.boot_concurrency,
+    probe_ms: cfg.probe_ms,
+    vm_flags: Bench.vm_flags()
   },
   results: results
 }

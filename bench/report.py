@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
 """Merge the cluster and simulator results into bench/results/latest.{json,md}
-and plot links against N (bench/results/links.png).
+and plot them against N (bench/results/links.png, bench/results/scaling.png).
 
-    python3 bench/report.py [--cluster bench/results/cluster.json]
+    python3 bench/report.py [--runs 'bench/results/runs/*.json']
+                            [--cluster bench/results/cluster.json]
                             [--sim bench/results/sim.json] [--dir bench/results]
+
+`bench/run.sh` runs one cluster-bench invocation per N (every mode of that N
+in one run, so the ratios compare like with like) into bench/results/runs/;
+this script merges those runs into cluster.json (the newest run of each N
+wins), then reports. Without run files it reads cluster.json as it is.
+
+Longer than ~600 lines would be a reason to split; it is not (one report).
 """
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -27,6 +36,64 @@ def load(path):
         with open(path) as f:
             return json.load(f)
     return None
+
+
+def merge(paths):
+    """One cluster report from several runs: for each N, the results of the
+    newest run that measured it (so one N's modes always come from one run)."""
+    runs = sorted((load(p) for p in paths), key=lambda r: r["generated_at"])
+    best = {}
+    for i, run in enumerate(runs):
+        for n in {r["n"] for r in run["results"]}:
+            best[n] = i
+    results = []
+    for i, run in enumerate(runs):
+        for r in run["results"]:
+            if best.get(r["n"]) == i:
+                results.append(slim(dict(r, run=i)))
+    used = sorted(set(best.values()))
+    last = runs[used[-1]]
+    return {
+        "generated_at": last["generated_at"],
+        "machine": last["machine"],
+        "config": last["config"],
+        "runs": [{"run": i, "generated_at": runs[i]["generated_at"],
+                  "sizes": sorted(n for n, j in best.items() if j == i),
+                  "machine": runs[i]["machine"], "config": runs[i]["config"]} for i in used],
+        "results": results,
+    }
+
+
+def slim(r):
+    """The merged report keeps summaries: per-node rows and the long node
+    lists of the timelines stay in the run files (bench/results/runs/)."""
+    if isinstance(r.get("idle"), dict):
+        r["idle"] = {k: v for k, v in r["idle"].items() if k != "per_node"}
+
+    def cut(timeline):
+        return [p[:5] + [[w[:160] for w in p[5]]] if len(p) > 5 else p for p in timeline or []]
+
+    if "convergence_timeline" in r:
+        r["convergence_timeline"] = cut(r["convergence_timeline"])
+    if isinstance(r.get("repair"), dict) and "repair_timeline" in r["repair"]:
+        r["repair"] = dict(r["repair"], repair_timeline=cut(r["repair"]["repair_timeline"]))
+    return r
+
+
+def extra_idle(res, n, mode):
+    """Idle CPU per node above the unclustered control of the same run."""
+    r = by(res, mode).get(n)
+    c = by(res, "none").get(n)
+    a, b = g(r, "idle", "summary", "cpu_pct_mean"), g(c, "idle", "summary", "cpu_pct_mean")
+    if a is None or b is None or r.get("run") != c.get("run"):
+        return None
+    return a - b
+
+
+def ratio(a, b):
+    if a is None or b is None or b <= 0:
+        return None
+    return a / b
 
 
 def f(x, d=2):
@@ -109,6 +176,31 @@ def targets(cluster, sim):
                              verdict(xr < TARGETS["extra_rss_mib"])))
                 rows.append(("extra OS threads per node <= 3", f"{f(xt)} ({f(idle['threads_mean'])} vs {f(ctl['threads_mean'])})",
                              verdict(xt <= TARGETS["extra_threads"])))
+    if cluster:
+        res = cluster["results"]
+        hv, fm = by(res, "hyparview"), by(res, "fullmesh")
+        for n, cpu_max, conv_max in ((64, 0.5, 1.0), (256, 0.2, 0.5)):
+            h, m = hv.get(n), fm.get(n)
+            if not h and not m:
+                rows.append((f"{n} nodes: HyParView/full mesh ratios", "not measured", verdict(None)))
+                continue
+            xh, xm = extra_idle(res, n, "hyparview"), extra_idle(res, n, "fullmesh")
+            r = ratio(xh, xm)
+            note = (f"{f(r)} (HyParView +{f(xh, 3)} %, full mesh +{f(xm, 3)} % of a core per node "
+                    f"over the control)") if r is not None else \
+                f"n/a (HyParView +{f(xh, 3)} %, full mesh +{f(xm, 3)} %)"
+            rows.append((f"{n} nodes: extra idle CPU HyParView/full mesh <= {cpu_max}", note,
+                         verdict(None if r is None else r <= cpu_max)))
+            ch, cm = g(h, "convergence_ms"), g(m, "convergence_ms")
+            if ch is not None and m and cm is None:
+                rows.append((f"{n} nodes: convergence HyParView/full mesh <= {conv_max}",
+                             f"HyParView {f(ch)} ms; full mesh did not converge within "
+                             f"{cluster['config'].get('conv_deadline_s', '?')} s", verdict(True)))
+            else:
+                r = ratio(ch, cm)
+                rows.append((f"{n} nodes: convergence HyParView/full mesh <= {conv_max}",
+                             f"{f(r)} ({f(ch)} ms vs {f(cm)} ms)",
+                             verdict(None if r is None else r <= conv_max)))
     if sim:
         rows.append((f"simulation {sim['nodes']:,} nodes x {sim['rounds']} rounds < 60 s",
                      f"wall {f(sim['wall_s'])} s (CPU {f(sim['cpu_s'])} s, single-threaded; "
@@ -132,10 +224,17 @@ def cluster_rows(cluster):
         l, rep = r.get("links", {}), r.get("repair", {})
         det = rep.get("detection", {})
         idle = g(r, "idle", "summary") or {}
+        conv = r.get("convergence_ms")
+        conv = f(conv) if conv is not None or not r.get("links_at_convergence") else \
+            f"> {f(cluster['config'].get('conv_deadline_s'))} s (not converged)"
+        rp = rep.get("repair_ms")
+        rp = f(rp) if rp is not None or not rep else \
+            f"> {f(cluster['config'].get('repair_deadline_s'))} s (not repaired)"
         rows.append([r["mode"], r["n"], f(l.get("links")), f(l.get("max_links")), f(l.get("mean_links")),
-                     f(r.get("convergence_ms")), f(rep.get("repair_ms")),
+                     conv, rp,
                      f(det.get("median_ms"), 1), f(det.get("max_ms"), 1),
-                     f(idle.get("cpu_pct_mean"), 3), f(idle.get("rss_mib_mean"), 1),
+                     f(idle.get("cpu_pct_mean"), 3), f(extra_idle(cluster["results"], r["n"], r["mode"]), 3),
+                     f(idle.get("rss_mib_mean"), 1),
                      f(idle.get("threads_mean"), 1), f(idle.get("dist_out_bps_mean"), 1),
                      f(idle.get("wchar_bps_mean"), 0),
                      f(idle.get("overlay_msgs_per_node_per_shuffle"))])
@@ -143,14 +242,35 @@ def cluster_rows(cluster):
         if r.get("mode") == "none" and "error" not in r:
             idle = r["idle"]["summary"]
             rows.append(["none (control)", r["n"], "0", "0", "0", "-", "-", "-", "-",
-                         f(idle["cpu_pct_mean"], 3), f(idle["rss_mib_mean"], 1), f(idle["threads_mean"], 1),
+                         f(idle["cpu_pct_mean"], 3), "0", f(idle["rss_mib_mean"], 1), f(idle["threads_mean"], 1),
                          f(idle["dist_out_bps_mean"], 1), f(idle.get("wchar_bps_mean"), 0), "-"])
     return rows
 
 
 HEADER = ["strategy", "N", "links", "max/node", "mean/node", "converge ms", "repair ms",
-          "detect median ms", "detect max ms", "idle CPU %/node", "RSS MiB/node", "OS threads/node",
+          "detect median ms", "detect max ms", "idle CPU %/node", "idle CPU over control %/node",
+          "RSS MiB/node", "OS threads/node",
           "dist bytes out/s/node", "all bytes written/s/node", "overlay msgs/node/shuffle"]
+
+
+STORM_HEADER = ["strategy", "N", "boot s", "storm s", "storm CPU s/node (mean, max)", "storm CPU %/node",
+                "storm dist bytes out/s/node", "net_kernel queue max", "busy_dist_port events (nodes)",
+                "repair CPU s/node", "repair net_kernel queue max", "repair busy_dist_port events"]
+
+
+def storm_rows(cluster):
+    rows = []
+    for r in sorted(cluster["results"], key=lambda r: (r["n"], r["mode"])):
+        if "error" in r or r["mode"] == "none":
+            continue
+        st, rs = r.get("storm") or {}, g(r, "repair", "storm") or {}
+        rows.append([r["mode"], r["n"], f(r["boot_ms"] / 1000, 1), f(st.get("window_s"), 1),
+                     f"{f(st.get('cpu_s_mean'))}, {f(st.get('cpu_s_max'))}", f(st.get("cpu_pct_mean"), 1),
+                     f(st.get("dist_out_bps_mean"), 0), f(st.get("net_kernel_qmax")),
+                     f"{f(st.get('busy_dist_port_events'))} ({f(st.get('busy_dist_port_nodes'))})",
+                     f(rs.get("cpu_s_mean")), f(rs.get("net_kernel_qmax")),
+                     f(rs.get("busy_dist_port_events"))])
+    return rows
 
 
 def plot(cluster, path):
@@ -227,6 +347,101 @@ def plot(cluster, path):
     fig.savefig(path, dpi=110)
 
 
+def plot_scaling(cluster, path):
+    """Links, idle CPU over the control, convergence and repair against N,
+    both strategies on each panel: where the lines cross is the crossover."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    res, c = cluster["results"], cluster["config"]
+    hv, fm = by(res, "hyparview"), by(res, "fullmesh")
+    ns = sorted(set(hv) | set(fm))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.2))
+    styles = ((fm, "fullmesh", "full mesh", "tab:red", "o"), (hv, "hyparview", "HyParView", "tab:blue", "s"))
+
+    def xaxis(ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns)
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.margins(x=0.1)
+        ax.set_xlabel("nodes N")
+        ax.grid(True, which="both", alpha=0.3)
+
+    def draw(ax, value, missing, fmt_label, title, ylabel, log=False):
+        for d, mode, label, color, m in styles:
+            xs = [n for n in ns if n in d]
+            pts = [(n, value(d[n], n, mode)) for n in xs]
+            ok = [(n, v) for n, v in pts if v is not None]
+            if ok:
+                ax.plot([n for n, _ in ok], [v for _, v in ok], m + "-", color=color, label=label)
+                for n, v in ok:
+                    ax.annotate(fmt_label(v), (n, v), textcoords="offset points",
+                                xytext=(6, 4 if d is fm else -12), fontsize=8, color=color)
+            for n, v in pts:
+                if v is None and missing is not None:
+                    y, text = missing(d[n])
+                    ax.plot([n], [y], "x", color=color, ms=10, mew=2)
+                    ax.annotate(text, (n, y), textcoords="offset points", xytext=(-60, 6),
+                                fontsize=8, color=color)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        xaxis(ax)
+        ax.legend(fontsize=8)
+
+    draw(axes[0][0], lambda r, n, mode: g(r, "links", "links"), None, lambda v: f"{v:,}",
+         "Distribution links (total, steady state)", "links", log=True)
+    draw(axes[0][1], lambda r, n, mode: extra_idle(res, n, mode), None, lambda v: f"{v:.3f}",
+         "Idle CPU per node above the unclustered control", "% of one core")
+    axes[0][1].axhline(0, color="grey", lw=0.8)
+    conv_dl, rep_dl = c.get("conv_deadline_s", 0), c.get("repair_deadline_s", 0)
+    draw(axes[1][0],
+         lambda r, n, mode: None if r.get("convergence_ms") is None else r["convergence_ms"] / 1000,
+         lambda r: (conv_dl, f"not converged in {conv_dl} s"), lambda v: f"{v:.1f}",
+         "Convergence (one component, Node.list() = active view)", "seconds from the first start", log=True)
+    draw(axes[1][1],
+         lambda r, n, mode: None if g(r, "repair", "repair_ms") is None else r["repair"]["repair_ms"] / 1000,
+         lambda r: (rep_dl, f"not repaired in {rep_dl} s"), lambda v: f"{v:.2f}",
+         f"Repair after kill -9 of {int(c.get('kill_frac', 0.25) * 100)} %", "seconds from the kill", log=True)
+    ov = c.get("hyparview_overrides")
+    fig.suptitle("libcluster_hyparview vs full mesh on real BEAM nodes (one run per N, "
+                 + ("library defaults)" if ov == {} else f"HyParView config {ov or c.get('hyparview')})"),
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def crossover(cluster):
+    """Smallest measured N from which HyParView stays below full mesh, per metric."""
+    res = cluster["results"]
+    hv, fm = by(res, "hyparview"), by(res, "fullmesh")
+    ns = sorted(set(hv) & set(fm))
+    big = float("inf")
+    metrics = {
+        "idle CPU over the control": lambda n, mode: extra_idle(res, n, mode),
+        "convergence": lambda n, mode: (lambda v: big if v is None else v)(
+            g(by(res, mode).get(n), "convergence_ms")),
+        "repair": lambda n, mode: (lambda v: big if v is None else v)(
+            g(by(res, mode).get(n), "repair", "repair_ms")),
+    }
+    out = {}
+    for name, v in metrics.items():
+        below = [n for n in ns if v(n, "hyparview") is not None and v(n, "fullmesh") is not None
+                 and v(n, "hyparview") < v(n, "fullmesh")]
+        first = None
+        for n in reversed(ns):
+            if n in below:
+                first = n
+            else:
+                break
+        out[name] = first
+    return out
+
+
 def markdown(cluster, sim, png):
     out = ["# libcluster_hyparview benchmark results", ""]
     m = cluster["machine"] if cluster else None
@@ -243,10 +458,22 @@ def markdown(cluster, sim, png):
                 + f"- load average at start {m['loadavg']}, at end {m.get('loadavg_end')} "
                 "(the machine is shared; compare ratios within this run, not absolute numbers across runs)", ""]
         c = cluster["config"]
+        for run in cluster.get("runs", []):
+            rm = run["machine"]
+            out.insert(-1, f"- run {run['run']} (N = {', '.join(map(str, run['sizes']))}): {run['generated_at']}, "
+                           f"commit {g(rm, 'git', 'head')}, load average {rm['loadavg']} at start, "
+                           f"{rm.get('loadavg_end')} at end")
+        if cluster.get("runs"):
+            out.insert(-1, "")
+        ov = c.get("hyparview_overrides")
+        hvc = ("the library's defaults (`HyParView.Config`), nothing overridden" if ov == {} else
+               f"overrides `{', '.join(f'{k}: {v}' for k, v in (ov or c['hyparview']).items())}`, other keys default")
         out += ["## Setup", "",
                 f"- Real BEAM nodes on 127.0.0.1 started with `:peer` (`connection: :standard_io`, "
-                f"`-name benchN@127.0.0.1`, `{c['vm_flags']}`); the controller is not distributed, so it adds no links.",
-                f"- HyParView config: `{', '.join(f'{k}: {v}' for k, v in c['hyparview'].items())}` (other keys default); each node gets the first {c['contacts_per_node']} nodes as contacts.",
+                f"`-name benchN@127.0.0.1`, `{c['vm_flags']}`, the same for every mode; see bench/README.md), "
+                f"booted {c.get('boot_concurrency', 4)} at a time; the controller is not distributed, so it adds no links.",
+                f"- HyParView config: {hvc}; each node gets the first {c['contacts_per_node']} nodes as contacts "
+                "and its own free port on 127.0.0.1.",
                 f"- Full-mesh baseline: each node `Node.connect/1`s every other node, re-checking every "
                 f"{c['fullmesh_recheck_ms']} ms (what libcluster's Epmd/Gossip strategies amount to).",
                 "- Convergence is timed from the first strategy start (all nodes are started in parallel right after the VMs are up) until every "
@@ -261,9 +488,19 @@ def markdown(cluster, sim, png):
                 f"- Idle cost: {c['idle_s']} s window after convergence (+{c['settle_s']} s settle), from /proc "
                 "(utime+stime, VmRSS, task count, wchar) and `:inet.getstat` on the distribution sockets; "
                 "the control row is the same VM with nothing clustered and no HyParView.", ""]
+        out += ["- Connect storm: from just before the first strategy start until convergence was confirmed: "
+                "CPU per node (/proc schedstat of every thread), bytes sent on distribution links, the maximum "
+                f"`net_kernel` message queue length (sampled every {c.get('probe_ms', 100)} ms on each node) and "
+                "`busy_dist_port` events (`:erlang.system_monitor/2`); the same for the repair, on the survivors.", ""]
         out += ["## Results", "", md_table(HEADER, cluster_rows(cluster)), ""]
+        cross = crossover(cluster)
+        out += ["Crossover (smallest N from which HyParView stays below full mesh, in this report): "
+                + "; ".join(f"{k}: {('N = ' + str(v)) if v else 'not within the measured N'}" for k, v in cross.items())
+                + ".", ""]
         if png:
-            out += [f"![links vs N]({os.path.basename(png)})", ""]
+            out += ["![links, idle CPU, convergence and repair vs N](scaling.png)", "",
+                    f"![links vs N]({os.path.basename(png)})", ""]
+        out += ["### Connect storm and repair", "", md_table(STORM_HEADER, storm_rows(cluster)), ""]
         extra = []
         for r in sorted(cluster["results"], key=lambda r: r["n"]):
             if r.get("mode") != "hyparview" or "error" in r:
@@ -310,13 +547,56 @@ def markdown(cluster, sim, png):
     return "\n".join(out)
 
 
+def readme_table(cluster):
+    """The compact table of the README's Performance section."""
+    res = cluster["results"]
+    hv, fm = by(res, "hyparview"), by(res, "fullmesh")
+
+    def s(ms):
+        return "no" if ms is None else f"{ms / 1000:,.2f} s" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+    rows = []
+    for n in sorted(set(hv) | set(fm)):
+        h, m = hv.get(n, {}), fm.get(n, {})
+        xh, xm = extra_idle(res, n, "hyparview"), extra_idle(res, n, "fullmesh")
+        r = ratio(xh, xm)
+        ch, cm = h.get("convergence_ms"), m.get("convergence_ms")
+        rc = ratio(ch, cm)
+        rows.append([
+            n, f"{f(g(h, 'links', 'links'))} / {f(g(m, 'links', 'links'))}",
+            f"{f(g(h, 'links', 'max_links'))} / {f(g(m, 'links', 'max_links'))}",
+            f"{s(ch)} / {s(cm)}" + (f" ({rc:.2f})" if rc is not None else ""),
+            f"{s(g(h, 'repair', 'repair_ms'))} / {s(g(m, 'repair', 'repair_ms'))}",
+            f"{f(xh, 3)} / {f(xm, 3)}" + (f" ({r:.2f})" if r is not None else ""),
+            f"{f(g(h, 'storm', 'cpu_s_mean'))} / {f(g(m, 'storm', 'cpu_s_mean'))}",
+            f"{f(g(h, 'storm', 'net_kernel_qmax'))} / {f(g(m, 'storm', 'net_kernel_qmax'))}",
+            f"{f(g(h, 'storm', 'busy_dist_port_events'))} / {f(g(m, 'storm', 'busy_dist_port_events'))}",
+            g(cluster, "runs") and next((g(x, "machine", "git", "head") for x in cluster["runs"]
+                                         if n in x["sizes"]), None) or g(cluster, "machine", "git", "head"),
+        ])
+    return md_table(["N", "links", "max links/node", "converge (ratio)", "repair after kill -9 of N/4",
+                     "idle CPU %/node over control (ratio)", "connect-storm CPU s/node",
+                     "net_kernel queue max", "busy_dist_port events", "commit"], rows)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", default="bench/results/runs/*.json")
     ap.add_argument("--cluster", default="bench/results/cluster.json")
     ap.add_argument("--sim", default="bench/results/sim.json")
     ap.add_argument("--dir", default="bench/results")
+    ap.add_argument("--readme-table", action="store_true",
+                    help="print the README's Performance table (HyParView / full mesh) and exit")
     a = ap.parse_args()
+    paths = sorted(glob.glob(a.runs))
+    if paths:
+        merged = merge(paths)
+        with open(a.cluster, "w") as fh:
+            json.dump(merged, fh, indent=1, sort_keys=True)
     cluster, sim = load(a.cluster), load(a.sim)
+    if a.readme_table:
+        print(readme_table(cluster))
+        return
     if not cluster and not sim:
         sys.exit("no results to report")
     os.makedirs(a.dir, exist_ok=True)
@@ -324,6 +604,7 @@ def main():
     if cluster and any(r.get("mode") != "none" and "error" not in r for r in cluster["results"]):
         png = os.path.join(a.dir, "links.png")
         plot(cluster, png)
+        plot_scaling(cluster, os.path.join(a.dir, "scaling.png"))
     with open(os.path.join(a.dir, "latest.json"), "w") as fh:
         json.dump({"cluster": cluster, "sim": sim}, fh, indent=2, sort_keys=True)
     md = markdown(cluster, sim, png)

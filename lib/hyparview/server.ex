@@ -7,6 +7,17 @@ defmodule HyParView.Server do
       {:hyparview, {:peer_up, %HyParView.Peer{}}}
       {:hyparview, {:peer_down, %HyParView.Peer{}}}
 
+  A peer is announced (`peer_up`) once both ends of the overlay link hold
+  it: the end that accepts a JOIN or NEIGHBOR takes the link a round trip
+  before the end that asked, which may still refuse it, so the accepting
+  end waits for the asking end's confirmation (its acceptance, or a
+  keepalive). A peer that leaves the active view before that is never
+  announced, and no `peer_down` follows for it. `HyParView.info/1` shows
+  the overlay's active view as it is, confirmed or not. Of the two ends,
+  the one that announces the peer last knows that both hold the link:
+  `connects?/2` says whether that is this end (the libcluster strategy
+  connects Erlang distribution from there).
+
   Use it through `HyParView`; see `HyParView.start_link/1` for the options.
 
   ## Startup failures
@@ -77,7 +88,11 @@ defmodule HyParView.Server do
     :advertise_port,
     log_prefix: "HyParView",
     subscribers: %{},
-    active: %{}
+    active: %{},
+    # Active peers announced last by this end (see connects?/2), and the
+    # one the next peer_up is for.
+    connects: MapSet.new(),
+    connect_next: nil
   ]
 
   @doc """
@@ -133,6 +148,21 @@ defmodule HyParView.Server do
   @doc "See `HyParView.local_peer/1`."
   @spec local_peer(GenServer.server()) :: Peer.t()
   defdelegate local_peer(server), to: HyParView
+
+  @doc """
+  Whether the overlay holds `id` in its active view now, announced or not
+  (a peer is announced with `peer_up` once both ends hold the link).
+  """
+  @spec holds?(GenServer.server(), node) :: boolean
+  def holds?(server, id) when is_atom(id), do: GenServer.call(server, {:holds?, id})
+
+  @doc """
+  Whether this end announced the active peer `id` last (the other end had
+  announced this node before): the end to open a per-link connection from.
+  `false` for a peer not announced.
+  """
+  @spec connects?(GenServer.server(), node) :: boolean
+  def connects?(server, id) when is_atom(id), do: GenServer.call(server, {:connects?, id})
 
   @doc "See `HyParView.info/1`."
   @spec info(GenServer.server()) :: map
@@ -402,6 +432,16 @@ defmodule HyParView.Server do
     {:reply, to_known_peers(Map.get(snapshot, :passive_view, [])), state}
   end
 
+  def handle_call({:holds?, id}, _from, state) do
+    id = Atom.to_string(id)
+    active = Map.get(Native.snapshot(state.resource), :active_view, [])
+    {:reply, Enum.any?(active, &match?({^id, _, _}, &1)), state}
+  end
+
+  def handle_call({:connects?, id}, _from, state) do
+    {:reply, MapSet.member?(state.connects, Atom.to_string(id)), state}
+  end
+
   def handle_call(:local_peer, _from, state) do
     {:reply, local_peer(state, Native.snapshot(state.resource)), state}
   end
@@ -445,7 +485,14 @@ defmodule HyParView.Server do
   end
 
   @impl true
+  # Comes right before the peer_up it is about.
+  def handle_info({:hyparview_nif, :connect, id}, state) when is_binary(id) do
+    {:noreply, %{state | connect_next: id}}
+  end
+
   def handle_info({:hyparview_nif, :peer_up, remote}, state) do
+    state = note_connect(state, remote)
+
     case to_active_peer(remote) do
       {:ok, peer} ->
         if Map.get(state.active, peer.id) == peer do
@@ -472,6 +519,7 @@ defmodule HyParView.Server do
     case existing_atom(id) do
       {:ok, atom} when is_map_key(active, atom) ->
         {peer, active} = Map.pop(state.active, atom)
+        state = %{state | connects: MapSet.delete(state.connects, id)}
         notify(state, {:peer_down, peer})
         telemetry([:hyparview, :peer, :removed], %{peer: peer, local: state.peer.id})
         {:noreply, %{state | active: active}}
@@ -584,6 +632,17 @@ defmodule HyParView.Server do
   defp notify(state, event) do
     Enum.each(state.subscribers, fn {pid, _ref} -> send(pid, {:hyparview, event}) end)
   end
+
+  defp note_connect(state, {id, _ip, _port}) when is_binary(id) do
+    connects =
+      if state.connect_next == id,
+        do: MapSet.put(state.connects, id),
+        else: MapSet.delete(state.connects, id)
+
+    %{state | connects: connects, connect_next: nil}
+  end
+
+  defp note_connect(state, _remote), do: %{state | connect_next: nil}
 
   defp sorted_active(state), do: state.active |> Map.values() |> Enum.sort_by(& &1.id)
 

@@ -37,13 +37,15 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     def set(agent, key, value), do: Agent.update(agent, &Map.put(&1, key, value))
   end
 
-  defp strategy_state(agent) do
+  # `overlay`: what the stand-in server answers (see fake_overlay/1); by
+  # default this end connects every peer and the overlay holds none.
+  defp strategy_state(agent, overlay \\ []) do
     %Strategy{
       topology: :unit,
       connect: {Net, :connect, [self(), agent]},
       disconnect: {Net, :disconnect, [self(), agent]},
       list_nodes: {Net, :list, [agent]},
-      server: nil
+      server: fake_overlay(Map.merge(%{holds: [], connects: :all}, Map.new(overlay)))
     }
   end
 
@@ -124,151 +126,204 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     end
   end
 
+  # A stand-in for the HyParView server: answers `holds?` (the overlay
+  # holds the peer) and `connects?` (this end announced it last) from lists
+  # the test can change.
+  defp fake_overlay(answers) do
+    spawn_link(fn -> overlay_loop(answers) end)
+  end
+
+  defp overlay_loop(answers) do
+    receive do
+      {:"$gen_call", from, {:holds?, id}} ->
+        GenServer.reply(from, id in answers.holds)
+        overlay_loop(answers)
+
+      {:"$gen_call", from, {:connects?, id}} ->
+        GenServer.reply(from, answers.connects == :all or id in answers.connects)
+        overlay_loop(answers)
+
+      {:set, key, value} ->
+        overlay_loop(Map.put(answers, key, value))
+    end
+  end
+
   describe "events" do
     test "peer_up connects the peer id; peer_down disconnects it" do
       agent = Net.start()
-      state = strategy_state(agent) |> up(:a@h)
-      assert_received {:connect, :a@h}
-      assert MapSet.member?(state.ours, :a@h)
+      state = strategy_state(agent) |> up(:za@h)
+      assert_received {:connect, :za@h}
+      assert MapSet.member?(state.ours, :za@h)
       assert state.retries == %{}
 
-      state = down(state, :a@h)
-      assert_received {:disconnect, :a@h}
-      refute Map.has_key?(state.active, :a@h)
+      state = down(state, :za@h)
+      assert_received {:disconnect, :za@h}
+      refute Map.has_key?(state.active, :za@h)
       # Still remembered as ours, so a stray link to it can be removed later.
-      assert MapSet.member?(state.ours, :a@h)
+      assert MapSet.member?(state.ours, :za@h)
+    end
+
+    test "the end that announced the peer first waits for the other end to connect" do
+      agent = Net.start()
+      state = strategy_state(agent, connects: []) |> up(:"0a@h")
+      refute_received {:connect, _}
+      assert state.retries == %{}
+
+      # Its link arrives: nothing to do. It drops: the other end redials.
+      Net.set(agent, :nodes, [:"0a@h"])
+      state = handle(state, {:nodeup, :"0a@h", []})
+      Net.set(agent, :nodes, [])
+      state = handle(state, {:nodedown, :"0a@h", []})
+      assert state.retries == %{}
+      refute_received {:connect, _}
+
+      # It linked again; the overlay drops the peer: either end disconnects.
+      Net.set(agent, :nodes, [:"0a@h"])
+      state = down(state, :"0a@h")
+      assert_received {:disconnect, :"0a@h"}
+      refute Map.has_key?(state.active, :"0a@h")
     end
 
     test "a failed connect is retried while the peer stays active" do
       agent = Net.start(false)
-      state = strategy_state(agent) |> up(:a@h)
-      assert_received {:connect, :a@h}
-      assert %{a@h: _} = state.retries
+      state = strategy_state(agent) |> up(:za@h)
+      assert_received {:connect, :za@h}
+      assert %{za@h: _} = state.retries
 
       # The retry timer fires: still failing, so another retry is scheduled.
-      assert_receive {:retry_connect, :a@h, 1} = retry, 2_000
+      assert_receive {:retry_connect, :za@h, 1} = retry, 2_000
       state = handle(state, retry)
-      assert_received {:connect, :a@h}
-      assert %{a@h: _} = state.retries
+      assert_received {:connect, :za@h}
+      assert %{za@h: _} = state.retries
 
       # Now it works.
       Net.set(agent, :connect, true)
-      assert_receive {:retry_connect, :a@h, 2} = retry, 2_000
+      assert_receive {:retry_connect, :za@h, 2} = retry, 2_000
       state = handle(state, retry)
-      assert_received {:connect, :a@h}
+      assert_received {:connect, :za@h}
       assert state.retries == %{}
-      assert :a@h in Net.list(agent)
+      assert :za@h in Net.list(agent)
     end
 
     test "no retry once the peer left the active view" do
       agent = Net.start(false)
-      state = strategy_state(agent) |> up(:a@h)
-      assert_received {:connect, :a@h}
-      state = down(state, :a@h)
+      state = strategy_state(agent) |> up(:za@h)
+      assert_received {:connect, :za@h}
+      state = down(state, :za@h)
       assert state.retries == %{}
       # A stale timer message must not reconnect.
-      handle(state, {:retry_connect, :a@h, 1})
+      handle(state, {:retry_connect, :za@h, 1})
       refute_received {:connect, _}
     end
 
-    test "nodedown of an active peer reconnects with backoff" do
+    test "nodedown of an active peer we connect reconnects with backoff" do
       agent = Net.start()
-      state = strategy_state(agent) |> up(:a@h)
-      assert_received {:connect, :a@h}
+      state = strategy_state(agent) |> up(:za@h)
+      assert_received {:connect, :za@h}
 
       # Distribution drops while the overlay link is fine.
       Agent.update(agent, &%{&1 | nodes: []})
-      state = handle(state, {:nodedown, :a@h, []})
-      assert %{a@h: _} = state.retries
-      assert_receive {:retry_connect, :a@h, 0} = retry, 2_000
+      state = handle(state, {:nodedown, :za@h, []})
+      assert %{za@h: _} = state.retries
+      assert_receive {:retry_connect, :za@h, 0} = retry, 2_000
       state = handle(state, retry)
-      assert_received {:connect, :a@h}
+      assert_received {:connect, :za@h}
       assert state.retries == %{}
 
       # nodedown of a non-active node is ignored.
-      state = handle(state, {:nodedown, :z@h, []})
+      state = handle(state, {:nodedown, :zz@h, []})
       assert state.retries == %{}
     end
 
-    test "nodes outside the active view are left alone unless we connected them" do
+    test "nodes outside the active view are left alone unless a strategy connected them" do
       agent = Net.start()
       state = strategy_state(agent)
 
-      Net.set(agent, :nodes, [:other@h])
-      state = handle(state, {:nodeup, :other@h, []})
+      Net.set(agent, :nodes, [:zother@h])
+      state = handle(state, {:nodeup, :zother@h, []})
       assert state.pending == %{}
-      state = handle(state, {:confirm_window, :other@h})
+      state = handle(state, {:confirm_window, :zother@h})
       refute_received {:disconnect, _}
 
-      # A node we connected earlier whose peer is no longer active: kept only
-      # for the confirmation window, then disconnected.
-      state = state |> up(:stale@h) |> down(:stale@h)
-      assert_received {:connect, :stale@h}
-      assert_received {:disconnect, :stale@h}
-      Net.set(agent, :nodes, [:other@h, :stale@h])
-      state = handle(state, {:nodeup, :stale@h, []})
-      assert Map.has_key?(state.pending, :stale@h)
-      assert_receive {:confirm_window, :stale@h} = check, 1_000
-      state = handle(state, check)
-      assert_received {:disconnect, :stale@h}
-      refute_received {:disconnect, :other@h}
+      # A node we connected earlier, no longer active nor held by the
+      # overlay: its link is dropped at once.
+      state = state |> up(:zstale@h) |> down(:zstale@h)
+      assert_received {:connect, :zstale@h}
+      assert_received {:disconnect, :zstale@h}
+      Net.set(agent, :nodes, [:zother@h, :zstale@h])
+      state = handle(state, {:nodeup, :zstale@h, []})
+      assert_received {:disconnect, :zstale@h}
+      refute_received {:disconnect, :zother@h}
       assert state.pending == %{}
     end
 
-    test "a stray confirmed by peer_up within the window is kept" do
+    test "a link the overlay holds but has not announced waits for peer_up" do
       agent = Net.start()
-      state = strategy_state(agent) |> up(:a@h) |> down(:a@h)
-      assert_received {:connect, :a@h}
-      assert_received {:disconnect, :a@h}
-      Net.set(agent, :nodes, [:a@h])
-      state = handle(state, {:nodeup, :a@h, []})
-      assert Map.has_key?(state.pending, :a@h)
-      state = up(state, :a@h)
-      assert state.pending == %{}
-      # Already connected: no second connect.
-      refute_received {:connect, :a@h}
-      handle(state, {:confirm_window, :a@h})
+      state = strategy_state(agent, holds: [:za@h]) |> up(:za@h) |> down(:za@h)
+      assert_received {:connect, :za@h}
+      assert_received {:disconnect, :za@h}
+      Net.set(agent, :nodes, [:za@h])
+      state = handle(state, {:nodeup, :za@h, []})
+      assert Map.has_key?(state.pending, :za@h)
+
+      # Still held when the window ends: checked again, kept.
+      assert_receive {:confirm_window, :za@h} = check, 1_000
+      state = handle(state, check)
       refute_received {:disconnect, _}
+      assert Map.has_key?(state.pending, :za@h)
+
+      # Announced: kept for good, no second connect.
+      state = up(state, :za@h)
+      assert state.pending == %{}
+      refute_received {:connect, :za@h}
+      handle(state, {:confirm_window, :za@h})
+      refute_received {:disconnect, _}
+    end
+
+    test "a waiting link is dropped once the overlay no longer holds the peer" do
+      agent = Net.start()
+      state = strategy_state(agent, holds: [:za@h])
+      overlay = state.server
+      state = state |> up(:za@h) |> down(:za@h)
+      flush_net()
+      Net.set(agent, :nodes, [:za@h])
+      state = handle(state, {:nodeup, :za@h, []})
+      assert Map.has_key?(state.pending, :za@h)
+
+      send(overlay, {:set, :holds, []})
+      assert_receive {:confirm_window, :za@h} = check, 1_000
+      state = handle(state, check)
+      assert_received {:disconnect, :za@h}
+      assert state.pending == %{}
     end
 
     test "a stray that would exceed active_view_size is dropped at once" do
       agent = Net.start()
-      state = %{strategy_state(agent) | active_view_size: 2}
-      state = state |> up(:s@h) |> down(:s@h) |> up(:a@h) |> up(:b@h)
-      for n <- [:s@h, :a@h, :b@h], do: assert_received({:connect, ^n})
-      assert_received {:disconnect, :s@h}
+      state = %{strategy_state(agent, holds: [:zs@h]) | active_view_size: 2}
+      state = state |> up(:zs@h) |> down(:zs@h) |> up(:za@h) |> up(:zb@h)
+      for n <- [:zs@h, :za@h, :zb@h], do: assert_received({:connect, ^n})
+      assert_received {:disconnect, :zs@h}
 
-      Net.set(agent, :nodes, [:a@h, :b@h, :s@h])
-      state = handle(state, {:nodeup, :s@h, []})
-      assert_received {:disconnect, :s@h}
+      Net.set(agent, :nodes, [:za@h, :zb@h, :zs@h])
+      state = handle(state, {:nodeup, :zs@h, []})
+      assert_received {:disconnect, :zs@h}
       assert state.pending == %{}
     end
 
-    test "a new active peer evicts an unconfirmed stray when the bound is reached" do
+    test "a new active peer evicts a waiting stray when the bound is reached" do
       agent = Net.start()
-      state = %{strategy_state(agent) | active_view_size: 2}
-      state = state |> up(:s@h) |> down(:s@h) |> up(:a@h)
-      Net.set(agent, :nodes, [:a@h, :s@h])
-      state = handle(state, {:nodeup, :s@h, []})
-      assert Map.has_key?(state.pending, :s@h)
+      state = %{strategy_state(agent, holds: [:zs@h]) | active_view_size: 2}
+      state = state |> up(:zs@h) |> down(:zs@h) |> up(:za@h)
+      Net.set(agent, :nodes, [:za@h, :zs@h])
+      state = handle(state, {:nodeup, :zs@h, []})
+      assert Map.has_key?(state.pending, :zs@h)
       flush_net()
 
-      state = up(state, :b@h)
-      assert_received {:connect, :b@h}
-      assert_received {:disconnect, :s@h}
+      state = up(state, :zb@h)
+      assert_received {:connect, :zb@h}
+      assert_received {:disconnect, :zs@h}
       assert state.pending == %{}
-      assert Enum.sort(Net.list(agent)) == [:a@h, :b@h]
-    end
-
-    test "reconcile finds stray links of ours and active peers without a link" do
-      agent = Net.start()
-      state = strategy_state(agent) |> up(:a@h) |> up(:b@h) |> down(:b@h)
-      # b is connected again behind our back; a lost its link silently.
-      Net.set(agent, :nodes, [:b@h, :x@h])
-      state = handle(state, :reconcile)
-      assert Map.keys(state.pending) == [:b@h]
-      assert Map.has_key?(state.retries, :a@h)
-      assert_receive :reconcile, 4_000
+      assert Enum.sort(Net.list(agent)) == [:za@h, :zb@h]
     end
 
     test "the strategy stops when its server exits" do

@@ -34,6 +34,28 @@ defmodule HyParView.ServerTest do
     assert info.subscribers == 1
   end
 
+  test "of the two ends, the one that announced the link last connects; both hold it" do
+    a = start_server(:"last_a@127.0.0.1")
+    :ok = HyParView.subscribe(a)
+    # b joins through a: a takes the link first and announces it on b's
+    # confirmation, after b did.
+    b = join(:"last_b@127.0.0.1", a)
+    assert_receive {:hyparview, {:peer_up, %Peer{id: :"last_b@127.0.0.1"}}}, 3_000
+    eventually(fn -> ids(HyParView.active_view(b)) == [:"last_a@127.0.0.1"] end)
+
+    assert HyParView.Server.connects?(a, :"last_b@127.0.0.1")
+    refute HyParView.Server.connects?(b, :"last_a@127.0.0.1")
+    assert HyParView.Server.holds?(a, :"last_b@127.0.0.1")
+    assert HyParView.Server.holds?(b, :"last_a@127.0.0.1")
+    refute HyParView.Server.holds?(a, :"nobody@127.0.0.1")
+
+    # Gone from the view: neither holds nor connects any more.
+    safe_stop(b)
+    assert_receive {:hyparview, {:peer_down, %Peer{id: :"last_b@127.0.0.1"}}}, 3_000
+    refute HyParView.Server.connects?(a, :"last_b@127.0.0.1")
+    refute HyParView.Server.holds?(a, :"last_b@127.0.0.1")
+  end
+
   test "the client API is also reachable through HyParView.Server" do
     a = start_server(:"srv_a@127.0.0.1")
     b = join(:"srv_b@127.0.0.1", a)

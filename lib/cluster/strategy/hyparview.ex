@@ -35,17 +35,24 @@ defmodule Cluster.Strategy.HyParView do
   ## Behaviour
 
   The strategy starts a linked `HyParView.Server` (registered as
-  `server_name(topology)`, see `server/1`) and subscribes with replay. On
-  `{:peer_up, peer}` it calls `Cluster.Strategy.connect_nodes/4` with
-  `[peer.id]`, on `{:peer_down, peer}` `Cluster.Strategy.disconnect_nodes/4`,
-  using the topology's `connect`/`disconnect`/`list_nodes` MFAs. If the server
-  dies the strategy exits with the same reason (and vice versa).
+  `server_name(topology)`, see `server/1`) and subscribes with replay. The
+  server announces a peer (`{:peer_up, peer}`) only once both ends of the
+  overlay link hold it (see `HyParView.Server`), and of every pair
+  only one end connects: the one that announces the peer last
+  (`HyParView.Server.connects?/2`), when both ends hold the link and have
+  made room for it (handled the `peer_down` of the peer they evicted). So
+  on `{:peer_up, peer}` that end calls `Cluster.Strategy.connect_nodes/4`
+  with `[peer.id]` and the other waits for that link; on `{:peer_down, peer}` either end calls
+  `Cluster.Strategy.disconnect_nodes/4`, using the topology's
+  `connect`/`disconnect`/`list_nodes` MFAs. If the server dies the
+  strategy exits with the same reason (and vice versa).
 
-  To keep `Node.list/0` equal to the active view over time it monitors
-  nodes: a connect that fails for a peer still in the active view, and a
-  `:nodedown` of an active peer whose overlay link is still up, are retried
-  with exponential backoff (200 ms doubling to 15 s) for as long as
-  the peer stays in the active view.
+  Everything is driven by events (peer_up/peer_down, `:nodeup`/`:nodedown`,
+  claims); nothing polls. A connect that fails for a peer still in the
+  active view, and a `:nodedown` of an active peer whose overlay link is
+  still up, are retried by the connecting end with exponential backoff
+  (200 ms doubling to 15 s) for as long as the peer stays in the active
+  view.
 
   ## Strategy links and strays
 
@@ -56,20 +63,18 @@ defmodule Cluster.Strategy.HyParView do
   Links to nodes that are neither active nor ours are left alone (some other
   code connected them on purpose: a remote shell, `:rpc`, observer, ...).
 
-  An ours link to a node outside the active view (the other end's peer_up
-  was a moment ahead of ours, or a message re-established a link we
-  dropped) is a stray. It is kept for at most 150 ms, waiting for the
-  overlay to confirm the peer, and only while the strategy links of this
-  node (connected active peers plus unconfirmed strays) stay within
-  `active_view_size`; otherwise it is disconnected at once. A stray refused
-  that way costs nothing once the overlay confirms the peer: the first end
-  to see peer_up redials through its backoff, and the second dials at its
-  own peer_up. So `Node.list/0` holds more than `active_view_size`
-  strategy links only while the strategy is handling the `:nodeup` that
-  brought the extra one (the link exists before the strategy hears of it),
-  and every stray is gone within 150 ms. Every 3 s the
-  strategy also reconciles `list_nodes` with the active view (strays of
-  ours, active peers that lost their link).
+  Since the connecting end waits for the overlay's confirmation, a link
+  reaches the other end when that end's overlay already holds the peer;
+  only its announcement may still be on the way (the confirmation travels
+  next to the connect). An ours link to a node outside the announced
+  active view is a *stray*: it is kept while the overlay holds the peer
+  (checked every 150 ms) and the node's strategy links stay within
+  `active_view_size`, and disconnected at once otherwise (the overlay
+  dropped the peer; its DISCONNECT is on the way to the other end). So
+  `Node.list/0` follows the active view within a round trip and a
+  connect, and holds more than `active_view_size` strategy links only if
+  the connect reaches the other end before that end's strategy handled
+  the `peer_down` of the peer it evicted for the link.
   """
   use GenServer
   use Cluster.Strategy
@@ -79,11 +84,10 @@ defmodule Cluster.Strategy.HyParView do
 
   @backoff_min 200
   @backoff_max 15_000
-  # How long a link from a peer not (yet) in our active view may wait for
-  # the overlay's peer_up: the other end's peer_up is at most a round trip
-  # or two ahead of ours.
+  # How often a link from a peer that the overlay holds but has not
+  # announced yet is checked again (the announcement is normally a round
+  # trip away; the overlay drops a link it cannot confirm within seconds).
   @confirm_window 150
-  @reconcile_interval 3_000
   @config_keys [
     :local_peer,
     :contacts,
@@ -106,6 +110,8 @@ defmodule Cluster.Strategy.HyParView do
     :parent,
     active_view_size: 5,
     active: %{},
+    # Active peers whose link this end makes (HyParView.Server.connects?/2).
+    dials: MapSet.new(),
     ours: MapSet.new(),
     retries: %{},
     pending: %{}
@@ -193,7 +199,6 @@ defmodule Cluster.Strategy.HyParView do
             Process.register(self(), claim_name(topology))
             :ok = HyParView.subscribe(server, self(), replay: true)
             :ok = start_discovery(cluster_state, server)
-            Process.send_after(self(), :reconcile, @reconcile_interval)
 
             {:ok,
              %__MODULE__{
@@ -271,14 +276,25 @@ defmodule Cluster.Strategy.HyParView do
 
   @impl true
   def handle_info({:hyparview, {:peer_up, %Peer{id: id} = peer}}, state) do
-    state = cancel_pending(%{state | active: Map.put(state.active, id, peer)}, id)
-    state = if connected?(state, id), do: cancel_retry(state, id), else: connect(state, id, 0)
+    dials = if connects?(state, id), do: MapSet.put(state.dials, id), else: state.dials
+    state = %{state | active: Map.put(state.active, id, peer), dials: dials}
+    state = cancel_pending(state, id)
+
+    state =
+      cond do
+        connected?(state, id) -> cancel_retry(state, id)
+        dials?(state, id) -> connect(state, id, 0)
+        # The other end connects: it announced the peer before we did.
+        true -> state
+      end
+
     # A new active peer may leave no room for an unconfirmed stray.
     {:noreply, enforce_bound(state)}
   end
 
   def handle_info({:hyparview, {:peer_down, %Peer{id: id}}}, state) do
-    state = cancel_retry(%{state | active: Map.delete(state.active, id)}, id)
+    state = %{state | active: Map.delete(state.active, id), dials: MapSet.delete(state.dials, id)}
+    state = cancel_retry(state, id)
 
     # `ours` is kept: a later stray link to this node is ours to remove.
     Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [id])
@@ -329,36 +345,15 @@ defmodule Cluster.Strategy.HyParView do
 
     if not Map.has_key?(state.active, node) and MapSet.member?(state.ours, node) and
          connected?(state, node) do
-      {:noreply, drop(state, node)}
+      {:noreply, stray(state, node)}
     else
       {:noreply, state}
     end
   end
 
-  def handle_info(:reconcile, state) do
-    Process.send_after(self(), :reconcile, @reconcile_interval)
-    {m, f, a} = state.list_nodes
-    connected = MapSet.new(apply(m, f, a))
-
-    state =
-      Enum.reduce(connected, state, fn node, acc ->
-        if MapSet.member?(acc.ours, node) and not Map.has_key?(acc.active, node),
-          do: stray(acc, node),
-          else: acc
-      end)
-
-    state =
-      Enum.reduce(Map.keys(state.active), state, fn node, acc ->
-        if MapSet.member?(connected, node) or Map.has_key?(acc.retries, node),
-          do: acc,
-          else: schedule_retry(acc, node, 0)
-      end)
-
-    {:noreply, state}
-  end
-
   def handle_info({:nodedown, node, _info}, state) do
-    if Map.has_key?(state.active, node) and not Map.has_key?(state.retries, node) do
+    if Map.has_key?(state.active, node) and dials?(state, node) and
+         not Map.has_key?(state.retries, node) do
       # Distribution dropped but the overlay still has the peer: reconnect.
       {:noreply, schedule_retry(state, node, 0)}
     else
@@ -449,8 +444,21 @@ defmodule Cluster.Strategy.HyParView do
     id in apply(m, f, a)
   end
 
-  # An ours link to `node`, which is not in the active view: wait for the
-  # overlay's confirmation if there is room for it, drop it otherwise.
+  # Of each pair, the end that announced the peer last connects: by then
+  # both ends hold the link and have made room for it.
+  defp dials?(state, id), do: MapSet.member?(state.dials, id)
+
+  defp connects?(%{server: server}, id) when is_pid(server) do
+    HyParView.Server.connects?(server, id)
+  catch
+    :exit, _ -> false
+  end
+
+  defp connects?(_state, _id), do: false
+
+  # An ours link to `node`, which is not in the announced active view: keep
+  # it while the overlay holds the peer (its announcement is on the way) and
+  # there is room for it, drop it otherwise.
   defp stray(state, node) do
     cond do
       Map.has_key?(state.pending, node) ->
@@ -459,11 +467,22 @@ defmodule Cluster.Strategy.HyParView do
       strategy_links(state) + map_size(state.pending) >= state.active_view_size ->
         drop(state, node)
 
-      true ->
+      overlay_holds?(state, node) ->
         ref = Process.send_after(self(), {:confirm_window, node}, @confirm_window)
         %{state | pending: Map.put(state.pending, node, ref)}
+
+      true ->
+        drop(state, node)
     end
   end
+
+  defp overlay_holds?(%{server: server}, node) when is_pid(server) do
+    HyParView.Server.holds?(server, node)
+  catch
+    :exit, _ -> false
+  end
+
+  defp overlay_holds?(_state, _node), do: false
 
   # Drops unconfirmed strays until the strategy links fit the bound again.
   defp enforce_bound(state) do

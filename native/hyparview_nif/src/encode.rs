@@ -19,6 +19,11 @@ pub fn encode_event<'a>(env: Env<'a>, event: &Event) -> Term<'a> {
             env,
             &[tag, atoms::peer_down().encode(env), encode_peer(env, p)],
         ),
+        // {:hyparview_nif, :connect, id_binary}
+        Event::Connect(id) => make_tuple(
+            env,
+            &[tag, atoms::connect().encode(env), id.as_ref().encode(env)],
+        ),
         Event::HandshakeRejected { addr, reason } => {
             let address = make_tuple(env, &[encode_ip(env, addr.ip()), addr.port().encode(env)]);
             make_tuple(

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 mod atoms {
     rustler::atoms! {
         ok, error, nil, internal, invalid_config, listen_failed,
-        hyparview_nif, peer_up, peer_down, handshake_rejected, log, stopped,
+        hyparview_nif, peer_up, peer_down, connect, handshake_rejected, log, stopped,
         debug, info, warning,
         // reject reasons
         bad_magic, bad_version, bad_auth, bad_frame, oversize_frame, timeout, bad_id,

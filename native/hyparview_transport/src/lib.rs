@@ -426,8 +426,14 @@ pub enum LogLevel {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// Sent once both ends hold the link (see the actor's `confirm.rs`).
     PeerUp(Peer),
     PeerDown(Peer),
+    /// Sent just before the `PeerUp` of a peer that held the link before
+    /// this node announced it: this end is the last of the two to announce
+    /// it, so by now both have. An owner that opens one connection per link
+    /// (the libcluster strategy) opens it from this end.
+    Connect(hyparview::PeerId),
     /// At most once per `log_interval` per remote IP (a `Log` line counts the
     /// ones left out). A peer that merely closed mid-handshake is no rejection.
     HandshakeRejected {

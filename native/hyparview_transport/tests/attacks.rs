@@ -255,6 +255,9 @@ fn a_relayed_handshake_admits_nobody() {
         "V accepted W through a relay by someone without the secret"
     );
     assert!(w.snap().active_view.is_empty(), "W admitted the relayer");
+    // No PeerUp could also mean an unconfirmed link: V's core must not
+    // have taken the injected JOIN at all.
+    assert_eq!(v.snap().counters.message_in("join"), 0, "V took the JOIN");
     v.stop();
 }
 

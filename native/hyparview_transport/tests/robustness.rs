@@ -299,12 +299,14 @@ fn frozen_active_peer_is_detected_by_heartbeats() {
     let mut a = TestNode::start(options("frozen_a", vec![]));
     let rt = runtime(2).unwrap();
     let addr = a.addr();
-    // Authenticate and JOIN, then never read or write again (like SIGSTOP:
+    // Authenticate, JOIN and confirm the link (a keepalive: peers ping only
+    // their active peers), then never read or write again (like SIGSTOP:
     // the kernel keeps the connection open, no FIN arrives).
     let stream = rt.block_on(async {
         let me = identity("frozen@127.0.0.1", SECRET);
         let (mut s, mut session) = authed("127.0.0.10", addr, &me).await;
-        channel::write_frames(&mut s, &mut session.sealer, &[Frame::Msg(Message::Join)])
+        let frames = [Frame::Msg(Message::Join), Frame::Ping];
+        channel::write_frames(&mut s, &mut session.sealer, &frames)
             .await
             .unwrap();
         (s, session)
@@ -340,7 +342,9 @@ fn newer_incarnation_replaces_the_old_connection() {
         rt.block_on(async {
             let me = identity_at("restarted@127.0.0.1", incarnation, SECRET);
             let (mut s, mut session) = authed("127.0.0.11", addr, &me).await;
-            channel::write_frames(&mut s, &mut session.sealer, &[Frame::Msg(Message::Join)])
+            // JOIN, and a keepalive that confirms the link (see above).
+            let frames = [Frame::Msg(Message::Join), Frame::Ping];
+            channel::write_frames(&mut s, &mut session.sealer, &frames)
                 .await
                 .unwrap();
             (s, session)

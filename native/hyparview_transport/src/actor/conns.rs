@@ -137,8 +137,7 @@ impl Actor {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
-        let now = Instant::now();
-        c.last_rx = now;
+        // The reader recorded its arrival (`Liveness`).
         match frame {
             Frame::Msg(message) => {
                 let at = self.start.elapsed().as_millis() as u64;
@@ -147,8 +146,16 @@ impl Actor {
                 bump(&mut self.counters.messages_in, message.kind().name());
                 self.feed(Input::Message { from, message });
             }
+            Frame::Ping if c.closing.is_some() => {}
+            // The reader forwards a PING only while we do not take it as a
+            // keepalive (see `Actor::heartbeat`): from an active peer not yet
+            // confirmed it confirms the link (peers ping only their active
+            // peers); anyone else gets an answer.
             Frame::Ping => {
-                if c.closing.is_none() {
+                if self.node.is_active(&c.peer.id) && self.links.peer_of(cid).is_some() {
+                    let id = c.peer.id.clone();
+                    self.confirm(&id, Confirmation::Later);
+                } else {
                     self.enqueue(cid, &Frame::Pong);
                 }
             }
@@ -197,9 +204,16 @@ impl Actor {
         self.next_conn += 1;
         let (r, w) = stream.into_split();
         let (tx, rx) = mpsc::channel(self.cfg.write_queue);
-        let reader = self
-            .tasks
-            .spawn(reader_task(r, opener, cid, self.net_tx.clone()));
+        let now = self.now_ms();
+        let liveness = Arc::new(Liveness::new(now));
+        let reader = self.tasks.spawn(reader_task(
+            r,
+            opener,
+            cid,
+            self.net_tx.clone(),
+            self.start,
+            liveness.clone(),
+        ));
         let writer = self.tasks.spawn(writer_task(
             w,
             sealer,
@@ -217,7 +231,8 @@ impl Actor {
                 tx,
                 reader,
                 writer,
-                last_rx: Instant::now(),
+                liveness,
+                last_tx: now,
                 broadcast_queued,
                 closing: None,
             },
@@ -227,7 +242,6 @@ impl Actor {
         } else {
             LinkOrigin::Accepted
         };
-        let now = self.now_ms();
         let incarnation = peer.incarnation;
         let r = self
             .links

@@ -5,11 +5,15 @@
 //! through one bounded channel; the actor never awaits anything but its
 //! `select!`, so a slow peer can only fill its own queue.
 
+mod confirm;
 mod conns;
+mod keepalive;
 mod reports;
 mod tasks;
 mod tree;
 
+use confirm::Confirmation;
+use keepalive::Liveness;
 use tasks::{accept, bump, dial_once, reader_task, writer_task};
 
 use crate::admission::{Pending, Reports};
@@ -127,7 +131,12 @@ struct Conn {
     tx: mpsc::Sender<WriterCmd>,
     reader: AbortHandle,
     writer: AbortHandle,
-    last_rx: Instant,
+    /// Shared with the reader, which records every frame here itself so
+    /// that keepalives never wake the actor.
+    liveness: Arc<Liveness>,
+    /// When we last queued a frame on it (ms since `Actor::start`): a link
+    /// that carried traffic recently needs no keepalive.
+    last_tx: u64,
     /// Bytes of broadcast frames queued to the writer (see `send_tree`).
     broadcast_queued: Arc<AtomicUsize>,
     /// Set once a graceful close started: hard close at this deadline.
@@ -197,6 +206,10 @@ pub(crate) struct Actor {
     queued: Arc<AtomicUsize>,
     next_timer: u64,
     next_heartbeat: Instant,
+    /// Active peers not announced yet, and those the input being handled
+    /// added (see `confirm.rs`).
+    unconfirmed: Vec<Peer>,
+    fresh: Vec<PeerId>,
     inbox: VecDeque<Input>,
     feeding: bool,
     pending_events: Vec<Event>,
@@ -255,6 +268,8 @@ impl Actor {
             queued: init.queued,
             next_timer: 0,
             next_heartbeat,
+            unconfirmed: Vec::new(),
+            fresh: Vec::new(),
             inbox: VecDeque::new(),
             feeding: false,
             pending_events: Vec::new(),
@@ -385,9 +400,15 @@ impl Actor {
         self.feeding = true;
         while let Some(input) = self.inbox.pop_front() {
             let now = self.now_ms();
+            let holds_us = confirm::holds_us(&input);
+            self.fresh.clear();
             self.node.handle(now, input);
             while let Some(out) = self.node.poll_output() {
                 self.exec(out);
+            }
+            if let Some(id) = holds_us {
+                let by = Confirmation::of(&id, &self.fresh);
+                self.confirm(&id, by);
             }
         }
         self.feeding = false;
@@ -403,12 +424,12 @@ impl Actor {
             }
             Output::PeerUp(p) => {
                 self.feed_tree(plumtree::Input::NeighborUp(p.id.clone()));
-                self.emit(Event::PeerUp(p));
+                self.peer_up(p);
             }
             Output::PeerDown(p) => {
                 self.links.peer_down(&Remote(p.clone()));
                 self.feed_tree(plumtree::Input::NeighborDown(p.id.clone()));
-                self.emit(Event::PeerDown(p));
+                self.peer_down(p);
             }
             Output::SetTimer { after, timer } => self.set_timer(after, AnyTimer::Core(timer)),
         }
@@ -480,11 +501,15 @@ impl Actor {
     /// Queues a frame on a connection. A full queue means the peer is not
     /// draining: it is treated as failed instead of buffering more.
     fn enqueue(&mut self, cid: ConnId, frame: &Frame) -> bool {
-        let Some(c) = self.conns.get(&cid) else {
+        let at = self.now_ms();
+        let Some(c) = self.conns.get_mut(&cid) else {
             return false;
         };
         match c.tx.try_send(WriterCmd::Data(wire::encode(frame))) {
-            Ok(()) => true,
+            Ok(()) => {
+                c.last_tx = at;
+                true
+            }
             Err(_) => {
                 let ip = c.remote.ip();
                 self.log_once(ip, "write_queue_full", LogLevel::Warning, || {
@@ -559,61 +584,6 @@ impl Actor {
             self.next_heartbeat = now + ms(self.cfg.heartbeat_interval);
             self.heartbeat(now);
             self.flush_reports(now);
-        }
-    }
-
-    /// Pings active peers, detects silent (half-open) ones, retires idle
-    /// connections to peers outside the active view and overdue closes.
-    fn heartbeat(&mut self, now: Instant) {
-        let failure = ms(self.cfg.failure_timeout);
-        let idle = ms(self.cfg.idle_timeout);
-        let at = self.now_ms();
-        let mut ping = Vec::new();
-        let mut timed_out = Vec::new();
-        let mut retire = Vec::new();
-        let mut overdue = Vec::new();
-        for (&cid, c) in &self.conns {
-            if let Some(deadline) = c.closing {
-                if now >= deadline {
-                    overdue.push(cid);
-                }
-                continue;
-            }
-            let activity = Activity::of(self.node.is_active(&c.peer.id));
-            if self.links.peer_of(cid).is_none() {
-                // Not current and not closing (not expected): retire once
-                // silent for the idle timeout.
-                if now.duration_since(c.last_rx) >= idle {
-                    retire.push(cid);
-                }
-            } else if activity == Activity::Active {
-                if now.duration_since(c.last_rx) >= failure {
-                    timed_out.push(cid);
-                } else {
-                    ping.push(cid);
-                }
-            } else if self.links.idle(at, cid, activity) == Idle::Retire {
-                retire.push(cid);
-            }
-        }
-        for cid in overdue {
-            self.hard_close(cid);
-        }
-        for cid in retire {
-            self.close_gracefully(cid);
-        }
-        for cid in timed_out {
-            self.counters.heartbeat_timeouts += 1;
-            if let Some(c) = self.conns.get(&cid) {
-                let (ip, id) = (c.remote.ip(), c.peer.id.clone());
-                self.log_once(ip, "heartbeat_timeout", LogLevel::Info, || {
-                    format!("no heartbeat from {id}; closing connection")
-                });
-            }
-            self.fail(cid);
-        }
-        for cid in ping {
-            self.enqueue(cid, &Frame::Ping);
         }
     }
 

@@ -90,8 +90,21 @@ impl Actor {
         }
     }
 
+    /// Republishes the snapshot if it changed: the actor calls this after
+    /// every wake-up, and most (a timer that did nothing, a frame that
+    /// changed no view or counter) change nothing worth a copy of both views.
     pub(super) fn publish(&mut self) {
         self.counters.connections = self.conns.len() as u64;
+        {
+            let current = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+            if current.running
+                && current.counters == self.counters
+                && current.active_view.iter().eq(self.node.active_view())
+                && current.passive_view.iter().eq(self.node.passive_view())
+            {
+                return;
+            }
+        }
         let snap = Snapshot {
             local: self.local.clone(),
             listen_port: self.listen_port,

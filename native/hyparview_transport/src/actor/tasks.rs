@@ -43,11 +43,17 @@ pub(super) async fn dial_once(
     .map_err(HandshakeFail::Handshake)
 }
 
+/// Reads frames and hands them to the actor. Every frame counts as a sign
+/// of life (`liveness.rx`); keepalives that need no answer (every PONG, and
+/// a PING while `quiet_pings`) stop here, so an idle link does not wake the
+/// actor.
 pub(super) async fn reader_task(
     r: OwnedReadHalf,
     mut opener: Opener,
     conn: ConnId,
     tx: mpsc::Sender<NetEvent>,
+    start: Instant,
+    liveness: Arc<Liveness>,
 ) {
     // Records larger than the buffer are read straight into `record`.
     let mut r = BufReader::new(r);
@@ -55,6 +61,16 @@ pub(super) async fn reader_task(
     loop {
         match channel::read_frame(&mut r, &mut opener, &mut record).await {
             Ok(frame) => {
+                let at = start.elapsed().as_millis() as u64;
+                liveness.rx.store(at, AtomicOrdering::Relaxed);
+                let quiet = match frame {
+                    Frame::Pong => true,
+                    Frame::Ping => liveness.quiet_pings.load(AtomicOrdering::Relaxed),
+                    _ => false,
+                };
+                if quiet {
+                    continue;
+                }
                 // Awaiting here is the backpressure on a fast sender.
                 if tx.send(NetEvent::Frame { conn, frame }).await.is_err() {
                     return;

@@ -61,7 +61,8 @@ impl Actor {
             .find(|p| &p.id == to)
             .map(|p| Remote(p.clone()))
             .and_then(|r| self.links.current(&r));
-        let Some(c) = cid.and_then(|cid| self.conns.get(&cid)) else {
+        let at = self.now_ms();
+        let Some(c) = cid.and_then(|cid| self.conns.get_mut(&cid)) else {
             self.tree_frame_dropped();
             return;
         };
@@ -77,6 +78,7 @@ impl Actor {
         if headroom && before + len <= budget {
             match c.tx.try_send(WriterCmd::Broadcast(bytes)) {
                 Ok(()) => {
+                    c.last_tx = at;
                     bump(&mut self.counters.messages_out, kind);
                     return;
                 }
