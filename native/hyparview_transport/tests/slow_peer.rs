@@ -18,14 +18,27 @@ const T: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_peer_that_does_not_read_costs_dropped_frames_not_memory_or_its_link() {
-    let mut o = options("slow_a", vec![]);
+    stalled_peer("slow", 16 * 1024, 600, 1_024);
+}
+
+/// Many small broadcasts: each dropped GOSSIP becomes an IHAVE, and those
+/// must not fill the write queue that protocol frames (Shuffle, keepalives)
+/// need, or the first protocol frame would fail the stalled link.
+#[test]
+fn announcements_of_dropped_broadcasts_leave_room_for_protocol_frames() {
+    stalled_peer("small", 64, 40_000, 256);
+}
+
+fn stalled_peer(name: &str, size: usize, n: usize, write_queue: usize) {
+    let mut o = options(&format!("{name}_a"), vec![]);
+    o.transport.write_queue = write_queue;
     // Long enough that the write timeout does not fail the stalled link
     // during the test: what is checked is the broadcast budget.
     o.transport.failure_timeout = 60_000;
     o.transport.max_broadcast_size = 64 * 1024;
     o.transport.broadcast_queue_bytes = 64 * 1024;
     let mut a = TestNode::start(o);
-    let mut b = TestNode::start(options("slow_b", vec![a.contact()]));
+    let mut b = TestNode::start(options(&format!("{name}_b"), vec![a.contact()]));
     let bid = b.id.clone();
     assert!(wait_until(T, || a.active_ids().contains(&bid)));
 
@@ -34,7 +47,7 @@ fn a_peer_that_does_not_read_costs_dropped_frames_not_memory_or_its_link() {
     let addr = a.addr();
     let stalled = rt.block_on(async move {
         let me = Identity::new(
-            "slow_f@127.0.0.1",
+            &format!("{name}_f@127.0.0.1"),
             "127.0.0.1:9".parse().unwrap(),
             1,
             SECRET,
@@ -55,7 +68,7 @@ fn a_peer_that_does_not_read_costs_dropped_frames_not_memory_or_its_link() {
     });
     assert!(wait_until(T, || a
         .active_ids()
-        .contains("slow_f@127.0.0.1")));
+        .contains(&format!("{name}_f@127.0.0.1"))));
     let (mut s, mut session) = stalled;
     let pinger = rt.spawn(async move {
         loop {
@@ -69,10 +82,10 @@ fn a_peer_that_does_not_read_costs_dropped_frames_not_memory_or_its_link() {
         }
     });
 
-    // 9.6 MiB of broadcasts: beyond the socket buffers and the 64 KiB budget.
-    let n = 600;
+    // Beyond the socket buffers and the 64 KiB budget (9.6 MiB, or more
+    // frames than the write queue holds).
     for i in 0..n {
-        let mut payload = vec![0u8; 16 * 1024];
+        let mut payload = vec![0u8; size];
         payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
         let payload = Bytes::from(payload);
         // The handle's own queue is bounded too: back off while it is full.
@@ -114,8 +127,18 @@ fn a_peer_that_does_not_read_costs_dropped_frames_not_memory_or_its_link() {
             ..
         }
     )));
-    // The stalled peer is still an active neighbour.
-    assert!(a.active_ids().contains("slow_f@127.0.0.1"));
+    // The stalled peer is still an active neighbour, also after a few
+    // shuffle and keepalive intervals of protocol frames queued behind the
+    // announcements.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        assert!(
+            a.active_ids().contains(&format!("{name}_f@127.0.0.1")),
+            "{:?}",
+            a.snap().counters
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     pinger.abort();
     a.stop();
     b.stop();

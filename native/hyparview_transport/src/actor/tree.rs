@@ -49,9 +49,9 @@ impl Actor {
     /// connection, or its broadcast budget or half its write queue used,
     /// the frame is dropped and counted, so broadcast traffic alone cannot
     /// make a slow peer look failed. A dropped GOSSIP becomes an IHAVE
-    /// (a few bytes, queued if the write queue has room): the peer grafts
-    /// the payload from this node's cache once it drains, as it would from
-    /// a lazy link.
+    /// (a few bytes, queued while a quarter of the write queue is free):
+    /// the peer grafts the payload from this node's cache once it drains,
+    /// as it would from a lazy link.
     pub(super) fn send_tree(&mut self, to: &PeerId, message: plumtree::Message<PeerId>) {
         let kind = message.kind();
         let cid = self
@@ -95,7 +95,11 @@ impl Actor {
                 round: g.round,
             }]);
             let bytes = wire::encode(&Frame::Broadcast(announce));
-            if c.tx.try_send(WriterCmd::Data(bytes)).is_ok() {
+            // The last quarter of the write queue is kept for protocol
+            // frames: a full queue fails the connection (`enqueue`), and
+            // announcements alone must never do that.
+            let reserve = c.tx.capacity() > c.tx.max_capacity() / 4;
+            if reserve && c.tx.try_send(WriterCmd::Data(bytes)).is_ok() {
                 bump(&mut self.counters.messages_out, "ihave");
             }
         }
