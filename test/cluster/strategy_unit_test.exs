@@ -242,7 +242,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       Net.set(agent, :nodes, [:zother@h])
       state = handle(state, {:nodeup, :zother@h, []})
       assert state.pending == %{}
-      state = handle(state, {:confirm_window, :zother@h})
+      state = handle(state, {:confirm_window, :zother@h, System.monotonic_time(:millisecond)})
       refute_received {:disconnect, _}
 
       # A node we connected earlier, no longer active nor held by the
@@ -267,7 +267,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       assert Map.has_key?(state.pending, :za@h)
 
       # Still held when the window ends: checked again, kept.
-      assert_receive {:confirm_window, :za@h} = check, 1_000
+      assert_receive {:confirm_window, :za@h, _} = check, 1_000
       state = handle(state, check)
       refute_received {:disconnect, _}
       assert Map.has_key?(state.pending, :za@h)
@@ -276,8 +276,24 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       state = up(state, :za@h)
       assert state.pending == %{}
       refute_received {:connect, :za@h}
-      handle(state, {:confirm_window, :za@h})
+      handle(state, {:confirm_window, :za@h, System.monotonic_time(:millisecond)})
       refute_received {:disconnect, _}
+    end
+
+    test "a waiting link is dropped after a second even while the overlay holds the peer" do
+      agent = Net.start()
+      state = strategy_state(agent, holds: [:za@h]) |> up(:za@h) |> down(:za@h)
+      flush_net()
+      Net.set(agent, :nodes, [:za@h])
+      state = handle(state, {:nodeup, :za@h, []})
+      assert Map.has_key?(state.pending, :za@h)
+
+      # Its window ends more than a second after it was first seen.
+      long_ago = System.monotonic_time(:millisecond) - 1_001
+      assert_receive {:confirm_window, :za@h, _}, 1_000
+      state = handle(state, {:confirm_window, :za@h, long_ago})
+      assert_received {:disconnect, :za@h}
+      assert state.pending == %{}
     end
 
     test "a waiting link is dropped once the overlay no longer holds the peer" do
@@ -291,7 +307,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       assert Map.has_key?(state.pending, :za@h)
 
       send(overlay, {:set, :holds, []})
-      assert_receive {:confirm_window, :za@h} = check, 1_000
+      assert_receive {:confirm_window, :za@h, _} = check, 1_000
       state = handle(state, check)
       assert_received {:disconnect, :za@h}
       assert state.pending == %{}

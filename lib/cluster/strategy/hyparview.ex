@@ -68,7 +68,7 @@ defmodule Cluster.Strategy.HyParView do
   only its announcement may still be on the way (the confirmation travels
   next to the connect). An ours link to a node outside the announced
   active view is a *stray*: it is kept while the overlay holds the peer
-  (checked every 150 ms) and the node's strategy links stay within
+  (checked every 150 ms, for at most 1 s) and the node's strategy links stay within
   `active_view_size`, and disconnected at once otherwise (the overlay
   dropped the peer; its DISCONNECT is on the way to the other end). So
   `Node.list/0` follows the active view within a round trip and a
@@ -88,6 +88,9 @@ defmodule Cluster.Strategy.HyParView do
   # announced yet is checked again (the announcement is normally a round
   # trip away; the overlay drops a link it cannot confirm within seconds).
   @confirm_window 150
+  # Longest such a link waits: the announcement is a round trip away, or a
+  # keepalive (1.5 heartbeat intervals) when the round trip's echo was lost.
+  @hold_max 1_000
   @config_keys [
     :local_peer,
     :contacts,
@@ -340,12 +343,12 @@ defmodule Cluster.Strategy.HyParView do
     end
   end
 
-  def handle_info({:confirm_window, node}, state) do
+  def handle_info({:confirm_window, node, since}, state) do
     state = %{state | pending: Map.delete(state.pending, node)}
 
     if not Map.has_key?(state.active, node) and MapSet.member?(state.ours, node) and
          connected?(state, node) do
-      {:noreply, stray(state, node)}
+      {:noreply, stray(state, node, since)}
     else
       {:noreply, state}
     end
@@ -456,10 +459,14 @@ defmodule Cluster.Strategy.HyParView do
 
   defp connects?(_state, _id), do: false
 
-  # An ours link to `node`, which is not in the announced active view: keep
-  # it while the overlay holds the peer (its announcement is on the way) and
-  # there is room for it, drop it otherwise.
-  defp stray(state, node) do
+  # An ours link to `node`, which is not in the announced active view
+  # (since `since`, ms): keep it while the overlay holds the peer (its
+  # announcement is on the way), for at most @hold_max, and while there is
+  # room for it; drop it otherwise. A link dropped too early costs a
+  # reconnect from the end that announces the peer last.
+  defp stray(state, node, since \\ System.monotonic_time(:millisecond)) do
+    held_for = System.monotonic_time(:millisecond) - since
+
     cond do
       Map.has_key?(state.pending, node) ->
         state
@@ -467,8 +474,8 @@ defmodule Cluster.Strategy.HyParView do
       strategy_links(state) + map_size(state.pending) >= state.active_view_size ->
         drop(state, node)
 
-      overlay_holds?(state, node) ->
-        ref = Process.send_after(self(), {:confirm_window, node}, @confirm_window)
+      held_for < @hold_max and overlay_holds?(state, node) ->
+        ref = Process.send_after(self(), {:confirm_window, node, since}, @confirm_window)
         %{state | pending: Map.put(state.pending, node, ref)}
 
       true ->
