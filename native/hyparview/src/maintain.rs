@@ -151,14 +151,17 @@ impl Node {
         }
     }
 
-    /// The contact merge (see `repair.rs`): short for a while with
-    /// neighbours (an isolated node JOINs its contacts instead), one merge
-    /// request to a fresh contact we do not hold. Cheap when there is none:
-    /// this runs after every input.
+    /// The contact merge (see `repair.rs`): short for a while, one merge
+    /// request to a fresh contact we do not hold. An isolated node with
+    /// nothing in flight JOINs its contacts instead; one whose promotions
+    /// are still in flight (which hold its rejoin back) asks with high
+    /// priority. Cheap when there is no fresh contact: this runs after
+    /// every input.
     fn merge_with_fresh_contact(&mut self, now: Millis) {
+        let isolated = self.views.active.is_empty();
         if !self.join.has_fresh()
             || self.phase != Phase::Joined
-            || self.views.active.is_empty()
+            || (isolated && (self.requests.is_empty() || self.join.attempt.is_some()))
             || self.views.active_full()
             || !self.merge.contact_due(now, &self.config)
             || self.requests.any(|r| r.kind == RequestKind::Merge)
@@ -171,7 +174,12 @@ impl Node {
             return;
         };
         self.merge.contact_merge_sent(now);
-        self.request_neighbor(contact, RequestKind::Merge, Priority::Low);
+        let priority = if isolated {
+            Priority::High
+        } else {
+            Priority::Low
+        };
+        self.request_neighbor(contact, RequestKind::Merge, priority);
     }
 
     pub(crate) fn request_neighbor(&mut self, peer: Peer, kind: RequestKind, priority: Priority) {

@@ -34,6 +34,13 @@
 //! the node's own configuration, never from gossip, and each is used once:
 //! other nodes cannot make it send these (see `quota.rs` for what they can
 //! make it dial). Without contact replacement nothing here runs.
+//! An isolated node normally JOINs instead (its rejoin), but the rejoin
+//! waits until no request is in flight, and a node that lost its whole
+//! active view to a massive failure promotes from a passive view and a
+//! reserve of mostly dead peers, five at a time, each failing only after a
+//! dial timeout: that can take 50 s or more (traced in the simulator). Such
+//! a node sends the contact merge too, with high priority, which a live
+//! contact does not refuse.
 //!
 //! Modification from paper — *contact probe*: a node that still has
 //! neighbours but a short active view and an empty passive view (a cold

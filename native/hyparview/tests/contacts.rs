@@ -442,3 +442,53 @@ fn an_isolated_node_joins_its_fresh_contact_instead() {
         .collect();
     assert!(merges_sent(&outs).is_empty(), "{outs:?}");
 }
+
+#[test]
+fn an_isolated_node_still_promoting_merges_with_its_fresh_contact_at_high_priority() {
+    let i = Config::default().shuffle_interval;
+    let mut n = short_node();
+    // Passive peers that will not answer (dead after a massive failure).
+    n.handle(
+        2,
+        msg(
+            &peer("c"),
+            Message::Shuffle {
+                origin: peer("x"),
+                ttl: 0,
+                peers: vec![peer("p1"), peer("p2"), peer("p3")],
+            },
+        ),
+    );
+    n.handle(3, Input::ConnectionLost { peer: peer("c") });
+    n.handle(
+        4,
+        Input::Contacts {
+            contacts: vec![peer("z")],
+        },
+    );
+    let outs = drain(&mut n);
+    assert!(n.active_view().is_empty());
+    assert!(n.pending_requests() > 0, "promotions in flight: {outs:?}");
+    assert!(
+        joins_sent(&outs).is_empty(),
+        "the rejoin waits on them: {outs:?}"
+    );
+    assert!(merges_sent(&poke(&mut n, i - 1)).is_empty());
+    let outs = poke(&mut n, i + 1);
+    let high: Vec<bool> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                message:
+                    Message::Neighbor {
+                        merge: true,
+                        high_priority,
+                        ..
+                    },
+            } if to.id == "z" => Some(*high_priority),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(high, [true], "{outs:?}");
+}
