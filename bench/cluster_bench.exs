@@ -962,8 +962,9 @@ defmodule Bench do
   end
 
   defp nif_build do
-    so =
-      Path.wildcard(Path.join(to_string(:code.lib_dir(:libcluster_hyparview)), "priv/native/*"))
+    lib = to_string(:code.lib_dir(:libcluster_hyparview))
+    # Relative to the project: results must not carry this machine's paths.
+    so = Enum.map(Path.wildcard(Path.join(lib, "priv/native/*")), &Path.relative_to_cwd/1)
 
     %{files: so, mix_env: to_string(Mix.env())}
   rescue

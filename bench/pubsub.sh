@@ -8,7 +8,7 @@
 #
 # Writes bench/results/pubsub.{json,md}. Not part of `mix test`/CI. ~2.5 min per round (32 nodes).
 # Boots BEAM nodes: on a shared machine run it under the heavy lock
-# (flock /tmp/hv-heavy.lock bash bench/pubsub.sh).
+# (e.g. flock <lockfile> bash bench/pubsub.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MIX_ENV="${MIX_ENV:-test}"   # the libcluster and phoenix_pubsub stand-ins come with :test

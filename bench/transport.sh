@@ -8,7 +8,7 @@
 # it is now. Then runs all of them and the work tree alternately ROUNDS
 # times and writes bench/results/transport.md (medians and ratios).
 #
-#   flock /tmp/hv-heavy.lock bash bench/transport.sh        # ROUNDS=5 CONV=4
+#   flock <lockfile> bash bench/transport.sh        # ROUNDS=5 CONV=4
 #   ROUNDS=3 CONV=2 KEEP=1 bash bench/transport.sh          # KEEP: reuse the builds
 #
 # The temporary worktrees and their target dir are removed at the end
