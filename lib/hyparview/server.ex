@@ -1,3 +1,5 @@
+# Past ~600 lines because the start options are validated here, next to the
+# GenServer that uses them (each bad key raises an ArgumentError naming it).
 defmodule HyParView.Server do
   @moduledoc """
   A HyParView node: a GenServer that owns the NIF resource (listener, TCP

@@ -6,6 +6,10 @@
 //! commands (unbounded channel, never blocks) and reads the snapshot the
 //! actor republishes after every processed input. Nothing here blocks or
 //! joins on the caller's thread, so the NIF can call it from a scheduler.
+//!
+//! Past ~600 lines because the public surface (config and its key table,
+//! options, errors, events, counters, snapshot) is kept in one place, with
+//! the tests of the config table.
 
 mod actor;
 mod admission;
