@@ -12,6 +12,7 @@
 # strategy differs between modes.
 
 Code.require_file("json.ex", __DIR__)
+Code.require_file("host.ex", __DIR__)
 
 [{BenchAgent, agent_bin}] = Code.compile_file(Path.join(__DIR__, "agent.ex"))
 
@@ -904,18 +905,6 @@ defmodule Bench do
   # ---------------------------------------------------------------- machine
 
   def machine do
-    cpu =
-      case File.read("/proc/cpuinfo") do
-        {:ok, s} ->
-          case Regex.run(~r/^model name\s*:\s*(.+)$/m, s) do
-            [_, m] -> m
-            _ -> "unknown"
-          end
-
-        _ ->
-          "unknown"
-      end
-
     os =
       case File.read("/etc/os-release") do
         {:ok, s} ->
@@ -937,7 +926,7 @@ defmodule Bench do
     %{
       cores: System.schedulers_online(),
       logical_cpus: :erlang.system_info(:logical_processors_available),
-      cpu_model: cpu,
+      cpu_model: BenchHost.cpu_model(),
       mem_mib: mem_mib,
       os: os,
       kernel: String.trim(elem(System.cmd("uname", ["-sr"]), 0)),
@@ -948,7 +937,7 @@ defmodule Bench do
       cargo: cmd_version("cargo"),
       nif_build: nif_build(),
       git: git_state(),
-      loadavg: load_avg()
+      loadavg: BenchHost.load_avg()
     }
   end
 
@@ -974,10 +963,10 @@ defmodule Bench do
   # The build is of the working tree (shared with other engineers): record the
   # commit and which code paths had uncommitted edits.
   defp git_state do
-    head = cmd_out("git", ["rev-parse", "--short", "HEAD"])
+    head = BenchHost.cmd_out("git", ["rev-parse", "--short", "HEAD"])
 
     dirty =
-      cmd_out("git", [
+      BenchHost.cmd_out("git", [
         "status",
         "--porcelain",
         "lib",
@@ -987,22 +976,6 @@ defmodule Bench do
       ])
 
     %{head: head, uncommitted: if(dirty, do: String.split(dirty, "\n", trim: true), else: [])}
-  end
-
-  defp cmd_out(c, args) do
-    case System.cmd(c, args, stderr_to_stdout: true) do
-      {out, 0} -> String.trim(out)
-      _ -> nil
-    end
-  rescue
-    _ -> nil
-  end
-
-  def load_avg do
-    case File.read("/proc/loadavg") do
-      {:ok, s} -> s |> String.split(" ") |> Enum.take(3) |> Enum.join(" ")
-      _ -> nil
-    end
   end
 
   # ------------------------------------------------------------------ utils
@@ -1117,7 +1090,7 @@ results =
 
 report = %{
   generated_at: DateTime.utc_now() |> DateTime.to_iso8601(),
-  machine: Map.put(machine_before, :loadavg_end, Bench.load_avg()),
+  machine: Map.put(machine_before, :loadavg_end, BenchHost.load_avg()),
   config: %{
     sizes: cfg.sizes,
     modes: cfg.modes,

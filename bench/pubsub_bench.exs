@@ -12,6 +12,7 @@
 # bench traffic. Every peer gets the same VM flags and code paths.
 
 Code.require_file("json.ex", __DIR__)
+Code.require_file("host.ex", __DIR__)
 Code.require_file("pubsub_report.ex", __DIR__)
 
 [{PubSubBenchAgent, agent_bin}] = Code.compile_file(Path.join(__DIR__, "pubsub_agent.ex"))
@@ -590,7 +591,7 @@ defmodule PubSubBench do
 
   def run_mode(mode, round, agent_bin, cfg) do
     log("round #{round} #{mode}: booting #{cfg.nodes} peers")
-    load_start = load_avg()
+    load_start = BenchHost.load_avg()
     t_boot = now()
     peers = boot(cfg.nodes, mode, agent_bin, String.to_existing_atom(cfg.peer_log))
     boot_ms = now() - t_boot
@@ -672,7 +673,7 @@ defmodule PubSubBench do
         throughput: tp,
         latency: lat,
         loadavg_start: load_start,
-        loadavg_end: load_avg()
+        loadavg_end: BenchHost.load_avg()
       }
     after
       stop_all(peers)
@@ -788,43 +789,26 @@ defmodule PubSubBench do
   # ---------------------------------------------------------------- machine
 
   def machine do
-    cpu =
-      with {:ok, s} <- File.read("/proc/cpuinfo"),
-           [_, m] <- Regex.run(~r/^model name\s*:\s*(.+)$/m, s) do
-        m
-      else
-        _ -> "unknown"
-      end
-
     %{
       cores: System.schedulers_online(),
-      cpu_model: cpu,
+      cpu_model: BenchHost.cpu_model(),
       otp: to_string(:erlang.system_info(:otp_release)),
       elixir: System.version(),
-      git: cmd_out("git", ["rev-parse", "--short", "HEAD"]),
+      git: BenchHost.cmd_out("git", ["rev-parse", "--short", "HEAD"]),
       git_uncommitted:
-        case cmd_out("git", ["status", "--porcelain", "lib", "native", "mix.exs", "test"]) do
+        case BenchHost.cmd_out("git", [
+               "status",
+               "--porcelain",
+               "lib",
+               "native",
+               "mix.exs",
+               "test"
+             ]) do
           nil -> []
           s -> String.split(s, "\n", trim: true)
         end,
-      loadavg: load_avg()
+      loadavg: BenchHost.load_avg()
     }
-  end
-
-  defp cmd_out(c, args) do
-    case System.cmd(c, args, stderr_to_stdout: true) do
-      {out, 0} -> String.trim(out)
-      _ -> nil
-    end
-  rescue
-    _ -> nil
-  end
-
-  def load_avg do
-    case File.read("/proc/loadavg") do
-      {:ok, s} -> s |> String.split(" ") |> Enum.take(3) |> Enum.join(" ")
-      _ -> nil
-    end
   end
 
   # ------------------------------------------------------------------ utils
@@ -836,11 +820,7 @@ defmodule PubSubBench do
     IO.puts(:stderr, "[pubsub #{t}] #{msg}")
   end
 
-  def fmt(nil), do: "n/a"
-  def fmt(x) when is_float(x) and abs(x) >= 100, do: :erlang.float_to_binary(x, decimals: 0)
-  def fmt(x) when is_float(x) and abs(x) >= 10, do: :erlang.float_to_binary(x, decimals: 1)
-  def fmt(x) when is_float(x), do: :erlang.float_to_binary(x, decimals: 2)
-  def fmt(x), do: to_string(x)
+  defdelegate fmt(x), to: PubSubReport
 end
 
 cfg = PubSubBench.parse_args(System.argv())
@@ -864,7 +844,7 @@ report = %{
   generated_at: DateTime.utc_now() |> DateTime.to_iso8601(),
   started_at: DateTime.to_iso8601(started_at),
   runtime_s: DateTime.diff(DateTime.utc_now(), started_at),
-  machine: Map.put(machine, :loadavg_end, PubSubBench.load_avg()),
+  machine: Map.put(machine, :loadavg_end, BenchHost.load_avg()),
   config: %{
     nodes: cfg.nodes,
     modes: cfg.modes,

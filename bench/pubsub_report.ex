@@ -265,9 +265,12 @@ defmodule PubSubReport do
     """
   end
 
-  defp f(nil), do: "n/a"
-  defp f(x) when is_float(x) and abs(x) >= 100, do: :erlang.float_to_binary(x, decimals: 0)
-  defp f(x) when is_float(x) and abs(x) >= 10, do: :erlang.float_to_binary(x, decimals: 1)
-  defp f(x) when is_float(x), do: :erlang.float_to_binary(x, decimals: 2)
-  defp f(x), do: to_string(x)
+  @doc "A number for the report: 0, 1 or 2 decimals by magnitude; nil as n/a."
+  def fmt(nil), do: "n/a"
+  def fmt(x) when is_float(x) and abs(x) >= 100, do: :erlang.float_to_binary(x, decimals: 0)
+  def fmt(x) when is_float(x) and abs(x) >= 10, do: :erlang.float_to_binary(x, decimals: 1)
+  def fmt(x) when is_float(x), do: :erlang.float_to_binary(x, decimals: 2)
+  def fmt(x), do: to_string(x)
+
+  defp f(x), do: fmt(x)
 end
