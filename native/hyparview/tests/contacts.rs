@@ -36,24 +36,7 @@ fn ids(n: &Node) -> Vec<String> {
 
 #[test]
 fn contacts_are_replaced_deduplicated_and_self_filtered_without_a_restart() {
-    let mut n = node("a");
-    n.handle(
-        0,
-        Input::Join {
-            contacts: vec![peer("c")],
-        },
-    );
-    n.handle(
-        1,
-        msg(
-            &peer("c"),
-            Message::NeighborReply {
-                accepted: true,
-                epoch: 3,
-            },
-        ),
-    );
-    drain(&mut n);
+    let mut n = short_node();
     assert!(n.is_active("c"));
     n.handle(
         2,
@@ -154,24 +137,7 @@ fn fresh_contacts_cut_a_rejoin_backoff_short() {
 
 #[test]
 fn a_connected_node_only_stores_fresh_contacts() {
-    let mut n = node("a");
-    n.handle(
-        0,
-        Input::Join {
-            contacts: vec![peer("c")],
-        },
-    );
-    n.handle(
-        1,
-        msg(
-            &peer("c"),
-            Message::NeighborReply {
-                accepted: true,
-                epoch: 3,
-            },
-        ),
-    );
-    drain(&mut n);
+    let mut n = short_node();
     n.handle(
         2,
         Input::Contacts {
