@@ -4,21 +4,10 @@
 //! with its tick disabled each of them still has 2 or 3 components after
 //! 4 rounds (checked when these tests were written).
 
-use hyparview_sim::{parse_args, run_keep, Sim};
+mod common;
 
-/// Ordered pairs (a, b) of live nodes with b in a's active view but not
-/// the reverse.
-fn asymmetric_pairs(sim: &Sim) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    for a in sim.live_nodes() {
-        for b in sim.active_indices(a) {
-            if sim.is_alive(b) && !sim.active_indices(b).contains(&a) {
-                out.push((a, b));
-            }
-        }
-    }
-    out
-}
+use common::asymmetric_pairs;
+use hyparview_sim::{parse_args, run_keep};
 
 fn assert_one_component_within_3_rounds(args: &str) {
     let args_v: Vec<&str> = args.split_whitespace().collect();

@@ -1,5 +1,8 @@
 //! Protocol properties at 1,000 nodes, checked through the simulator.
 
+mod common;
+
+use common::asymmetric_pairs;
 use hyparview_sim::{parse_args, run, run_keep, Report, Sim};
 
 fn sim(args: &str) -> Report {
@@ -98,20 +101,6 @@ fn long_partition_still_merges() {
     let d = describe(&r);
     assert!(r.rounds_to_merge.flatten().is_some_and(|i| i <= 5), "{d}");
     assert_eq!(r.isolated, 0, "{d}");
-}
-
-/// Ordered pairs (a, b) of live nodes with b in a's active view but not
-/// the reverse.
-fn asymmetric_pairs(sim: &Sim) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    for a in sim.live_nodes() {
-        for b in sim.active_indices(a) {
-            if sim.is_alive(b) && !sim.active_indices(b).contains(&a) {
-                out.push((a, b));
-            }
-        }
-    }
-    out
 }
 
 #[test]
