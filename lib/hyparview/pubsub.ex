@@ -427,30 +427,19 @@ if Code.ensure_loaded?(Phoenix.PubSub) do
       topology =
         fetch!(opts, :topology, &(is_atom(&1) and &1 != nil), "a libcluster topology name")
 
-      node_name = Keyword.get(opts, :node_name, node())
+      node_name =
+        get!(
+          opts,
+          :node_name,
+          node(),
+          &((is_atom(&1) and &1 != nil) or (is_binary(&1) and &1 != "")),
+          "an atom or a non-empty binary"
+        )
 
-      unless (is_atom(node_name) and node_name != nil) or
-               (is_binary(node_name) and node_name != "") do
-        raise ArgumentError,
-              "invalid HyParView.PubSub option :node_name: #{inspect(node_name)} " <>
-                "(expected an atom or a non-empty binary)"
-      end
+      shared_name = get!(opts, :shared_name, pubsub, &(is_atom(&1) and &1 != nil), "an atom")
 
-      shared_name = Keyword.get(opts, :shared_name, pubsub)
-
-      unless is_atom(shared_name) and shared_name != nil do
-        raise ArgumentError,
-              "invalid HyParView.PubSub option :shared_name: #{inspect(shared_name)} " <>
-                "(expected an atom)"
-      end
-
-      server_module = Keyword.get(opts, :server_module, HyParView)
-
-      unless is_atom(server_module) and server_module != nil do
-        raise ArgumentError,
-              "invalid HyParView.PubSub option :server_module: #{inspect(server_module)} " <>
-                "(expected a module)"
-      end
+      server_module =
+        get!(opts, :server_module, HyParView, &(is_atom(&1) and &1 != nil), "a module")
 
       %{
         pubsub: pubsub,
@@ -466,19 +455,26 @@ if Code.ensure_loaded?(Phoenix.PubSub) do
     defp fetch!(opts, key, valid?, expected) do
       case Keyword.fetch(opts, key) do
         {:ok, value} ->
-          if valid?.(value) do
-            value
-          else
-            raise ArgumentError,
-                  "invalid HyParView.PubSub option #{inspect(key)}: #{inspect(value)} " <>
-                    "(expected #{expected})"
-          end
+          check!(key, value, valid?, expected)
 
         :error ->
           raise ArgumentError,
                 "HyParView.PubSub requires the #{inspect(key)} option " <>
                   "(e.g. {Phoenix.PubSub, name: MyApp.PubSub, adapter: HyParView.PubSub, " <>
                   "topology: :hp_example})"
+      end
+    end
+
+    defp get!(opts, key, default, valid?, expected),
+      do: check!(key, Keyword.get(opts, key, default), valid?, expected)
+
+    defp check!(key, value, valid?, expected) do
+      if valid?.(value) do
+        value
+      else
+        raise ArgumentError,
+              "invalid HyParView.PubSub option #{inspect(key)}: #{inspect(value)} " <>
+                "(expected #{expected})"
       end
     end
   end
