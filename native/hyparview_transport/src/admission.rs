@@ -7,14 +7,47 @@
 //! attacker who holds connections open must keep out-pacing every real
 //! handshake (which finishes in a round trip or two) to lock anyone out,
 //! while refusing the newest lets a few idle sockets starve all newcomers.
-//! Handshakes whose dialer already proved the secret go last: under a burst
-//! of real joins (many nodes behind one address) the ones nearly done are
-//! not the ones dropped.
+//!
+//! Handshakes whose dialer already proved the secret go last, and they do
+//! not count against their source's limit: that limit is there so that one
+//! address can't fill the table with sockets that prove nothing, while a
+//! burst of real joins from one address (a host running many nodes, a
+//! fleet started at once) must not evict itself. Proved handshakes are
+//! bounded by the global limit. A handshake's stage is shared with the task
+//! that runs it (`Stage`), so the table sees a proof or an end at once, not
+//! when the actor gets to the news: under a join storm the actor's queue
+//! is exactly what lags.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+const PROVED: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// How far one pending handshake has got, written by the task that runs it
+/// (0 until it is proved).
+#[derive(Debug, Default)]
+pub struct Stage(AtomicU8);
+
+impl Stage {
+    /// The dialer has shown it holds the secret.
+    pub fn prove(&self) {
+        self.0.fetch_max(PROVED, Ordering::Relaxed);
+    }
+
+    /// The handshake is over, either way: its slot is free.
+    pub fn finish(&self) {
+        self.0.store(FINISHED, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Handshakes in progress on accepted connections; `T` is what the caller
 /// needs to cancel one (an abort handle).
@@ -30,7 +63,13 @@ pub struct Pending<T> {
 struct Slot<T> {
     ip: IpAddr,
     handle: T,
-    proved: bool,
+    stage: Arc<Stage>,
+}
+
+impl<T> Slot<T> {
+    fn proved(&self) -> bool {
+        self.stage.get() >= PROVED
+    }
 }
 
 impl<T> Pending<T> {
@@ -47,20 +86,9 @@ impl<T> Pending<T> {
     /// Frees a slot for a new handshake from `ip`: returns what was evicted
     /// (to cancel) and the token for the new one, to `insert` once started.
     pub fn make_room(&mut self, ip: IpAddr) -> (u64, Vec<T>) {
+        self.forget_finished();
         let mut evicted = Vec::new();
-        while self
-            .per_ip
-            .get(&ip)
-            .is_some_and(|q| q.len() >= self.max_per_ip)
-        {
-            let queue: Vec<u64> = self
-                .per_ip
-                .get(&ip)
-                .map(|q| q.iter().copied().collect())
-                .unwrap_or_default();
-            let Some(victim) = self.victim(queue.into_iter()) else {
-                break;
-            };
+        while let Some(victim) = self.over_source_limit(ip) {
             evicted.extend(self.remove(victim));
         }
         while self.by_token.len() >= self.max {
@@ -74,37 +102,48 @@ impl<T> Pending<T> {
         (token, evicted)
     }
 
+    /// The oldest unproved handshake from `ip` if that source is at its
+    /// limit of unproved ones.
+    fn over_source_limit(&self, ip: IpAddr) -> Option<u64> {
+        let queue = self.per_ip.get(&ip)?;
+        let unproved = queue
+            .iter()
+            .filter(|t| self.by_token.get(t).is_some_and(|s| !s.proved()));
+        let oldest = *unproved.clone().next()?;
+        (unproved.count() >= self.max_per_ip).then_some(oldest)
+    }
+
     /// The oldest of `tokens` (oldest first) that has not proved the
     /// secret, else the oldest.
     fn victim(&self, mut tokens: impl Iterator<Item = u64>) -> Option<u64> {
         let first = tokens.next()?;
-        if !self.by_token.get(&first).is_some_and(|s| s.proved) {
+        if !self.by_token.get(&first).is_some_and(|s| s.proved()) {
             return Some(first);
         }
         Some(
             tokens
-                .find(|t| !self.by_token.get(t).is_some_and(|s| s.proved))
+                .find(|t| !self.by_token.get(t).is_some_and(|s| s.proved()))
                 .unwrap_or(first),
         )
     }
 
-    pub fn insert(&mut self, token: u64, ip: IpAddr, handle: T) {
-        self.by_token.insert(
-            token,
-            Slot {
-                ip,
-                handle,
-                proved: false,
-            },
-        );
-        self.per_ip.entry(ip).or_default().push_back(token);
+    /// Slots of handshakes that ended while their news is still queued for
+    /// the actor (its later `remove` finds nothing).
+    fn forget_finished(&mut self) {
+        let done: Vec<u64> = self
+            .by_token
+            .iter()
+            .filter(|(_, s)| s.stage.get() == FINISHED)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in done {
+            self.remove(token);
+        }
     }
 
-    /// The dialer of this handshake has shown it holds the secret.
-    pub fn proved(&mut self, token: u64) {
-        if let Some(s) = self.by_token.get_mut(&token) {
-            s.proved = true;
-        }
+    pub fn insert(&mut self, token: u64, ip: IpAddr, handle: T, stage: Arc<Stage>) {
+        self.by_token.insert(token, Slot { ip, handle, stage });
+        self.per_ip.entry(ip).or_default().push_back(token);
     }
 
     /// The handshake finished (either way) or was evicted.
@@ -216,17 +255,28 @@ mod tests {
         IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
     }
 
+    /// Inserts a handshake from `ip` after making room; returns its token,
+    /// its stage and what was evicted for it.
+    fn add(
+        p: &mut Pending<&'static str>,
+        from: IpAddr,
+        name: &'static str,
+    ) -> (u64, Arc<Stage>, Vec<&'static str>) {
+        let (t, ev) = p.make_room(from);
+        let stage = Arc::new(Stage::default());
+        p.insert(t, from, name, stage.clone());
+        (t, stage, ev)
+    }
+
     #[test]
     fn global_limit_evicts_the_oldest_not_the_newest() {
         let mut p = Pending::new(3, 10);
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            let (t, ev) = p.make_room(ip(i as u8));
+            let (_, _, ev) = add(&mut p, ip(i as u8), name);
             assert!(ev.is_empty());
-            p.insert(t, ip(i as u8), name);
         }
-        let (t, ev) = p.make_room(ip(9));
+        let (t, _, ev) = add(&mut p, ip(9), "d");
         assert_eq!(ev, vec!["a"]);
-        p.insert(t, ip(9), "d");
         assert_eq!(p.by_token.len(), 3);
         // A finished handshake frees its slot.
         assert_eq!(p.remove(t), Some("d"));
@@ -238,16 +288,14 @@ mod tests {
     fn handshakes_that_proved_the_secret_go_last() {
         let mut p = Pending::new(3, 10);
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            let (t, _) = p.make_room(ip(1));
-            p.insert(t, ip(1), name);
+            let (_, stage, _) = add(&mut p, ip(1), name);
             if i < 2 {
-                p.proved(t);
+                stage.prove();
             }
         }
-        let (t, ev) = p.make_room(ip(2));
+        let (_, stage, ev) = add(&mut p, ip(2), "d");
         assert_eq!(ev, vec!["c"], "the unproved one goes first");
-        p.insert(t, ip(2), "d");
-        p.proved(t);
+        stage.prove();
         let (_, ev) = p.make_room(ip(2));
         assert_eq!(ev, vec!["a"], "then the oldest");
     }
@@ -255,16 +303,45 @@ mod tests {
     #[test]
     fn per_ip_limit_evicts_that_ips_oldest() {
         let mut p = Pending::new(100, 2);
-        let (t, _) = p.make_room(ip(1));
-        p.insert(t, ip(1), "x1");
-        let (t, _) = p.make_room(ip(2));
-        p.insert(t, ip(2), "other");
-        let (t, _) = p.make_room(ip(1));
-        p.insert(t, ip(1), "x2");
-        let (t, ev) = p.make_room(ip(1));
+        add(&mut p, ip(1), "x1");
+        add(&mut p, ip(2), "other");
+        add(&mut p, ip(1), "x2");
+        let (_, _, ev) = add(&mut p, ip(1), "x3");
         assert_eq!(ev, vec!["x1"]);
-        p.insert(t, ip(1), "x3");
         assert_eq!(p.by_token.len(), 3);
+    }
+
+    #[test]
+    fn proved_handshakes_do_not_count_against_their_source() {
+        // A burst of real joins from one address: each proves the secret
+        // soon after it starts, so none is evicted below the global limit.
+        let mut p = Pending::new(10, 2);
+        for name in ["j1", "j2", "j3", "j4", "j5"] {
+            let (_, stage, ev) = add(&mut p, ip(1), name);
+            assert!(ev.is_empty(), "{name} evicted {ev:?}");
+            stage.prove();
+        }
+        // Unproved ones from that address still meet its limit.
+        let (_, _, ev) = add(&mut p, ip(1), "idle1");
+        assert!(ev.is_empty());
+        let (_, _, ev) = add(&mut p, ip(1), "idle2");
+        assert!(ev.is_empty());
+        let (_, _, ev) = add(&mut p, ip(1), "idle3");
+        assert_eq!(ev, vec!["idle1"], "two unproved from one source at most");
+        assert_eq!(p.by_token.len(), 7);
+    }
+
+    #[test]
+    fn a_finished_handshake_frees_its_slot_before_the_actor_hears_of_it() {
+        let mut p = Pending::new(2, 2);
+        let (t, stage, _) = add(&mut p, ip(1), "done");
+        add(&mut p, ip(1), "b");
+        stage.finish();
+        let (_, _, ev) = add(&mut p, ip(1), "c");
+        assert!(ev.is_empty(), "evicted {ev:?}");
+        // The actor's late remove of the finished one finds nothing.
+        assert_eq!(p.remove(t), None);
+        assert_eq!(p.by_token.len(), 2);
     }
 
     #[test]

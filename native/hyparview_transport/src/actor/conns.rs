@@ -21,25 +21,23 @@ impl Actor {
                 let deadline = now + ms(self.cfg.handshake_timeout);
                 let preauth = now + ms(self.cfg.preauth_timeout);
                 let max_frame = self.cfg.max_frame_size as usize;
+                let stage = Arc::new(Stage::default());
+                let progress = stage.clone();
                 let handle = self.tasks.spawn(async move {
                     let mut stream = stream;
                     let _ = stream.set_nodelay(true);
-                    let proved_tx = tx.clone();
                     let result = handshake::accept(
                         &mut stream,
                         &identity,
                         max_frame,
                         preauth,
                         deadline,
-                        move || {
-                            // Best effort: a full channel only loses the
-                            // eviction preference, nothing else.
-                            let _ = proved_tx.try_send(NetEvent::Proved { token });
-                        },
+                        || progress.prove(),
                     )
                     .await
                     .map(|session| (stream, session))
                     .map_err(HandshakeFail::Handshake);
+                    progress.finish();
                     let _ = tx
                         .send(NetEvent::Handshaken {
                             origin: Origin::Accepted { token },
@@ -48,7 +46,7 @@ impl Actor {
                         })
                         .await;
                 });
-                self.pending.insert(token, remote.ip(), handle);
+                self.pending.insert(token, remote.ip(), handle, stage);
             }
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
@@ -107,7 +105,6 @@ impl Actor {
                     }
                 }
             }
-            NetEvent::Proved { token } => self.pending.proved(token),
             NetEvent::Frame { conn, frame } => self.on_frame(conn, frame),
             NetEvent::ReadClosed { conn, error } => {
                 if error.is_protocol_violation() {

@@ -16,7 +16,7 @@ use confirm::Confirmation;
 use keepalive::Liveness;
 use tasks::{accept, bump, dial_once, reader_task, writer_task};
 
-use crate::admission::{Pending, Reports};
+use crate::admission::{Pending, Reports, Stage};
 use crate::channel::{self, Opener, Sealer};
 use crate::handshake::{self, HandshakeError, Identity, Session};
 use crate::wire::{self, Frame, ReadError};
@@ -94,10 +94,6 @@ enum NetEvent {
         origin: Origin,
         remote: SocketAddr,
         result: Result<(TcpStream, Session), HandshakeFail>,
-    },
-    /// The dialer of a pending accepted handshake proved the secret.
-    Proved {
-        token: u64,
     },
     Frame {
         conn: ConnId,
