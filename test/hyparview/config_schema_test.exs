@@ -24,6 +24,25 @@ defmodule HyParView.ConfigSchemaTest do
     end
   end
 
+  test "the README's config tables list every key with its default" do
+    readme = File.read!(Path.expand("../../README.md", __DIR__))
+
+    # Defaults are written as integers, optionally with a unit: 3000 ms, 64 MiB.
+    scale = %{"" => 1, "ms" => 1, "KiB" => 1024, "MiB" => 1024 * 1024}
+    row = ~r/^\| `([a-z_0-9]+)` \| ([0-9_]+) ?(ms|KiB|MiB)? \|/m
+
+    documented =
+      for [_, key, n | unit] <- Regex.scan(row, readme),
+          into: %{},
+          do: {key, String.to_integer(String.replace(n, "_", "")) * scale[List.first(unit, "")]}
+
+    for %{key: key, default: default} <- Config.schema() do
+      assert Map.get(documented, Atom.to_string(key)) == default,
+             "README.md: #{key} should be documented with default #{default}, " <>
+               "found #{inspect(Map.get(documented, Atom.to_string(key)))}"
+    end
+  end
+
   test "every key accepts its bounds and rejects one past them, naming the key" do
     # Related keys relaxed so that the cross-key rules allow every bound.
     relaxed = [
