@@ -117,11 +117,11 @@ use crate::events::TimerKind;
 use crate::membership::Gossip;
 use crate::message::Priority;
 use crate::node::Node;
+use crate::proofs::Proofs;
 use crate::requests::RequestKind;
 use crate::{Identity, Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::VecDeque;
 
 /// Gaps between crossings right after `Join`, in half shuffle intervals:
 /// the split forms in the first seconds of a simultaneous start, so that is
@@ -162,8 +162,8 @@ pub(crate) struct Crossing<I = PeerId> {
     /// Crossings in a row that found nothing to merge.
     idle: u32,
     /// Peers proven in our component, with when: they reached us, or we
-    /// them, through active links (see [`Crossing::met`]). Oldest first.
-    met: VecDeque<(I, Millis)>,
+    /// them, through active links (see [`Crossing::met`]).
+    met: Proofs<I>,
 }
 
 impl<I: Identity> Crossing<I> {
@@ -174,7 +174,7 @@ impl<I: Identity> Crossing<I> {
             awaiting: None,
             sent: None,
             idle: 0,
-            met: VecDeque::new(),
+            met: Proofs::default(),
         }
     }
 
@@ -191,13 +191,7 @@ impl<I: Identity> Crossing<I> {
     /// `peer` is in our component now: its SHUFFLE walk reached us through
     /// an active link, or our walk ended at it.
     pub(crate) fn met(&mut self, peer: &I, now: Millis) {
-        if let Some(i) = self.met.iter().position(|(p, _)| p == peer) {
-            self.met.remove(i);
-        }
-        if self.met.len() == MET_CAP {
-            self.met.pop_front();
-        }
-        self.met.push_back((peer.clone(), now));
+        self.met.met(peer, now, MET_CAP);
     }
 
     /// An active link failed: the component may have split, so no proof
@@ -211,9 +205,7 @@ impl<I: Identity> Crossing<I> {
     /// links.
     pub(crate) fn proven(&self, peer: &I, now: Millis, shuffle_interval: Millis) -> bool {
         let horizon = shuffle_interval.saturating_mul(MET_ROUNDS);
-        self.met
-            .iter()
-            .any(|(p, at)| p == peer && now.saturating_sub(*at) <= horizon)
+        self.met.proven(peer, now, horizon)
     }
 
     /// This crossing found nothing to merge (no target, or one proven in

@@ -31,6 +31,7 @@ mod membership;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod proofs;
 mod quota;
 mod repair;
 mod requests;

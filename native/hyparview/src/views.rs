@@ -43,10 +43,10 @@ const RESERVE_FACTOR: usize = 3;
 /// A member's tag: 16 bits of its id hash. A set of 30 keeps its tags in
 /// one cache line; a tag match is confirmed on the id (a pointer compare for
 /// copies of one id), and two different ids share a tag once in 65,536.
-type Tag = u16;
+pub(crate) type Tag = u16;
 
 #[inline]
-fn tag_of(hash: u64) -> Tag {
+pub(crate) fn tag_of(hash: u64) -> Tag {
     (hash >> 48) as Tag
 }
 
@@ -56,7 +56,7 @@ fn tag_of(hash: u64) -> Tag {
 /// them (exact for the lowest flagged lane, the one returned). A scan of
 /// 30 tags is eight steps.
 #[inline]
-fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
+pub(crate) fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
     const LANES: u64 = 0x0001_0001_0001_0001;
     const HIGH: u64 = 0x8000_8000_8000_8000;
     let tags = &tags[from..];

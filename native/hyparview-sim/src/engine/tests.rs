@@ -31,7 +31,7 @@ impl Protocol for Script {
     fn passive_view(&self) -> Vec<&Peer> {
         Vec::new()
     }
-    fn is_active(&self, id: &hyparview::PeerId) -> bool {
+    fn is_active(&self, id: &crate::SimId) -> bool {
         self.active.iter().any(|p| p.id == *id)
     }
 }
