@@ -194,6 +194,11 @@ impl<I: Identity> Crossing<I> {
         self.met.met(peer, now, MET_CAP);
     }
 
+    /// See [`Node::hot_addresses`].
+    pub(crate) fn hot_addresses(&self) -> [*const u8; 2] {
+        self.met.hot_addresses()
+    }
+
     /// An active link failed: the component may have split, so no proof
     /// holds any more.
     pub(crate) fn forget_met(&mut self) {

@@ -195,11 +195,14 @@ impl<I: Identity> Node<I> {
         self.views.active.iter().map(|s| &s.peer)
     }
 
-    /// Where the node's peer sets live (their tags and first slots): a
+    /// Where the node's peer sets live (their tags and first slots, and
+    /// the crossing proofs' tags and recency that every SHUFFLE reads): a
     /// driver of many nodes may prefetch them before an input. A hint
     /// only; never dereferenced here.
-    pub fn hot_addresses(&self) -> [*const u8; 4] {
-        self.views.hot_addresses()
+    pub fn hot_addresses(&self) -> [*const u8; 6] {
+        let [a, b, c, d] = self.views.hot_addresses();
+        let [e, f] = self.crossing.hot_addresses();
+        [a, b, c, d, e, f]
     }
 
     /// Peers in the passive view.

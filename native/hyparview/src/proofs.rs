@@ -4,31 +4,25 @@
 //! the lookup that every SHUFFLE walk through us makes (one to five per
 //! walk) reads two cache lines of tags instead of every entry.
 //!
-//! A bounded set: a peer proven again is renewed in place; a new peer past
-//! the bound takes the place of the one proven least recently (the same
-//! set an oldest-first queue that moves renewed entries to its back keeps).
+//! A bounded queue, oldest first: a peer proven again moves to the back,
+//! and past the bound the front is forgotten. Most proofs are of peers not
+//! in it, so the common case is a tag scan, one pop and one push.
 
 use crate::views::{find_tag, tag_of, Tag};
 use crate::{Identity, Millis};
+use std::collections::VecDeque;
 
+/// Oldest first; `tags[i]` is the tag of `entries[i]`.
 pub(crate) struct Proofs<I> {
-    tags: Vec<Tag>,
-    ids: Vec<I>,
-    /// When each was proven last.
-    at: Vec<Millis>,
-    /// Recency: larger is more recent; the bound evicts the smallest.
-    stamps: Vec<u32>,
-    next: u32,
+    tags: VecDeque<Tag>,
+    entries: VecDeque<(I, Millis)>,
 }
 
 impl<I> Default for Proofs<I> {
     fn default() -> Self {
         Proofs {
-            tags: Vec::new(),
-            ids: Vec::new(),
-            at: Vec::new(),
-            stamps: Vec::new(),
-            next: 0,
+            tags: VecDeque::new(),
+            entries: VecDeque::new(),
         }
     }
 }
@@ -36,80 +30,65 @@ impl<I> Default for Proofs<I> {
 impl<I: Identity> Proofs<I> {
     fn position(&self, id: &I) -> Option<usize> {
         let t = tag_of(id.hash64());
-        let mut from = 0;
-        while let Some(i) = find_tag(&self.tags, t, from) {
-            if self.ids[i] == *id {
-                return Some(i);
+        let (front, back) = self.tags.as_slices();
+        let scan = |tags: &[Tag], base: usize| {
+            let mut from = 0;
+            while let Some(i) = find_tag(tags, t, from) {
+                if self.entries[base + i].0 == *id {
+                    return Some(base + i);
+                }
+                from = i + 1;
             }
-            from = i + 1;
-        }
-        None
+            None
+        };
+        scan(front, 0).or_else(|| scan(back, front.len()))
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+        self.entries.len()
     }
 
-    /// `id` was proven at `now`; at most `cap` proofs are kept.
+    /// `id` was proven at `now`: it moves to the back (renewed), and at
+    /// most `cap` proofs are kept (the oldest forgotten first).
     pub(crate) fn met(&mut self, id: &I, now: Millis, cap: usize) {
-        let stamp = self.stamp();
         if let Some(i) = self.position(id) {
-            self.at[i] = now;
-            self.stamps[i] = stamp;
+            self.tags.remove(i);
+            self.entries.remove(i);
+        }
+        if cap == 0 {
             return;
         }
-        if self.ids.len() >= cap {
-            let Some(oldest) = (0..self.stamps.len()).min_by_key(|&i| self.stamps[i]) else {
-                return;
-            };
-            self.tags[oldest] = tag_of(id.hash64());
-            self.ids[oldest] = id.clone();
-            self.at[oldest] = now;
-            self.stamps[oldest] = stamp;
-            return;
+        if self.entries.len() >= cap {
+            self.tags.pop_front();
+            self.entries.pop_front();
         }
-        if self.ids.capacity() == 0 && cap <= 64 {
+        if self.entries.capacity() == 0 && cap <= 64 {
             // Exactly the bound: growing by doubling would hold up to twice it.
             self.tags.reserve_exact(cap);
-            self.ids.reserve_exact(cap);
-            self.at.reserve_exact(cap);
-            self.stamps.reserve_exact(cap);
+            self.entries.reserve_exact(cap);
         }
-        self.tags.push(tag_of(id.hash64()));
-        self.ids.push(id.clone());
-        self.at.push(now);
-        self.stamps.push(stamp);
+        self.tags.push_back(tag_of(id.hash64()));
+        self.entries.push_back((id.clone(), now));
     }
 
-    /// The next recency stamp; before the counter would wrap, the stamps
-    /// are renumbered 0.. in their order (never in practice: 2^32 proofs).
-    fn stamp(&mut self) -> u32 {
-        if self.next == u32::MAX {
-            let mut order: Vec<usize> = (0..self.stamps.len()).collect();
-            order.sort_by_key(|&i| self.stamps[i]);
-            for (rank, i) in order.into_iter().enumerate() {
-                self.stamps[i] = rank as u32;
-            }
-            self.next = self.stamps.len() as u32;
-        }
-        let s = self.next;
-        self.next += 1;
-        s
+    /// See [`crate::Node::hot_addresses`].
+    pub(crate) fn hot_addresses(&self) -> [*const u8; 2] {
+        [
+            self.tags.as_slices().0.as_ptr().cast(),
+            self.entries.as_slices().0.as_ptr().cast(),
+        ]
     }
 
     /// True when `id` was proven within `horizon` of `now`.
     pub(crate) fn proven(&self, id: &I, now: Millis, horizon: Millis) -> bool {
         self.position(id)
-            .is_some_and(|i| now.saturating_sub(self.at[i]) <= horizon)
+            .is_some_and(|i| now.saturating_sub(self.entries[i].1) <= horizon)
     }
 
     pub(crate) fn clear(&mut self) {
         self.tags.clear();
-        self.ids.clear();
-        self.at.clear();
-        self.stamps.clear();
-        self.next = 0;
+        self.entries.clear();
     }
 }
 
@@ -140,14 +119,10 @@ mod tests {
             let k = rng.gen_range(0..ids.len());
             set.met(&ids[k], now, 16);
             queue_met(&mut q, k as u32, now, 16);
-            if now == 2_500 {
-                // Renumbering keeps the order.
-                set.next = u32::MAX;
-            }
             assert_eq!(set.len(), q.len());
             for (j, id) in ids.iter().enumerate() {
                 let want = q.iter().find(|&&(p, _)| p == j as u32).map(|&(_, at)| at);
-                let got = set.position(id).map(|i| set.at[i]);
+                let got = set.position(id).map(|i| set.entries[i].1);
                 assert_eq!(got, want, "{id:?} at {now}");
             }
         }
