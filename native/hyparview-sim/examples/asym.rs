@@ -129,7 +129,7 @@ fn main() {
             nb.node
                 .active_view()
                 .iter()
-                .map(|p| p.id.as_str())
+                .map(|p| p.id.to_string())
                 .collect::<Vec<_>>(),
             nb.node.passive_view().iter().any(|p| p.id == na.peer.id),
             sim.connection_count(a),

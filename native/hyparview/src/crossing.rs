@@ -142,14 +142,14 @@ const MET_CAP: usize = 64;
 
 /// Where a crossing goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Target<I = PeerId> {
+pub(crate) enum Target<I: Identity = PeerId> {
     /// Ask this contact for peers of its component first (direct SHUFFLE).
     Contact(Peer<I>),
     /// Send the merge NEIGHBOR to this known peer directly.
     Known(Peer<I>),
 }
 
-pub(crate) struct Crossing<I = PeerId> {
+pub(crate) struct Crossing<I: Identity = PeerId> {
     /// Own stream: crossing choices leave every other random choice of the
     /// node unchanged.
     rng: SmallRng,

@@ -1,11 +1,11 @@
 //! The node's interface: what happens to it ([`Input`]), what it asks its
 //! driver to do ([`Output`]), the timers it hands out, and its counters.
 
-use crate::{Message, Millis, Peer, PeerId};
+use crate::{Identity, Message, Millis, Peer, PeerId};
 
 /// Something that happened to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Input<I = PeerId> {
+pub enum Input<I: Identity = PeerId> {
     /// Enter the overlay through these contacts (tried in random order; with
     /// backoff when none answers). An empty list makes this node a seed that
     /// waits to be joined.
@@ -33,7 +33,7 @@ pub enum Input<I = PeerId> {
 
 /// Something the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output<I = PeerId> {
+pub enum Output<I: Identity = PeerId> {
     /// Deliver `message` to `to`, dialing if there is no connection yet.
     Send { to: Peer<I>, message: Message<I> },
     /// Close the connection to `peer` once the messages queued before this

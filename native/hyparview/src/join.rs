@@ -25,12 +25,12 @@ const FRESH_KEPT: usize = 4;
 
 /// The JOIN we are waiting on.
 #[derive(Clone, Debug)]
-pub(crate) struct Attempt<I = PeerId> {
+pub(crate) struct Attempt<I: Identity = PeerId> {
     pub(crate) contact: Peer<I>,
     pub(crate) nonce: u64,
 }
 
-pub(crate) struct Join<I = PeerId> {
+pub(crate) struct Join<I: Identity = PeerId> {
     contacts: Vec<Peer<I>>,
     /// Contacts that a replacement of the list brought and that no contact
     /// merge has used yet, oldest first (a subset of `contacts`).
@@ -49,7 +49,7 @@ pub(crate) struct Join<I = PeerId> {
     rejoin_attempts: u32,
 }
 
-impl<I> Default for Join<I> {
+impl<I: Identity> Default for Join<I> {
     fn default() -> Self {
         Join {
             contacts: Default::default(),

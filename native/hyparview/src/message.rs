@@ -12,7 +12,11 @@ use crate::{Identity, Peer, PeerId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message<I = PeerId> {
+#[serde(bound(
+    serialize = "I: Serialize, I::Addr: Serialize",
+    deserialize = "I: Deserialize<'de>, I::Addr: Deserialize<'de>"
+))]
+pub enum Message<I: Identity = PeerId> {
     /// A new node asks a contact to let it in.
     Join,
     /// Random walk announcing `joiner` (TTL starts at ARWL).

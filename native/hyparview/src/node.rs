@@ -79,7 +79,7 @@ pub(crate) enum Offer {
     Unsolicited,
 }
 
-pub struct Node<I = PeerId> {
+pub struct Node<I: Identity = PeerId> {
     pub(crate) local: Peer<I>,
     pub(crate) config: Config,
     pub(crate) outputs: VecDeque<Output<I>>,

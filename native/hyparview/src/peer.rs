@@ -1,7 +1,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -169,6 +169,10 @@ impl<'de> Deserialize<'de> for PeerId {
 /// the same state machines. `Ord` is only for drivers and tests: no choice
 /// of the core depends on the order of ids.
 pub trait Identity: Clone + Eq + Hash + Ord + fmt::Debug + 'static {
+    /// Where the node is reached, carried with the id in every [`Peer`]
+    /// and never read by the core: a `SocketAddr` for [`PeerId`]; the
+    /// simulator, whose handle says everything, uses `()`.
+    type Addr: Address;
     /// 64-bit hash, equal for equal ids (for [`PeerId`]: FNV-1a of the name).
     fn hash64(&self) -> u64;
     /// The id has the shape of a BEAM node name ([`valid_id`]).
@@ -179,6 +183,7 @@ pub trait Identity: Clone + Eq + Hash + Ord + fmt::Debug + 'static {
 }
 
 impl Identity for PeerId {
+    type Addr = SocketAddr;
     #[inline]
     fn hash64(&self) -> u64 {
         self.0.hash
@@ -189,6 +194,50 @@ impl Identity for PeerId {
     fn is_printable(&self) -> bool {
         self.0.printable
     }
+}
+
+/// A peer's address as the core stores it: opaque, and packed where a
+/// node keeps many (the reserve of `views.rs`).
+pub trait Address: Clone + Eq + Hash + Ord + fmt::Debug + 'static {
+    /// The stored form.
+    type Packed: Clone + fmt::Debug;
+    fn pack(self) -> Self::Packed;
+    fn unpack(packed: Self::Packed) -> Self;
+}
+
+/// A [`SocketAddr`] in 8 bytes when it is IPv4 (almost every address),
+/// boxed otherwise: 16 bytes instead of 32.
+#[derive(Clone, Debug)]
+pub enum PackedAddr {
+    V4 { ip: u32, port: u16 },
+    Other(Box<SocketAddr>),
+}
+
+impl Address for SocketAddr {
+    type Packed = PackedAddr;
+    fn pack(self) -> PackedAddr {
+        match self {
+            SocketAddr::V4(a) => PackedAddr::V4 {
+                ip: u32::from(*a.ip()),
+                port: a.port(),
+            },
+            other => PackedAddr::Other(Box::new(other)),
+        }
+    }
+    fn unpack(packed: PackedAddr) -> SocketAddr {
+        match packed {
+            PackedAddr::V4 { ip, port } => {
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
+            }
+            PackedAddr::Other(a) => *a,
+        }
+    }
+}
+
+impl Address for () {
+    type Packed = ();
+    fn pack(self) {}
+    fn unpack(_: ()) {}
 }
 
 /// Anything that names a node of id type `I`: an `I` itself, or for
@@ -307,9 +356,13 @@ fn printable(id: &str) -> bool {
 /// handshake; a peer learned from gossip carries [`Peer::UNKNOWN_INCARNATION`]
 /// until it talks to us itself.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Peer<I = PeerId> {
+#[serde(bound(
+    serialize = "I: Serialize, I::Addr: Serialize",
+    deserialize = "I: Deserialize<'de>, I::Addr: Deserialize<'de>"
+))]
+pub struct Peer<I: Identity = PeerId> {
     pub id: I,
-    pub addr: SocketAddr,
+    pub addr: I::Addr,
     pub incarnation: u64,
 }
 

@@ -86,11 +86,11 @@ impl Bucket {
 }
 
 /// A [`Bucket`] per sender, for a bounded number of senders.
-pub(crate) struct SenderBudgets<I = PeerId> {
+pub(crate) struct SenderBudgets<I: Identity = PeerId> {
     slots: Vec<(I, Bucket)>,
 }
 
-impl<I> Default for SenderBudgets<I> {
+impl<I: Identity> Default for SenderBudgets<I> {
     fn default() -> Self {
         SenderBudgets { slots: Vec::new() }
     }

@@ -174,7 +174,7 @@ impl Merge {
     }
 }
 
-pub(crate) struct Probe<I = PeerId> {
+pub(crate) struct Probe<I: Identity = PeerId> {
     rng: SmallRng,
     /// Names the live probe timer (None: none scheduled). One scheduled
     /// before the need went away, even if it came back since, is ignored.

@@ -30,11 +30,11 @@ pub(crate) struct Request {
     pub(crate) priority: Priority,
 }
 
-pub(crate) struct Requests<I = PeerId> {
+pub(crate) struct Requests<I: Identity = PeerId> {
     set: Option<PeerSet<I, Request>>,
 }
 
-impl<I> Default for Requests<I> {
+impl<I: Identity> Default for Requests<I> {
     fn default() -> Self {
         Requests { set: None }
     }

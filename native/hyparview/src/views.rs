@@ -28,12 +28,11 @@
 //! promotion candidate is left; a peer that failed goes to the *suspects*
 //! (see `repair.rs`) rather than being dropped.
 
-use crate::peer::IdLike;
+use crate::peer::{Address, IdLike};
 use crate::{Config, Identity, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::Rng;
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Remembered removed links (see [`Views::was_dropped`]).
 const DROPPED_MEMORY: usize = 32;
@@ -84,49 +83,30 @@ pub(crate) fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
     first_zero(word(&padded)).map(|lane| base + lane)
 }
 
-/// A reserve entry: a [`Peer`] in 32 bytes instead of 48. The reserve is
+/// A reserve entry: a [`Peer`] with its address packed (32 bytes instead
+/// of 48 for a `PeerId` and a v4 address, see [`Address`]). The reserve is
 /// the largest memory of a node (3 x `passive_view_size` entries, ~70 % of
-/// its views' bytes) and almost every address is IPv4, so a v4 address is
-/// kept inline and any other one boxed.
+/// its views' bytes).
 #[derive(Clone, Debug)]
-struct Remembered<I = PeerId> {
+struct Remembered<I: Identity = PeerId> {
     id: I,
     incarnation: u64,
-    addr: PackedAddr,
-}
-
-#[derive(Clone, Debug)]
-enum PackedAddr {
-    V4 { ip: u32, port: u16 },
-    Other(Box<SocketAddr>),
+    addr: <I::Addr as Address>::Packed,
 }
 
 impl<I: Identity> Remembered<I> {
     fn pack(peer: Peer<I>) -> Remembered<I> {
-        let addr = match peer.addr {
-            SocketAddr::V4(a) => PackedAddr::V4 {
-                ip: u32::from(*a.ip()),
-                port: a.port(),
-            },
-            other => PackedAddr::Other(Box::new(other)),
-        };
         Remembered {
             id: peer.id,
             incarnation: peer.incarnation,
-            addr,
+            addr: peer.addr.pack(),
         }
     }
 
     fn unpack(self) -> Peer<I> {
-        let addr = match self.addr {
-            PackedAddr::V4 { ip, port } => {
-                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
-            }
-            PackedAddr::Other(a) => *a,
-        };
         Peer {
             id: self.id,
-            addr,
+            addr: Address::unpack(self.addr),
             incarnation: self.incarnation,
         }
     }
@@ -134,7 +114,7 @@ impl<I: Identity> Remembered<I> {
 
 /// One member of a [`PeerSet`] with its per-set data.
 #[derive(Clone, Debug)]
-pub(crate) struct Slot<I, M> {
+pub(crate) struct Slot<I: Identity, M> {
     pub(crate) peer: Peer<I>,
     pub(crate) meta: M,
 }
@@ -143,7 +123,7 @@ pub(crate) struct Slot<I, M> {
 /// kept apart from the slots: a lookup reads one contiguous array of
 /// integers (one cache line for 30 peers) rather than one line per peer.
 #[derive(Clone, Debug)]
-pub(crate) struct PeerSet<I, M> {
+pub(crate) struct PeerSet<I: Identity, M> {
     tags: Vec<Tag>,
     slots: Vec<Slot<I, M>>,
 }
@@ -290,7 +270,7 @@ struct DroppedLink {
     epoch: u64,
 }
 
-pub(crate) struct Views<I = PeerId> {
+pub(crate) struct Views<I: Identity = PeerId> {
     local: I,
     active_cap: usize,
     passive_cap: usize,

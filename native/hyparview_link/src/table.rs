@@ -12,14 +12,14 @@ use hyparview::{Identity, Message, Millis, PeerId};
 /// holds a current connection, a dial, a replacement deadline or an orphan
 /// mark; a connection handle is current for at most one peer.
 #[derive(Debug)]
-pub struct Links<K, C, I = PeerId> {
+pub struct Links<K, C, I: Identity = PeerId> {
     local: K,
     cfg: LinkConfig,
     peers: Vec<Entry<K, C, I>>,
 }
 
 #[derive(Debug)]
-struct Entry<K, C, I> {
+struct Entry<K, C, I: Identity> {
     peer: K,
     current: Option<Conn<C>>,
     /// Boxed: dials are rare, and the table is scanned on every message.
@@ -42,7 +42,7 @@ struct Conn<C> {
 }
 
 #[derive(Debug)]
-struct Dial<I> {
+struct Dial<I: Identity> {
     queue: Vec<Message<I>>,
     after: AfterFlush,
     state: DialState,
@@ -57,7 +57,7 @@ enum DialState {
     Parked,
 }
 
-impl<K, C, I> Entry<K, C, I> {
+impl<K, C, I: Identity> Entry<K, C, I> {
     fn is_empty(&self) -> bool {
         self.current.is_none() && self.dial.is_none() && self.awaiting.is_none() && !self.orphan
     }
@@ -65,7 +65,7 @@ impl<K, C, I> Entry<K, C, I> {
 
 impl<C: Copy> Conn<C> {
     /// Records a message written on it now.
-    fn used<I>(&mut self, now: Millis, m: &Message<I>, hold: Millis) {
+    fn used<I: Identity>(&mut self, now: Millis, m: &Message<I>, hold: Millis) {
         // `last_used` may lie ahead of `now` when the driver registered the
         // connection at its (future) handshake time: the simulator does.
         self.last_used = self.last_used.max(now);

@@ -27,14 +27,13 @@ mod tests;
 
 pub use counters::Counters;
 
-use crate::id::{Input, Message, Node, Output, Peer, SimId, MAX_NODES};
+use crate::id::{Input, Message, Node, Output, Peer, SimId};
 use hyparview::{Config, Millis, Timer};
 use hyparview_link::{LinkConfig, Links};
 use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
 
 /// Network and timing parameters of the simulated transport (defaults are
 /// the transport's).
@@ -262,14 +261,11 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Identity of simulated node `i`: its handle, and an address that encodes
-/// `i` (10.x.y.z, within the 10.0.0.0/8 addresses).
+/// Identity of simulated node `i` (its handle; no address: see `id.rs`).
 pub fn peer_of(i: u32) -> Peer {
-    assert!(i < MAX_NODES, "at most {MAX_NODES} simulated nodes");
-    let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
     Peer {
         id: SimId::of(i),
-        addr: SocketAddr::new(ip.into(), 4500),
+        addr: (),
         incarnation: 1,
     }
 }
@@ -365,11 +361,10 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Index of the node with `peer`'s id (the handle holds it), if that
-    /// node was created and `peer` carries its address.
+    /// node was created.
     pub fn lookup(&self, peer: &Peer) -> Option<u32> {
         let i = peer.id.index();
-        let known = self.peers.get(i as usize)?;
-        (known.id == peer.id && known.addr == peer.addr).then_some(i)
+        (self.peers.get(i as usize)?.id == peer.id).then_some(i)
     }
 
     pub fn is_alive(&self, i: u32) -> bool {
