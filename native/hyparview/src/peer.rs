@@ -163,7 +163,7 @@ impl<'de> Deserialize<'de> for PeerId {
 
 /// What the core needs of a node id: equality, a stable 64-bit hash (the
 /// views' tags, the record of dropped links) and its shape (the gossip
-/// rule, see [`IdRule`]). The core is generic over it, the way `foca` is
+/// rule, see `IdRule`). The core is generic over it, the way `foca` is
 /// over its `Identity`: production runs it with [`PeerId`] (the name, as
 /// the wire carries it), the simulator with a `Copy` handle, so both drive
 /// the same state machines. `Ord` is only for drivers and tests: no choice
@@ -177,7 +177,7 @@ pub trait Identity: Clone + Eq + Hash + Ord + fmt::Debug + 'static {
     fn hash64(&self) -> u64;
     /// The id has the shape of a BEAM node name ([`valid_id`]).
     fn is_node_name(&self) -> bool;
-    /// The id is printable and not oversized (the [`IdRule::Printable`]
+    /// The id is printable and not oversized (the `IdRule::Printable`
     /// shape).
     fn is_printable(&self) -> bool;
 }

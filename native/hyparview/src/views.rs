@@ -5,11 +5,13 @@
 //! Every set is a [`PeerSet`]: a small vector of slots, with 16 bits of
 //! each peer's id hash kept apart as its tag, so a lookup is a vector scan
 //! of one cache line that touches a slot only on a tag match (and then
-//! compares pointers first, see [`PeerId`]). With the default sizes (5,
-//! 30, 30) that beats a hash map and costs no per-node table.
+//! compares ids: a pointer compare first for [`PeerId`], an integer compare
+//! for the simulator's handle). With the default sizes (5, 30, 30) that
+//! beats a hash map and costs no per-node table.
 //!
-//! The reserve keeps its peers packed (a v4 address inline, 32 bytes an
-//! entry instead of a `Peer`'s 48): it is most of a node's memory.
+//! The reserve keeps its peers' addresses packed ([`Address`]: for a
+//! `PeerId` and a v4 address 32 bytes an entry instead of a `Peer`'s 48):
+//! it is most of a node's memory.
 //!
 //! (About 740 lines: the set, its tag scan, the views and their unit tests
 //! belong together; the tests are 200 of them.)
