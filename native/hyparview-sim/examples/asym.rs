@@ -103,7 +103,7 @@ fn main() {
     });
     p.trace_pair = trace;
     let (report, mut sim) = run_keep(&p);
-    println!("asymmetric at end: {}", report.asymmetric_links);
+    println!("asymmetric at end: {}", report.structure.asymmetric_links);
     print_small(&sim);
     let first = asym_pairs(&sim);
     for step in 1..=12 {
