@@ -103,7 +103,7 @@ fn main() {
     });
     p.trace_pair = trace;
     let (report, mut sim) = run_keep(&p);
-    println!("asymmetric at end: {}", report.asymmetric_links);
+    println!("asymmetric at end: {}", report.structure.asymmetric_links);
     print_small(&sim);
     let first = asym_pairs(&sim);
     for step in 1..=12 {
@@ -129,7 +129,7 @@ fn main() {
             nb.node
                 .active_view()
                 .iter()
-                .map(|p| p.id.as_str())
+                .map(|p| p.id.to_string())
                 .collect::<Vec<_>>(),
             nb.node.passive_view().iter().any(|p| p.id == na.peer.id),
             sim.connection_count(a),

@@ -24,7 +24,8 @@
 //! driven exactly as before.
 
 use crate::engine::{mix64, Sim};
-use hyparview::{Input, Millis, Peer};
+use crate::id::{Input, Peer};
+use hyparview::Millis;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

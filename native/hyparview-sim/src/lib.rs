@@ -1,6 +1,7 @@
 //! Deterministic discrete-event simulator for the `hyparview` state machine.
 //!
-//! [`engine::Sim`] runs many [`hyparview::Node`]s on one virtual clock, each
+//! [`engine::Sim`] runs many [`hyparview::Node`]s (over [`id::SimId`]
+//! handles, see there) on one virtual clock, each
 //! with the production connection policy (`hyparview_link`) over a model of
 //! the TCP network; [`scenarios`] holds the experiments (one module each)
 //! over one measuring loop; [`measure`] and [`metrics`] hold what is
@@ -10,12 +11,14 @@
 
 pub mod discovery;
 pub mod engine;
+pub mod id;
 pub mod measure;
 pub mod metrics;
 pub mod report;
 pub mod scenarios;
 
 pub use engine::{NetConfig, Sim};
+pub use id::SimId;
 pub use measure::{snapshot, Snapshot};
 pub use report::Report;
 pub use scenarios::broadcast::{

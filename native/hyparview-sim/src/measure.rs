@@ -8,19 +8,30 @@ use rand::Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// Structural snapshot of the live overlay.
-pub struct Snapshot {
-    pub live: usize,
+/// The live overlay's structure at one instant, as a report carries it
+/// (its fields are the report's, flattened into its JSON).
+#[derive(Clone, Debug, Serialize)]
+pub struct Structure {
+    pub live_nodes: usize,
     pub components: usize,
     pub isolated: usize,
     pub asymmetric_links: usize,
+    /// Active-view entries of live nodes naming dead nodes.
     pub dead_links: usize,
     pub active_view: MinMeanMax,
     pub passive_view: MinMeanMax,
-    /// View size -> number of live nodes with it.
+    /// Active view size -> number of live nodes with it.
     pub active_view_hist: BTreeMap<usize, usize>,
     pub passive_view_hist: BTreeMap<usize, usize>,
+    /// Open connections (transport model) per live node.
     pub connections: MinMeanMax,
+}
+
+/// Structural snapshot of the live overlay.
+pub struct Snapshot {
+    pub structure: Structure,
+    /// Live nodes whose PeerUp − PeerDown count differs from their active
+    /// view size.
     pub peer_event_mismatch: usize,
     /// Compact undirected graph of live nodes (for path metrics).
     pub und: Vec<Vec<u32>>,
@@ -68,8 +79,8 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
         adj.push(out);
     }
     let und = metrics::undirected(&adj);
-    Snapshot {
-        live: live.len(),
+    let structure = Structure {
+        live_nodes: live.len(),
         components: metrics::components(&und),
         isolated,
         asymmetric_links: metrics::asymmetric_links(&adj),
@@ -79,6 +90,9 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
         active_view: metrics::min_mean_max(active_sizes),
         passive_view: metrics::min_mean_max(passive_sizes),
         connections: metrics::min_mean_max(live.iter().map(|&i| sim.connection_count(i))),
+    };
+    Snapshot {
+        structure,
         peer_event_mismatch: mismatch,
         und,
     }

@@ -1,6 +1,6 @@
 //! The report a scenario produces (JSON fields and text form).
 
-use crate::measure::IsolatedDetail;
+use crate::measure::{IsolatedDetail, Structure};
 use crate::metrics::MinMeanMax;
 use hyparview::Millis;
 use serde::Serialize;
@@ -14,19 +14,9 @@ pub struct Report {
     pub seed: u64,
     pub rounds: usize,
     pub round_ms: Millis,
-    pub live_nodes: usize,
-    pub components: usize,
-    pub isolated: usize,
-    pub asymmetric_links: usize,
-    /// Active-view entries of live nodes naming dead nodes.
-    pub dead_links: usize,
-    pub active_view: MinMeanMax,
-    pub passive_view: MinMeanMax,
-    /// Active view size -> number of live nodes with it.
-    pub active_view_hist: BTreeMap<usize, usize>,
-    pub passive_view_hist: BTreeMap<usize, usize>,
-    /// Open connections (transport model) per live node.
-    pub connections: MinMeanMax,
+    /// At the end of the run.
+    #[serde(flatten)]
+    pub structure: Structure,
     pub clustering_coefficient: f64,
     pub avg_shortest_path: Option<f64>,
     pub max_shortest_path_seen: u32,
@@ -85,13 +75,27 @@ impl fmt::Display for Report {
         writeln!(f, "{:<28} {}", "nodes", self.nodes)?;
         writeln!(f, "{:<28} {}", "seed", self.seed)?;
         writeln!(f, "{:<28} {} x {} ms", "rounds", self.rounds, self.round_ms)?;
-        writeln!(f, "{:<28} {}", "live nodes", self.live_nodes)?;
-        writeln!(f, "{:<28} {}", "components", self.components)?;
-        writeln!(f, "{:<28} {}", "isolated", self.isolated)?;
-        writeln!(f, "{:<28} {}", "asymmetric links", self.asymmetric_links)?;
-        writeln!(f, "{:<28} {}", "dead links", self.dead_links)?;
-        writeln!(f, "{:<28} {}", "active view", mmm(&self.active_view))?;
-        writeln!(f, "{:<28} {}", "passive view", mmm(&self.passive_view))?;
+        writeln!(f, "{:<28} {}", "live nodes", self.structure.live_nodes)?;
+        writeln!(f, "{:<28} {}", "components", self.structure.components)?;
+        writeln!(f, "{:<28} {}", "isolated", self.structure.isolated)?;
+        writeln!(
+            f,
+            "{:<28} {}",
+            "asymmetric links", self.structure.asymmetric_links
+        )?;
+        writeln!(f, "{:<28} {}", "dead links", self.structure.dead_links)?;
+        writeln!(
+            f,
+            "{:<28} {}",
+            "active view",
+            mmm(&self.structure.active_view)
+        )?;
+        writeln!(
+            f,
+            "{:<28} {}",
+            "passive view",
+            mmm(&self.structure.passive_view)
+        )?;
         let sizes = |h: &BTreeMap<usize, usize>| {
             h.iter()
                 .map(|(size, count)| format!("{size}: {count}"))
@@ -102,15 +106,20 @@ impl fmt::Display for Report {
             f,
             "{:<28} {}",
             "active view sizes",
-            sizes(&self.active_view_hist)
+            sizes(&self.structure.active_view_hist)
         )?;
         writeln!(
             f,
             "{:<28} {}",
             "passive view sizes",
-            sizes(&self.passive_view_hist)
+            sizes(&self.structure.passive_view_hist)
         )?;
-        writeln!(f, "{:<28} {}", "connections", mmm(&self.connections))?;
+        writeln!(
+            f,
+            "{:<28} {}",
+            "connections",
+            mmm(&self.structure.connections)
+        )?;
         writeln!(
             f,
             "{:<28} {:.4}",

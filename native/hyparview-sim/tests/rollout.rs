@@ -16,10 +16,10 @@ fn assert_one_component_within_3_rounds(args: &str) {
     let c = &r.components_by_sample;
     assert_eq!(c.len(), r.rounds + 1, "{d}");
     assert!(c[3..].iter().all(|&x| x == 1), "{args}: {c:?}\n{d}");
-    assert_eq!(r.isolated, 0, "{d}");
+    assert_eq!(r.structure.isolated, 0, "{d}");
     assert_eq!(*r.reliability.last().unwrap(), 1.0, "{d}");
     assert_eq!(r.peer_event_mismatch, 0, "{d}");
-    assert!(r.active_view.max <= 5, "{d}");
+    assert!(r.structure.active_view.max <= 5, "{d}");
     // Crossings swap links, so a link may be one-sided while its handshake
     // is in flight, but none may stay so.
     let before = asymmetric_pairs(&sim);

@@ -25,15 +25,15 @@ fn stable_overlay_is_connected_symmetric_and_reliable() {
 fn check_stable(seed: u64) {
     let r = sim(&format!("stable --nodes 1000 --seed {seed} --rounds 10"));
     let d = describe(&r);
-    assert_eq!(r.live_nodes, 1000, "{d}");
-    assert_eq!(r.components, 1, "{d}");
-    assert_eq!(r.isolated, 0, "{d}");
-    assert_eq!(r.asymmetric_links, 0, "{d}");
+    assert_eq!(r.structure.live_nodes, 1000, "{d}");
+    assert_eq!(r.structure.components, 1, "{d}");
+    assert_eq!(r.structure.isolated, 0, "{d}");
+    assert_eq!(r.structure.asymmetric_links, 0, "{d}");
     assert_eq!(r.reliability.len(), 11, "{d}");
     assert_eq!(*r.reliability.last().unwrap(), 1.0, "{d}");
     // PeerUp/PeerDown must track the active view exactly.
     assert_eq!(r.peer_event_mismatch, 0, "{d}");
-    assert!(r.active_view.max <= 5, "{d}");
+    assert!(r.structure.active_view.max <= 5, "{d}");
 }
 
 #[test]
@@ -48,11 +48,11 @@ fn check_failure(seed: u64) {
         "failure --nodes 1000 --seed {seed} --fail 0.5 --rounds 5"
     ));
     let d = describe(&r);
-    assert_eq!(r.live_nodes, 500, "{d}");
+    assert_eq!(r.structure.live_nodes, 500, "{d}");
     let full = r.rounds_to_full_reliability;
     assert!(full.is_some_and(|i| i <= 2), "{d}");
     assert!(r.reliability[2..].iter().all(|&x| x == 1.0), "{d}");
-    assert_eq!(r.components, 1, "{d}");
+    assert_eq!(r.structure.components, 1, "{d}");
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn check_partition(seed: u64) {
     assert!(r.reliability[r.rounds] < 0.75, "{d}");
     let merged = r.rounds_to_merge.flatten();
     assert!(merged.is_some_and(|i| i <= 5), "{d}");
-    assert_eq!(r.components, 1, "{d}");
+    assert_eq!(r.structure.components, 1, "{d}");
 }
 
 #[test]
@@ -90,8 +90,8 @@ fn check_churn(seed: u64) {
     ));
     let d = describe(&r);
     assert_eq!(r.churn_joined, Some(500), "{d}");
-    assert_eq!(r.live_nodes, 1000, "{d}");
-    assert_eq!(r.isolated, 0, "{d}");
+    assert_eq!(r.structure.live_nodes, 1000, "{d}");
+    assert_eq!(r.structure.isolated, 0, "{d}");
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn long_partition_still_merges() {
     let r = sim("partition --nodes 500 --seed 5 --rounds 20");
     let d = describe(&r);
     assert!(r.rounds_to_merge.flatten().is_some_and(|i| i <= 5), "{d}");
-    assert_eq!(r.isolated, 0, "{d}");
+    assert_eq!(r.structure.isolated, 0, "{d}");
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn massive_failure_leaves_no_island_that_knows_a_live_peer() {
         );
         // The rest (isolated, no live peer known) is unrecoverable from
         // its side; there are only a few.
-        assert!(r.isolated <= 2, "seed {seed}: {}", describe(&r));
+        assert!(r.structure.isolated <= 2, "seed {seed}: {}", describe(&r));
     }
 }
 
@@ -260,8 +260,8 @@ fn discovery_heals_survivors_that_otherwise_stay_isolated() {
     assert!(with.discovery_runs.is_some_and(|n| n > 0), "{d}");
     let healed = with.isolated_by_sample.iter().position(|&n| n == 0);
     assert!(healed.is_some_and(|i| i <= 5), "{d}");
-    assert_eq!(with.isolated, 0, "{d}");
-    assert_eq!(with.components, 1, "{d}");
+    assert_eq!(with.structure.isolated, 0, "{d}");
+    assert_eq!(with.structure.components, 1, "{d}");
     assert_eq!(*with.reliability.last().unwrap(), 1.0, "{d}");
 }
 

@@ -117,11 +117,11 @@ use crate::events::TimerKind;
 use crate::membership::Gossip;
 use crate::message::Priority;
 use crate::node::Node;
+use crate::proofs::Proofs;
 use crate::requests::RequestKind;
-use crate::{Message, Millis, Peer, PeerId};
+use crate::{Identity, Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::VecDeque;
 
 /// Gaps between crossings right after `Join`, in half shuffle intervals:
 /// the split forms in the first seconds of a simultaneous start, so that is
@@ -142,39 +142,39 @@ const MET_CAP: usize = 64;
 
 /// Where a crossing goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Target {
+pub(crate) enum Target<I: Identity = PeerId> {
     /// Ask this contact for peers of its component first (direct SHUFFLE).
-    Contact(Peer),
+    Contact(Peer<I>),
     /// Send the merge NEIGHBOR to this known peer directly.
-    Known(Peer),
+    Known(Peer<I>),
 }
 
-pub(crate) struct Crossing {
+pub(crate) struct Crossing<I: Identity = PeerId> {
     /// Own stream: crossing choices leave every other random choice of the
     /// node unchanged.
     rng: SmallRng,
     /// Crossings scheduled since the last `Join`.
     ticks: u32,
     /// The contact our crossing SHUFFLE went to, until it answers.
-    awaiting: Option<PeerId>,
+    awaiting: Option<I>,
     /// The target of our merge NEIGHBOR, until it answers.
-    sent: Option<PeerId>,
+    sent: Option<I>,
     /// Crossings in a row that found nothing to merge.
     idle: u32,
     /// Peers proven in our component, with when: they reached us, or we
-    /// them, through active links (see [`Crossing::met`]). Oldest first.
-    met: VecDeque<(PeerId, Millis)>,
+    /// them, through active links (see [`Crossing::met`]).
+    met: Proofs<I>,
 }
 
-impl Crossing {
-    pub(crate) fn new(seed: u64) -> Crossing {
+impl<I: Identity> Crossing<I> {
+    pub(crate) fn new(seed: u64) -> Crossing<I> {
         Crossing {
             rng: SmallRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c909),
             ticks: 0,
             awaiting: None,
             sent: None,
             idle: 0,
-            met: VecDeque::new(),
+            met: Proofs::default(),
         }
     }
 
@@ -190,14 +190,13 @@ impl Crossing {
 
     /// `peer` is in our component now: its SHUFFLE walk reached us through
     /// an active link, or our walk ended at it.
-    pub(crate) fn met(&mut self, peer: &PeerId, now: Millis) {
-        if let Some(i) = self.met.iter().position(|(p, _)| p == peer) {
-            self.met.remove(i);
-        }
-        if self.met.len() == MET_CAP {
-            self.met.pop_front();
-        }
-        self.met.push_back((peer.clone(), now));
+    pub(crate) fn met(&mut self, peer: &I, now: Millis) {
+        self.met.met(peer, now, MET_CAP);
+    }
+
+    /// See [`Node::hot_addresses`].
+    pub(crate) fn hot_addresses(&self) -> [*const u8; 2] {
+        self.met.hot_addresses()
     }
 
     /// An active link failed: the component may have split, so no proof
@@ -209,11 +208,9 @@ impl Crossing {
     /// True when `peer` was proven in our component within the last
     /// `MET_ROUNDS` shuffle intervals: a merge with it would only swap
     /// links.
-    pub(crate) fn proven(&self, peer: &PeerId, now: Millis, shuffle_interval: Millis) -> bool {
+    pub(crate) fn proven(&self, peer: &I, now: Millis, shuffle_interval: Millis) -> bool {
         let horizon = shuffle_interval.saturating_mul(MET_ROUNDS);
-        self.met
-            .iter()
-            .any(|(p, at)| p == peer && now.saturating_sub(*at) <= horizon)
+        self.met.proven(peer, now, horizon)
     }
 
     /// This crossing found nothing to merge (no target, or one proven in
@@ -235,13 +232,13 @@ impl Crossing {
     }
 
     /// Our merge NEIGHBOR went to `peer`.
-    fn sent_to(&mut self, peer: &PeerId) {
+    fn sent_to(&mut self, peer: &I) {
         self.sent = Some(peer.clone());
     }
 
     /// The answer to a merge NEIGHBOR from `from`: counted when it answers
     /// ours (a refusal means the target proved us in its component).
-    pub(crate) fn answered(&mut self, from: &PeerId, accepted: bool) {
+    pub(crate) fn answered(&mut self, from: &I, accepted: bool) {
         if self.sent.as_ref() != Some(from) {
             return;
         }
@@ -271,10 +268,10 @@ impl Crossing {
     /// the passive view and the reserve (duplicates are harmless).
     pub(crate) fn choose<'a>(
         &mut self,
-        contacts: &'a [Peer],
-        known: impl Iterator<Item = &'a Peer> + Clone,
-        held: impl Fn(&Peer) -> bool,
-    ) -> Option<Target> {
+        contacts: &'a [Peer<I>],
+        known: impl Iterator<Item = &'a Peer<I>> + Clone,
+        held: impl Fn(&Peer<I>) -> bool,
+    ) -> Option<Target<I>> {
         let contact = pick(&mut self.rng, contacts.iter(), &held);
         let prefer_contact = self.rng.gen_bool(0.5);
         if prefer_contact {
@@ -295,12 +292,12 @@ impl Crossing {
     }
 
     /// A crossing SHUFFLE went to `contact`.
-    pub(crate) fn expect_reply(&mut self, contact: &PeerId) {
+    pub(crate) fn expect_reply(&mut self, contact: &I) {
         self.awaiting = Some(contact.clone());
     }
 
     /// True (once) when a SHUFFLE reply from `from` answers our crossing.
-    pub(crate) fn take_reply(&mut self, from: &PeerId) -> bool {
+    pub(crate) fn take_reply(&mut self, from: &I) -> bool {
         if self.awaiting.as_ref() == Some(from) {
             self.awaiting = None;
             return true;
@@ -312,17 +309,17 @@ impl Crossing {
     /// `held`, else the contact itself (an empty answer).
     pub(crate) fn pick_from_reply(
         &mut self,
-        contact: &Peer,
-        reply: &[Peer],
-        held: impl Fn(&Peer) -> bool,
-    ) -> Option<Peer> {
+        contact: &Peer<I>,
+        reply: &[Peer<I>],
+        held: impl Fn(&Peer<I>) -> bool,
+    ) -> Option<Peer<I>> {
         pick(&mut self.rng, reply.iter(), &held)
             .or_else(|| (!held(contact)).then_some(contact))
             .cloned()
     }
 }
 
-impl Node {
+impl<I: Identity> Node<I> {
     pub(crate) fn schedule_crossing(&mut self) {
         let after = self.crossing.next_delay(self.config.shuffle_interval);
         let gen = self.timer_gen;
@@ -341,7 +338,7 @@ impl Node {
             return;
         }
         // Crossing ticks are rare: unpacking the reserve here is cheap.
-        let reserve: Vec<Peer> = self.views.reserve().collect();
+        let reserve: Vec<Peer<I>> = self.views.reserve().collect();
         let known = self
             .views
             .passive
@@ -350,7 +347,7 @@ impl Node {
             .chain(reserve.iter());
         // Field by field, so the closure does not borrow `self.crossing`.
         let (local, views, requests) = (&self.local, &self.views, &self.requests);
-        let held = |p: &Peer| {
+        let held = |p: &Peer<I>| {
             p.id == local.id
                 || views.active.contains(&p.id)
                 || requests.contains(&p.id)
@@ -362,7 +359,7 @@ impl Node {
                 // The probe's message: a direct SHUFFLE implies no link.
                 let n = self.views.active.len();
                 let idx = self.crossing.sample(n, self.config.shuffle_active_count);
-                let mut sample: Vec<Peer> = idx
+                let mut sample: Vec<Peer<I>> = idx
                     .into_iter()
                     .map(|i| self.views.active.at(i).peer.clone())
                     .collect();
@@ -384,10 +381,11 @@ impl Node {
 
     /// The contact answered our crossing SHUFFLE: merge with a peer of its
     /// answer (or with it).
-    pub(crate) fn finish_crossing(&mut self, now: Millis, contact: &Peer, peers: Vec<Peer>) {
+    pub(crate) fn finish_crossing(&mut self, now: Millis, contact: &Peer<I>, peers: Vec<Peer<I>>) {
         let (local, views, requests) = (&self.local, &self.views, &self.requests);
-        let held =
-            |p: &Peer| p.id == local.id || views.active.contains(&p.id) || requests.contains(&p.id);
+        let held = |p: &Peer<I>| {
+            p.id == local.id || views.active.contains(&p.id) || requests.contains(&p.id)
+        };
         let target = self.crossing.pick_from_reply(contact, &peers, held);
         // The answer is fresh knowledge either way.
         self.integrate(now, peers, &[], Gossip::Solicited);
@@ -404,7 +402,7 @@ impl Node {
 
     /// The merge NEIGHBOR of a crossing, unless `peer` is proven in our
     /// component: then there is nothing to merge and no link is swapped.
-    fn send_merge(&mut self, now: Millis, peer: Peer) {
+    fn send_merge(&mut self, now: Millis, peer: Peer<I>) {
         if self
             .crossing
             .proven(&peer.id, now, self.config.shuffle_interval)
@@ -421,7 +419,13 @@ impl Node {
     /// active peer, the walk ran on active links, so its origin and the
     /// active part of its sample (the first `shuffle_active_count` entries
     /// of a full sample, as `start_shuffle` builds it) are in our component.
-    pub(crate) fn prove_walk(&mut self, now: Millis, from: &Peer, origin: &Peer, peers: &[Peer]) {
+    pub(crate) fn prove_walk(
+        &mut self,
+        now: Millis,
+        from: &Peer<I>,
+        origin: &Peer<I>,
+        peers: &[Peer<I>],
+    ) {
         if !self.views.active.contains(&from.id) {
             return;
         }
@@ -439,7 +443,7 @@ impl Node {
 
     /// A merge NEIGHBOR from `from` reaches a full node: refused (no link
     /// swapped) when `from` is proven in our component.
-    pub(crate) fn merge_is_pointless(&self, now: Millis, from: &PeerId) -> bool {
+    pub(crate) fn merge_is_pointless(&self, now: Millis, from: &I) -> bool {
         self.views.active_full()
             && self
                 .crossing
@@ -456,11 +460,11 @@ fn gap_halves(tick: u32) -> u32 {
 }
 
 /// Uniform choice among the items not `held` (two passes, no allocation).
-fn pick<'a>(
+fn pick<'a, I: Identity + 'a>(
     rng: &mut SmallRng,
-    items: impl Iterator<Item = &'a Peer> + Clone,
-    held: &impl Fn(&Peer) -> bool,
-) -> Option<&'a Peer> {
+    items: impl Iterator<Item = &'a Peer<I>> + Clone,
+    held: &impl Fn(&Peer<I>) -> bool,
+) -> Option<&'a Peer<I>> {
     let n = items.clone().filter(|p| !held(p)).count();
     if n == 0 {
         return None;
@@ -483,7 +487,7 @@ mod tests {
 
     #[test]
     fn schedule_is_dense_then_steady() {
-        let mut c = Crossing::new(1);
+        let mut c: Crossing = Crossing::new(1);
         for i in 0..DENSE_HALVES.len() as u32 + 3 {
             let g = c.next_delay(1000);
             let d = 500 * u64::from(gap_halves(i));
@@ -498,7 +502,7 @@ mod tests {
     fn choose_never_returns_a_held_peer_and_uses_both_sources() {
         let contacts = peers(&["c1", "c2"]);
         let known = peers(&["k1", "k2", "k3"]);
-        let mut c = Crossing::new(7);
+        let mut c: Crossing = Crossing::new(7);
         let (mut via_contact, mut direct) = (0, 0);
         for _ in 0..200 {
             match c.choose(&contacts, known.iter(), |p| p.id == "c1" || p.id == "k2") {
@@ -524,7 +528,7 @@ mod tests {
 
     #[test]
     fn reply_is_taken_once_and_only_from_the_contact() {
-        let mut c = Crossing::new(3);
+        let mut c: Crossing = Crossing::new(3);
         let contact = peer("c1");
         c.expect_reply(&contact.id);
         assert!(!c.take_reply(&peer("x").id));
@@ -537,7 +541,7 @@ mod tests {
 
     #[test]
     fn merge_target_comes_from_the_reply_else_the_contact() {
-        let mut c = Crossing::new(5);
+        let mut c: Crossing = Crossing::new(5);
         let contact = peer("c1");
         let reply = peers(&["a", "b"]);
         for _ in 0..20 {
@@ -551,7 +555,7 @@ mod tests {
 
     #[test]
     fn proofs_expire_are_capped_and_voided() {
-        let mut c = Crossing::new(9);
+        let mut c: Crossing = Crossing::new(9);
         let x = peer("x").id;
         c.met(&x, 100);
         assert!(c.proven(&x, 100 + 4 * 1000, 1000));
@@ -570,7 +574,7 @@ mod tests {
 
     #[test]
     fn the_dense_phase_rests_after_idle_crossings() {
-        let mut c = Crossing::new(2);
+        let mut c: Crossing = Crossing::new(2);
         c.next_delay(1000);
         c.next_delay(1000);
         // One idle crossing is not enough; a merge accepted resets the count.

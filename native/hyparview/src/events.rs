@@ -1,48 +1,48 @@
 //! The node's interface: what happens to it ([`Input`]), what it asks its
 //! driver to do ([`Output`]), the timers it hands out, and its counters.
 
-use crate::{Message, Millis, Peer};
+use crate::{Identity, Message, Millis, Peer, PeerId};
 
 /// Something that happened to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Input {
+pub enum Input<I: Identity = PeerId> {
     /// Enter the overlay through these contacts (tried in random order; with
     /// backoff when none answers). An empty list makes this node a seed that
     /// waits to be joined.
-    Join { contacts: Vec<Peer> },
+    Join { contacts: Vec<Peer<I>> },
     /// Replace the contact list without a restart (e.g. from discovery):
     /// later rejoins and contact probes use it. Duplicates and self are
     /// dropped, at most 1024 are kept. A node isolated and waiting on its
     /// rejoin backoff retries soon when the list names a node the old one
     /// did not.
-    Contacts { contacts: Vec<Peer> },
+    Contacts { contacts: Vec<Peer<I>> },
     /// Leave gracefully: DISCONNECT every active peer, stop all timers.
     Leave,
     /// A message from `from`, whose identity the transport authenticated.
-    Message { from: Peer, message: Message },
+    Message { from: Peer<I>, message: Message<I> },
     /// The established connection to `peer` closed, reset or timed out
     /// (heartbeats). The transport only reports the loss of its *current*
     /// connection to a peer, never of one that a newer connection replaced.
-    ConnectionLost { peer: Peer },
+    ConnectionLost { peer: Peer<I> },
     /// A dial to `peer` failed (refused, timed out, handshake rejected) so the
     /// messages queued for it were not delivered.
-    DialFailed { peer: Peer },
+    DialFailed { peer: Peer<I> },
     /// A timer requested earlier with [`Output::SetTimer`] fired.
     Timer(Timer),
 }
 
 /// Something the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
+pub enum Output<I: Identity = PeerId> {
     /// Deliver `message` to `to`, dialing if there is no connection yet.
-    Send { to: Peer, message: Message },
+    Send { to: Peer<I>, message: Message<I> },
     /// Close the connection to `peer` once the messages queued before this
     /// output are flushed.
-    Disconnect { peer: Peer },
+    Disconnect { peer: Peer<I> },
     /// `peer` entered the active view (both ends hold each other).
-    PeerUp(Peer),
+    PeerUp(Peer<I>),
     /// `peer` left the active view.
-    PeerDown(Peer),
+    PeerDown(Peer<I>),
     /// Feed `Input::Timer(timer)` back after `after` milliseconds. Timers are
     /// never cancelled by the driver; stale ones are ignored by the node.
     SetTimer { after: Millis, timer: Timer },

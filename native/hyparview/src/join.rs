@@ -13,7 +13,7 @@
 //! node that is short but not isolated may merge with one of them (the
 //! *contact merge*, `repair.rs`), so it keeps the few it has not tried.
 
-use crate::{Millis, Peer, PeerId};
+use crate::{Identity, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -25,24 +25,23 @@ const FRESH_KEPT: usize = 4;
 
 /// The JOIN we are waiting on.
 #[derive(Clone, Debug)]
-pub(crate) struct Attempt {
-    pub(crate) contact: Peer,
+pub(crate) struct Attempt<I: Identity = PeerId> {
+    pub(crate) contact: Peer<I>,
     pub(crate) nonce: u64,
 }
 
-#[derive(Default)]
-pub(crate) struct Join {
-    contacts: Vec<Peer>,
+pub(crate) struct Join<I: Identity = PeerId> {
+    contacts: Vec<Peer<I>>,
     /// Contacts that a replacement of the list brought and that no contact
     /// merge has used yet, oldest first (a subset of `contacts`).
-    fresh: Vec<Peer>,
-    pub(crate) attempt: Option<Attempt>,
+    fresh: Vec<Peer<I>>,
+    pub(crate) attempt: Option<Attempt<I>>,
     /// Left to try in this round (popped from the back).
-    queue: Vec<Peer>,
+    queue: Vec<Peer<I>>,
     nonce: u64,
     /// The contact that accepted our JOIN, until its passive-view seed (a
     /// `ShuffleReply`) arrives.
-    pub(crate) seed_from: Option<PeerId>,
+    pub(crate) seed_from: Option<I>,
     /// Names the live rejoin timer (None: no rejoin scheduled). A timer
     /// superseded by a sooner one is ignored.
     rejoin: Option<u64>,
@@ -50,8 +49,24 @@ pub(crate) struct Join {
     rejoin_attempts: u32,
 }
 
-impl Join {
-    pub(crate) fn contacts(&self) -> &[Peer] {
+impl<I: Identity> Default for Join<I> {
+    fn default() -> Self {
+        Join {
+            contacts: Default::default(),
+            fresh: Default::default(),
+            attempt: Default::default(),
+            queue: Default::default(),
+            nonce: Default::default(),
+            seed_from: Default::default(),
+            rejoin: Default::default(),
+            rejoin_token: Default::default(),
+            rejoin_attempts: Default::default(),
+        }
+    }
+}
+
+impl<I: Identity> Join<I> {
+    pub(crate) fn contacts(&self) -> &[Peer<I>] {
         &self.contacts
     }
 
@@ -60,7 +75,7 @@ impl Join {
     /// not. Fresh contacts that arrive during a round are tried next: the
     /// rest of the round may be dead suspects, one `neighbor_timeout` each;
     /// they are also kept for a contact merge (see [`Join::take_fresh`]).
-    pub(crate) fn set_contacts(&mut self, local: &PeerId, contacts: Vec<Peer>) -> bool {
+    pub(crate) fn set_contacts(&mut self, local: &I, contacts: Vec<Peer<I>>) -> bool {
         let old = std::mem::take(&mut self.contacts);
         for c in contacts {
             if self.contacts.len() >= MAX_CONTACTS {
@@ -107,7 +122,7 @@ impl Join {
 
     /// The newest fresh contact not `held`, removed so it is used once;
     /// those `held` on the way are dropped too (already neighbours).
-    pub(crate) fn take_fresh(&mut self, held: impl Fn(&Peer) -> bool) -> Option<Peer> {
+    pub(crate) fn take_fresh(&mut self, held: impl Fn(&Peer<I>) -> bool) -> Option<Peer<I>> {
         while let Some(c) = self.fresh.pop() {
             if !held(&c) {
                 return Some(c);
@@ -116,7 +131,7 @@ impl Join {
         None
     }
 
-    pub(crate) fn is_joining_via(&self, id: &PeerId) -> bool {
+    pub(crate) fn is_joining_via(&self, id: &I) -> bool {
         self.attempt.as_ref().is_some_and(|a| a.contact.id == *id)
     }
 
@@ -124,7 +139,7 @@ impl Join {
     /// random order (Fisher-Yates; popped from the back).
     pub(crate) fn start_round<'a>(
         &mut self,
-        suspects: impl Iterator<Item = &'a Peer>,
+        suspects: impl Iterator<Item = &'a Peer<I>>,
         rng: &mut SmallRng,
     ) {
         let mut queue = self.contacts.clone();
@@ -143,7 +158,7 @@ impl Join {
 
     /// The next contact to send JOIN to, skipping those `skip` rejects; it
     /// becomes the attempt. None: the round is exhausted.
-    pub(crate) fn next_attempt(&mut self, skip: impl Fn(&Peer) -> bool) -> Option<&Attempt> {
+    pub(crate) fn next_attempt(&mut self, skip: impl Fn(&Peer<I>) -> bool) -> Option<&Attempt<I>> {
         self.attempt = None;
         while let Some(c) = self.queue.pop() {
             if skip(&c) {
@@ -160,7 +175,7 @@ impl Join {
     }
 
     /// Our JOIN was accepted by `from`: the round is over.
-    pub(crate) fn accepted(&mut self, from: PeerId) {
+    pub(crate) fn accepted(&mut self, from: I) {
         self.attempt = None;
         self.queue = Vec::new();
         self.seed_from = Some(from);
@@ -227,7 +242,7 @@ mod tests {
 
     #[test]
     fn contacts_are_deduplicated_bounded_and_exclude_self() {
-        let mut j = Join::default();
+        let mut j: Join = Join::default();
         let me = PeerId::new("me");
         let mut list = vec![peer("me"), peer("a"), peer("a"), peer("b")];
         list.extend((0..2000).map(|i| peer(&format!("c{i}"))));
@@ -239,7 +254,7 @@ mod tests {
 
     #[test]
     fn only_unknown_contacts_count_as_fresh() {
-        let mut j = Join::default();
+        let mut j: Join = Join::default();
         let me = PeerId::new("me");
         assert!(j.set_contacts(&me, vec![peer("a"), peer("b")]));
         assert!(!j.set_contacts(&me, vec![peer("b")]), "a subset");
@@ -250,7 +265,7 @@ mod tests {
 
     #[test]
     fn fresh_contacts_are_kept_newest_first_used_once_and_bounded() {
-        let mut j = Join::default();
+        let mut j: Join = Join::default();
         let me = PeerId::new("me");
         j.set_contacts(&me, vec![peer("a")]);
         j.forget_fresh();
@@ -278,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_round_tries_contacts_and_suspects_once_each() {
-        let mut j = Join::default();
+        let mut j: Join = Join::default();
         let mut rng = SmallRng::seed_from_u64(3);
         j.set_contacts(&PeerId::new("me"), vec![peer("a"), peer("b")]);
         let suspects = [peer("b"), peer("s")];
@@ -294,7 +309,7 @@ mod tests {
 
     #[test]
     fn fresh_contacts_during_a_round_are_tried_next() {
-        let mut j = Join::default();
+        let mut j: Join = Join::default();
         let mut rng = SmallRng::seed_from_u64(5);
         let me = PeerId::new("me");
         j.set_contacts(&me, vec![peer("a")]);
@@ -323,7 +338,7 @@ mod tests {
 
     #[test]
     fn only_the_live_rejoin_timer_counts_and_backoff_grows() {
-        let mut j = Join::default();
+        let mut j: Join = Join::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let (d1, t1) = j.schedule_rejoin(500, 30_000, &mut rng);
         assert!((250..=500).contains(&d1));

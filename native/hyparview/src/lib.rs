@@ -8,6 +8,11 @@
 //! outputs. The simulator (`hyparview-sim`) and the NIF transport both drive
 //! this exact code.
 //!
+//! Every type that names peers is generic over the node id ([`Identity`]),
+//! defaulting to [`PeerId`] (the name, as the wire carries it): production
+//! uses the default, the simulator a `Copy` handle that keeps id cache
+//! lines and reference counts off its hot path.
+//!
 //! Layout: `events` (inputs, outputs, timers, counters), `node` (the
 //! paper's handlers), `membership` (moves between views, the
 //! SHUFFLE handlers), `quota` (budgets on gossip and dials), `maintain`
@@ -26,6 +31,7 @@ mod membership;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod proofs;
 mod quota;
 mod repair;
 mod requests;
@@ -34,7 +40,7 @@ mod views;
 pub use config::{Config, ConfigError};
 pub use message::{Message, MessageKind, Priority};
 pub use node::{Input, Node, Output, Stats, Timer};
-pub use peer::{valid_id, IdLike, Peer, PeerId, MAX_ID_BYTES};
+pub use peer::{valid_id, IdLike, Identity, Peer, PeerId, MAX_ID_BYTES};
 
 /// Milliseconds on the driver's monotonic clock (virtual time in the simulator).
 pub type Millis = u64;

@@ -14,9 +14,9 @@ use crate::message::Priority;
 use crate::node::{Node, Phase, TimerKind};
 use crate::repair::{jittered, MergeTarget, ViewSizes};
 use crate::requests::{Request, RequestKind};
-use crate::{Message, Millis, Peer};
+use crate::{Identity, Message, Millis, Peer};
 
-impl Node {
+impl<I: Identity> Node<I> {
     /// Returns whether `maintain` should run after it: a probe timer that
     /// sends nothing changes nothing, and skipping `maintain` then keeps
     /// every other decision exactly as without the probe mechanism.
@@ -122,7 +122,7 @@ impl Node {
     fn fill_active(&mut self, now: Millis) {
         while self.views.active.len() + self.requests.len() < self.config.active_view_size {
             let requests = &self.requests;
-            let free = |s: &crate::views::Slot<Millis>| !requests.contains(&s.peer.id);
+            let free = |s: &crate::views::Slot<I, Millis>| !requests.contains(&s.peer.id);
             // Preferred: candidates not cooling down.
             let mut pick = self
                 .views
@@ -169,7 +169,8 @@ impl Node {
             return;
         }
         let (local, active, requests) = (&self.local.id, &self.views.active, &self.requests);
-        let held = |c: &Peer| c.id == *local || active.contains(&c.id) || requests.contains(&c.id);
+        let held =
+            |c: &Peer<I>| c.id == *local || active.contains(&c.id) || requests.contains(&c.id);
         let Some(contact) = self.join.take_fresh(held) else {
             return;
         };
@@ -182,7 +183,12 @@ impl Node {
         self.request_neighbor(contact, RequestKind::Merge, priority);
     }
 
-    pub(crate) fn request_neighbor(&mut self, peer: Peer, kind: RequestKind, priority: Priority) {
+    pub(crate) fn request_neighbor(
+        &mut self,
+        peer: Peer<I>,
+        kind: RequestKind,
+        priority: Priority,
+    ) {
         if self.requests.contains(&peer.id) {
             return;
         }
@@ -210,7 +216,7 @@ impl Node {
     }
 
     /// A request went unanswered or its peer is unreachable.
-    pub(crate) fn request_failed(&mut self, peer: Peer, kind: RequestKind) {
+    pub(crate) fn request_failed(&mut self, peer: Peer<I>, kind: RequestKind) {
         match kind {
             RequestKind::Promotion => self.views.add_suspect(peer),
             RequestKind::ForwardJoin => {}
@@ -345,13 +351,13 @@ impl Node {
     /// sample into its passive view, and its reply refills ours.
     fn send_probe(&mut self) -> bool {
         let (local, active) = (&self.local.id, &self.views.active);
-        let held = |id: &crate::PeerId| id == local || active.contains(id);
+        let held = |id: &I| id == local || active.contains(id);
         let Some(target) = self.probe.next_target(self.join.contacts(), held) else {
             return false;
         };
         let n = self.views.active.len();
         let idx = self.probe.sample(n, self.config.shuffle_active_count);
-        let mut sample: Vec<Peer> = idx
+        let mut sample: Vec<Peer<I>> = idx
             .iter()
             .map(|i| self.views.active.at(i).peer.clone())
             .collect();

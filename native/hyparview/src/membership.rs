@@ -13,7 +13,7 @@
 use crate::events::Output;
 use crate::node::{Node, MAX_PEERS_IN_MESSAGE};
 use crate::quota;
-use crate::{Message, Millis, Peer, PeerId};
+use crate::{Identity, Message, Millis, Peer};
 
 /// Where a peer id is known, and with which incarnation.
 pub(crate) enum Freshness {
@@ -25,11 +25,11 @@ pub(crate) enum Freshness {
 
 /// Where gossiped peers come from, for their budget (see `quota.rs`).
 #[derive(Clone, Copy)]
-pub(crate) enum Gossip<'a> {
+pub(crate) enum Gossip<'a, I> {
     /// An answer we asked for (our SHUFFLE, probe or JOIN): one per request.
     Solicited,
     /// Pushed by this (authenticated) sender: within its budget.
-    Unsolicited(&'a PeerId),
+    Unsolicited(&'a I),
 }
 
 /// Why a peer is unreachable.
@@ -39,9 +39,9 @@ pub(crate) enum Loss {
     Dial,
 }
 
-impl Node {
+impl<I: Identity> Node<I> {
     /// Connection lost or dial failed: `peer` is (probably) unreachable.
-    pub(crate) fn on_unreachable(&mut self, peer: Peer, loss: Loss) {
+    pub(crate) fn on_unreachable(&mut self, peer: Peer<I>, loss: Loss) {
         if peer.id == self.local.id {
             return;
         }
@@ -82,7 +82,7 @@ impl Node {
     /// A peer seen with an older incarnation than we know is stale
     /// (counted, to be ignored); a newer one replaces every entry of the old
     /// run first. Returns whether the caller may go on.
-    pub(crate) fn admit_incarnation(&mut self, peer: &Peer) -> bool {
+    pub(crate) fn admit_incarnation(&mut self, peer: &Peer<I>) -> bool {
         match self.freshness(peer) {
             Freshness::Older => {
                 self.stats.stale_ignored += 1;
@@ -98,7 +98,7 @@ impl Node {
 
     /// Puts `peer` in the active view (making room by evicting a random
     /// peer), or refreshes the epoch of its link.
-    pub(crate) fn add_active(&mut self, peer: Peer, epoch: u64) {
+    pub(crate) fn add_active(&mut self, peer: Peer<I>, epoch: u64) {
         if let Some(a) = self.views.active.get_mut(&peer.id) {
             a.meta = a.meta.max(epoch);
             return;
@@ -125,7 +125,7 @@ impl Node {
         self.insert_passive(a.peer, 0, &[]);
     }
 
-    pub(crate) fn insert_passive(&mut self, peer: Peer, cooldown: Millis, prefer: &[Peer]) {
+    pub(crate) fn insert_passive(&mut self, peer: Peer<I>, cooldown: Millis, prefer: &[Peer<I>]) {
         self.views
             .insert_passive(peer, cooldown, prefer, &mut self.rng);
     }
@@ -136,10 +136,10 @@ impl Node {
     pub(crate) fn on_shuffle(
         &mut self,
         now: Millis,
-        from: Peer,
-        origin: Peer,
+        from: Peer<I>,
+        origin: Peer<I>,
         ttl: u32,
-        mut peers: Vec<Peer>,
+        mut peers: Vec<Peer<I>>,
     ) {
         // A direct SHUFFLE with TTL 1 may be a contact probe from a node
         // that does not hold us: no link is implied.
@@ -166,7 +166,12 @@ impl Node {
         self.close_if_idle(&origin);
     }
 
-    pub(crate) fn on_shuffle_reply(&mut self, now: Millis, from: &Peer, mut peers: Vec<Peer>) {
+    pub(crate) fn on_shuffle_reply(
+        &mut self,
+        now: Millis,
+        from: &Peer<I>,
+        mut peers: Vec<Peer<I>>,
+    ) {
         peers.truncate(MAX_PEERS_IN_MESSAGE);
         // Only answers we asked for are integrated, one per request: their
         // rate is ours, so only the per-message bound applies.
@@ -197,7 +202,13 @@ impl Node {
     /// own messages), a new one is stored with an unknown incarnation, one
     /// message replaces at most a SHUFFLE's worth of entries, and a sender's
     /// unsolicited entries are budgeted over time.
-    pub(crate) fn integrate(&mut self, now: Millis, peers: Vec<Peer>, sent: &[Peer], from: Gossip) {
+    pub(crate) fn integrate(
+        &mut self,
+        now: Millis,
+        peers: Vec<Peer<I>>,
+        sent: &[Peer<I>],
+        from: Gossip<I>,
+    ) {
         let cap = quota::shuffle_size(&self.config);
         let period = quota::sender_period(&self.config);
         let mut replaced = 0;
@@ -222,7 +233,7 @@ impl Node {
             }
             replaced += u64::from(full);
             let p = Peer {
-                incarnation: Peer::UNKNOWN_INCARNATION,
+                incarnation: crate::peer::UNKNOWN_INCARNATION,
                 ..p
             };
             let rng = &mut self.rng;
@@ -233,7 +244,7 @@ impl Node {
     /// A peer named in a message from `from`: `from` itself (authenticated
     /// by the transport), else the entry we know, else the named peer with
     /// its incarnation unknown. None for ourselves and for invalid ids.
-    pub(crate) fn gossiped(&mut self, from: &Peer, p: Peer) -> Option<Peer> {
+    pub(crate) fn gossiped(&mut self, from: &Peer<I>, p: Peer<I>) -> Option<Peer<I>> {
         if p.id == from.id {
             return Some(from.clone());
         }
@@ -248,7 +259,7 @@ impl Node {
             return None;
         }
         Some(Peer {
-            incarnation: Peer::UNKNOWN_INCARNATION,
+            incarnation: crate::peer::UNKNOWN_INCARNATION,
             ..p
         })
     }
@@ -265,7 +276,7 @@ impl Node {
     }
 
     /// A random active peer other than `a` and `b` (hash compares only).
-    pub(crate) fn random_active_except(&mut self, a: &PeerId, b: &PeerId) -> Option<Peer> {
+    pub(crate) fn random_active_except(&mut self, a: &I, b: &I) -> Option<Peer<I>> {
         let i = self
             .views
             .active
@@ -275,7 +286,7 @@ impl Node {
 
     /// A FORWARDJOIN or SHUFFLE from `from` implies it holds us in its active
     /// view; if we do not hold it, tell it (asymmetric link repair).
-    pub(crate) fn check_implied_link(&mut self, from: &Peer) {
+    pub(crate) fn check_implied_link(&mut self, from: &Peer<I>) {
         if !self.is_active(&from.id)
             && !self.requests.contains(&from.id)
             && !self.join.is_joining_via(&from.id)
@@ -289,7 +300,7 @@ impl Node {
     }
 
     /// Close a connection used only for a one-off exchange.
-    pub(crate) fn close_if_idle(&mut self, peer: &Peer) {
+    pub(crate) fn close_if_idle(&mut self, peer: &Peer<I>) {
         if !self.is_active(&peer.id) && !self.requests.contains(&peer.id) {
             self.outputs
                 .push_back(Output::Disconnect { peer: peer.clone() });
@@ -297,7 +308,7 @@ impl Node {
     }
 
     /// The entry held for `id` in any set, with its incarnation.
-    pub(crate) fn known(&self, id: &PeerId) -> Option<&Peer> {
+    pub(crate) fn known(&self, id: &I) -> Option<&Peer<I>> {
         let v = &self.views;
         v.active
             .get(id)
@@ -307,7 +318,7 @@ impl Node {
             .or_else(|| v.suspects.get(id).map(|s| &s.peer))
     }
 
-    pub(crate) fn freshness(&self, peer: &Peer) -> Freshness {
+    pub(crate) fn freshness(&self, peer: &Peer<I>) -> Freshness {
         let Some(known) = self.known(&peer.id) else {
             return Freshness::Unknown;
         };
@@ -319,7 +330,7 @@ impl Node {
     }
 
     /// `peer` restarted: forget every entry of its older incarnations.
-    pub(crate) fn purge_old_incarnation(&mut self, peer: &Peer) {
+    pub(crate) fn purge_old_incarnation(&mut self, peer: &Peer<I>) {
         let id = &peer.id;
         if let Some(i) = self.views.active.position(id) {
             if self.views.active.at(i).peer.incarnation < peer.incarnation {

@@ -8,15 +8,19 @@
 //! The kinds of message are listed once, in [`MessageKind::ALL`]: counters,
 //! the NIF and the docs iterate it instead of repeating the names.
 
-use crate::Peer;
+use crate::{Identity, Peer, PeerId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
+#[serde(bound(
+    serialize = "I: Serialize, I::Addr: Serialize",
+    deserialize = "I: Deserialize<'de>, I::Addr: Deserialize<'de>"
+))]
+pub enum Message<I: Identity = PeerId> {
     /// A new node asks a contact to let it in.
     Join,
     /// Random walk announcing `joiner` (TTL starts at ARWL).
-    ForwardJoin { joiner: Peer, ttl: u32 },
+    ForwardJoin { joiner: Peer<I>, ttl: u32 },
     /// Ask to become an active neighbor; `high_priority` when the sender's
     /// active view is empty. `epoch` names the link this request would
     /// create (a Lamport-style counter, so a newer link has a larger epoch).
@@ -37,15 +41,15 @@ pub enum Message {
     Disconnect { epoch: u64 },
     /// Shuffle random walk started by `origin`.
     Shuffle {
-        origin: Peer,
+        origin: Peer<I>,
         ttl: u32,
-        peers: Vec<Peer>,
+        peers: Vec<Peer<I>>,
     },
     /// Answer to a `Shuffle`, sent straight back to its origin.
-    ShuffleReply { peers: Vec<Peer> },
+    ShuffleReply { peers: Vec<Peer<I>> },
 }
 
-impl Message {
+impl<I: Identity> Message<I> {
     /// The message's kind, for per-kind counters.
     pub fn kind(&self) -> MessageKind {
         match self {
@@ -153,9 +157,11 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), MessageKind::ALL.len());
-        assert_eq!(Message::Join.kind(), MessageKind::Join);
+        assert_eq!(Message::<PeerId>::Join.kind(), MessageKind::Join);
         assert_eq!(
-            Message::ShuffleReply { peers: vec![] }.kind().name(),
+            Message::<PeerId>::ShuffleReply { peers: vec![] }
+                .kind()
+                .name(),
             "shuffle_reply"
         );
     }

@@ -48,7 +48,7 @@ use crate::quota::{Bucket, SenderBudgets};
 use crate::repair::{Merge, Probe};
 use crate::requests::{RequestKind, Requests};
 use crate::views::Views;
-use crate::{Config, ConfigError, Message, Millis, Peer};
+use crate::{Config, ConfigError, Identity, Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::VecDeque;
@@ -79,20 +79,20 @@ pub(crate) enum Offer {
     Unsolicited,
 }
 
-pub struct Node {
-    pub(crate) local: Peer,
+pub struct Node<I: Identity = PeerId> {
+    pub(crate) local: Peer<I>,
     pub(crate) config: Config,
-    pub(crate) outputs: VecDeque<Output>,
+    pub(crate) outputs: VecDeque<Output<I>>,
     pub(crate) rng: SmallRng,
-    pub(crate) views: Views,
-    pub(crate) requests: Requests,
-    pub(crate) join: Join,
+    pub(crate) views: Views<I>,
+    pub(crate) requests: Requests<I>,
+    pub(crate) join: Join<I>,
     pub(crate) merge: Merge,
-    pub(crate) probe: Probe,
+    pub(crate) probe: Probe<I>,
     /// crossing: merges components whose active views are full.
-    pub(crate) crossing: Crossing,
+    pub(crate) crossing: Crossing<I>,
     /// The peers our outstanding SHUFFLE carried, until its reply.
-    pub(crate) shuffle_sent: Option<Vec<Peer>>,
+    pub(crate) shuffle_sent: Option<Vec<Peer<I>>>,
     /// Lamport clock for link epochs.
     pub(crate) clock: u64,
     pub(crate) timer_gen: u64,
@@ -103,12 +103,12 @@ pub struct Node {
     /// NEIGHBOR requests to peers learned from gossip (see `quota.rs`).
     pub(crate) dials: Bucket,
     /// New passive entries each sender's SHUFFLEs may still bring.
-    pub(crate) senders: SenderBudgets,
+    pub(crate) senders: SenderBudgets<I>,
 }
 
-impl Node {
+impl<I: Identity> Node<I> {
     /// A node with empty views. `seed` drives every random choice it makes.
-    pub fn new(local: Peer, config: Config, seed: u64) -> Result<Node, ConfigError> {
+    pub fn new(local: Peer<I>, config: Config, seed: u64) -> Result<Node<I>, ConfigError> {
         config.validate()?;
         let dials = Bucket::full(0, crate::quota::dial_burst(&config));
         Ok(Node {
@@ -134,7 +134,7 @@ impl Node {
     }
 
     /// Feed one input at time `now`. Outputs accumulate until drained.
-    pub fn handle(&mut self, now: Millis, input: Input) {
+    pub fn handle(&mut self, now: Millis, input: Input<I>) {
         match input {
             Input::Join { contacts } => self.on_join_input(contacts),
             Input::Contacts { contacts } => self.on_contacts(contacts),
@@ -159,7 +159,7 @@ impl Node {
     /// regrows its own.
     ///
     /// [`poll_output`]: Node::poll_output
-    pub fn handle_into(&mut self, now: Millis, input: Input, out: &mut VecDeque<Output>) {
+    pub fn handle_into(&mut self, now: Millis, input: Input<I>, out: &mut VecDeque<Output<I>>) {
         out.append(&mut self.outputs);
         std::mem::swap(&mut self.outputs, out);
         self.handle(now, input);
@@ -167,7 +167,7 @@ impl Node {
     }
 
     /// Next pending output, in the order produced.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub fn poll_output(&mut self) -> Option<Output<I>> {
         let out = self.outputs.pop_front();
         if out.is_none() && self.outputs.capacity() > 8 {
             // A rare burst (a JOIN to forward) must not keep its buffer:
@@ -177,7 +177,7 @@ impl Node {
         out
     }
 
-    pub fn local(&self) -> &Peer {
+    pub fn local(&self) -> &Peer<I> {
         &self.local
     }
 
@@ -186,56 +186,59 @@ impl Node {
     }
 
     /// Peers in the active view (reported up).
-    pub fn active_view(&self) -> Vec<&Peer> {
+    pub fn active_view(&self) -> Vec<&Peer<I>> {
         self.views.active.peers()
     }
 
     /// [`active_view`](Node::active_view) without collecting it.
-    pub fn active_peers(&self) -> impl Iterator<Item = &Peer> + '_ {
+    pub fn active_peers(&self) -> impl Iterator<Item = &Peer<I>> + '_ {
         self.views.active.iter().map(|s| &s.peer)
     }
 
-    /// Where the node's peer sets live (their tags and first slots): a
+    /// Where the node's peer sets live (their tags and first slots, and
+    /// the crossing proofs' tags and recency that every SHUFFLE reads): a
     /// driver of many nodes may prefetch them before an input. A hint
     /// only; never dereferenced here.
-    pub fn hot_addresses(&self) -> [*const u8; 4] {
-        self.views.hot_addresses()
+    pub fn hot_addresses(&self) -> [*const u8; 6] {
+        let [a, b, c, d] = self.views.hot_addresses();
+        let [e, f] = self.crossing.hot_addresses();
+        [a, b, c, d, e, f]
     }
 
     /// Peers in the passive view.
-    pub fn passive_view(&self) -> Vec<&Peer> {
+    pub fn passive_view(&self) -> Vec<&Peer<I>> {
         self.views.passive.peers()
     }
 
     /// Peers that recently failed; merge requests may go to them.
-    pub fn suspected(&self) -> Vec<&Peer> {
+    pub fn suspected(&self) -> Vec<&Peer<I>> {
         self.views.suspects.peers()
     }
 
     /// The current contact list (see [`Input::Contacts`]).
-    pub fn contacts(&self) -> &[Peer] {
+    pub fn contacts(&self) -> &[Peer<I>] {
         self.join.contacts()
     }
 
     /// True when a node with this id (a [`PeerId`] or a name) is in the
     /// active view.
-    pub fn is_active<K: IdLike + ?Sized>(&self, id: &K) -> bool {
+    pub fn is_active<K: IdLike<I> + ?Sized>(&self, id: &K) -> bool {
         self.views.active.contains(id)
     }
 
     /// True when a node with this id is in the passive view.
-    pub fn is_passive<K: IdLike + ?Sized>(&self, id: &K) -> bool {
+    pub fn is_passive<K: IdLike<I> + ?Sized>(&self, id: &K) -> bool {
         self.views.passive.contains(id)
     }
 
     /// Epoch of the active link to `id` (see [`Message::Neighbor`]).
-    pub fn active_epoch<K: IdLike + ?Sized>(&self, id: &K) -> Option<u64> {
+    pub fn active_epoch<K: IdLike<I> + ?Sized>(&self, id: &K) -> Option<u64> {
         self.views.active.get(id).map(|a| a.meta)
     }
 
     /// True while a NEIGHBOR or JOIN sent to `id` awaits its answer. A
     /// transport should not retire an idle connection to such a peer.
-    pub fn awaiting_reply<K: IdLike + ?Sized>(&self, id: &K) -> bool {
+    pub fn awaiting_reply<K: IdLike<I> + ?Sized>(&self, id: &K) -> bool {
         self.requests.contains(id)
             || self
                 .join
@@ -255,7 +258,7 @@ impl Node {
 
     // ----------------------------------------------------------------- inputs
 
-    fn on_join_input(&mut self, contacts: Vec<Peer>) {
+    fn on_join_input(&mut self, contacts: Vec<Peer<I>>) {
         self.phase = Phase::Joined;
         self.join.set_contacts(&self.local.id, contacts);
         self.join.forget_fresh();
@@ -276,7 +279,7 @@ impl Node {
         }
     }
 
-    fn on_contacts(&mut self, contacts: Vec<Peer>) {
+    fn on_contacts(&mut self, contacts: Vec<Peer<I>>) {
         let fresh = self.join.set_contacts(&self.local.id, contacts);
         if !fresh {
             return;
@@ -309,7 +312,7 @@ impl Node {
         self.phase = Phase::Left;
     }
 
-    fn on_message(&mut self, now: Millis, from: Peer, message: Message) {
+    fn on_message(&mut self, now: Millis, from: Peer<I>, message: Message<I>) {
         if from.id == self.local.id || !self.admit_incarnation(&from) {
             return;
         }
@@ -350,7 +353,7 @@ impl Node {
     }
 
     /// A node that left refuses every request and undoes late acceptances.
-    fn answer_after_leave(&mut self, from: Peer, message: Message) {
+    fn answer_after_leave(&mut self, from: Peer<I>, message: Message<I>) {
         let refuse = |epoch| Message::NeighborReply {
             accepted: false,
             epoch,
@@ -366,12 +369,12 @@ impl Node {
         }
     }
 
-    fn refuse_and_close(&mut self, to: Peer, message: Message) {
+    fn refuse_and_close(&mut self, to: Peer<I>, message: Message<I>) {
         self.send(to.clone(), message);
         self.outputs.push_back(Output::Disconnect { peer: to });
     }
 
-    fn accept(&mut self, to: Peer, epoch: u64) {
+    fn accept(&mut self, to: Peer<I>, epoch: u64) {
         self.send(
             to,
             Message::NeighborReply {
@@ -381,7 +384,7 @@ impl Node {
         );
     }
 
-    fn on_join(&mut self, from: Peer) {
+    fn on_join(&mut self, from: Peer<I>) {
         if let Some(epoch) = self.active_epoch(&from.id) {
             // Duplicate JOIN (reply lost?): confirm the existing link, no walk.
             self.accept(from, epoch);
@@ -410,7 +413,7 @@ impl Node {
         }
     }
 
-    fn on_forward_join(&mut self, now: Millis, from: Peer, joiner: Peer, ttl: u32) {
+    fn on_forward_join(&mut self, now: Millis, from: Peer<I>, joiner: Peer<I>, ttl: u32) {
         self.check_implied_link(&from);
         let ttl = ttl.min(self.config.arwl);
         // The joiner's incarnation is gossip: never trusted (see `gossiped`).
@@ -449,7 +452,7 @@ impl Node {
     /// must not grow state) and so is their rate (the joiner is an address
     /// someone else gave us, see `quota.rs`); beyond that the joiner only
     /// lands in passive, within the sender's budget.
-    fn accept_forward_join(&mut self, now: Millis, from: &Peer, joiner: Peer) {
+    fn accept_forward_join(&mut self, now: Millis, from: &Peer<I>, joiner: Peer<I>) {
         if self.requests.len() >= self.config.active_view_size.saturating_mul(2)
             || !self.take_dial(now)
         {
@@ -462,7 +465,7 @@ impl Node {
     fn on_neighbor(
         &mut self,
         now: Millis,
-        from: Peer,
+        from: Peer<I>,
         priority: Priority,
         epoch: u64,
         kind: RequestKind,
@@ -496,7 +499,7 @@ impl Node {
         }
     }
 
-    fn on_neighbor_reply(&mut self, now: Millis, from: Peer, accepted: bool, epoch: u64) {
+    fn on_neighbor_reply(&mut self, now: Millis, from: Peer<I>, accepted: bool, epoch: u64) {
         self.observe_epoch(epoch);
         if self.join.is_joining_via(&from.id) {
             if accepted {
@@ -559,7 +562,7 @@ impl Node {
     /// acceptance: a no-op when it holds the link, but if it lost it
     /// meanwhile (e.g. the connection carrying our request was closed) it
     /// answers DISCONNECT and the link cannot stay one-sided.
-    fn link_accepted(&mut self, from: Peer, epoch: u64, offer: Offer) -> bool {
+    fn link_accepted(&mut self, from: Peer<I>, epoch: u64, offer: Offer) -> bool {
         if let Some(a) = self.views.active.get_mut(&from.id) {
             a.meta = a.meta.max(epoch);
             return true;
@@ -584,7 +587,7 @@ impl Node {
         }
     }
 
-    fn on_disconnect(&mut self, now: Millis, from: Peer, epoch: u64) {
+    fn on_disconnect(&mut self, now: Millis, from: Peer<I>, epoch: u64) {
         self.observe_epoch(epoch);
         let Some(i) = self.views.active.position(&from.id) else {
             return;
@@ -609,7 +612,7 @@ impl Node {
         self.clock = self.clock.max(epoch);
     }
 
-    pub(crate) fn send(&mut self, to: Peer, message: Message) {
+    pub(crate) fn send(&mut self, to: Peer<I>, message: Message<I>) {
         self.outputs.push_back(Output::Send { to, message });
     }
 

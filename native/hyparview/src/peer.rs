@@ -1,7 +1,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -161,26 +161,107 @@ impl<'de> Deserialize<'de> for PeerId {
     }
 }
 
-/// Anything that names a node: a [`PeerId`] (hash already known, compared
-/// by pointer first) or a plain `str` (hashed on the spot). Lets the node's
-/// accessors take either without the core ever holding a `String`.
-pub trait IdLike {
-    /// The FNV-1a hash [`PeerId::hash64`] would give for this name.
-    fn id_hash(&self) -> u64;
-    /// True when `id` names the same node. Callers compare hashes first.
-    fn same_id(&self, id: &PeerId) -> bool;
+/// What the core needs of a node id: equality, a stable 64-bit hash (the
+/// views' tags, the record of dropped links) and its shape (the gossip
+/// rule, see `IdRule`). The core is generic over it, the way `foca` is
+/// over its `Identity`: production runs it with [`PeerId`] (the name, as
+/// the wire carries it), the simulator with a `Copy` handle, so both drive
+/// the same state machines. `Ord` is only for drivers and tests: no choice
+/// of the core depends on the order of ids.
+pub trait Identity: Clone + Eq + Hash + Ord + fmt::Debug + 'static {
+    /// Where the node is reached, carried with the id in every [`Peer`]
+    /// and never read by the core: a `SocketAddr` for [`PeerId`]; the
+    /// simulator, whose handle says everything, uses `()`.
+    type Addr: Address;
+    /// 64-bit hash, equal for equal ids (for [`PeerId`]: FNV-1a of the name).
+    fn hash64(&self) -> u64;
+    /// The id has the shape of a BEAM node name ([`valid_id`]).
+    fn is_node_name(&self) -> bool;
+    /// The id is printable and not oversized (the `IdRule::Printable`
+    /// shape).
+    fn is_printable(&self) -> bool;
 }
 
-impl IdLike for PeerId {
+impl Identity for PeerId {
+    type Addr = SocketAddr;
+    #[inline]
+    fn hash64(&self) -> u64 {
+        self.0.hash
+    }
+    fn is_node_name(&self) -> bool {
+        self.0.node_name
+    }
+    fn is_printable(&self) -> bool {
+        self.0.printable
+    }
+}
+
+/// A peer's address as the core stores it: opaque, and packed where a
+/// node keeps many (the reserve of `views.rs`).
+pub trait Address: Clone + Eq + Hash + Ord + fmt::Debug + 'static {
+    /// The stored form.
+    type Packed: Clone + fmt::Debug;
+    fn pack(self) -> Self::Packed;
+    fn unpack(packed: Self::Packed) -> Self;
+}
+
+/// A [`SocketAddr`] in 8 bytes when it is IPv4 (almost every address),
+/// boxed otherwise: 16 bytes instead of 32.
+#[derive(Clone, Debug)]
+pub enum PackedAddr {
+    V4 { ip: u32, port: u16 },
+    Other(Box<SocketAddr>),
+}
+
+impl Address for SocketAddr {
+    type Packed = PackedAddr;
+    fn pack(self) -> PackedAddr {
+        match self {
+            SocketAddr::V4(a) => PackedAddr::V4 {
+                ip: u32::from(*a.ip()),
+                port: a.port(),
+            },
+            other => PackedAddr::Other(Box::new(other)),
+        }
+    }
+    fn unpack(packed: PackedAddr) -> SocketAddr {
+        match packed {
+            PackedAddr::V4 { ip, port } => {
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
+            }
+            PackedAddr::Other(a) => *a,
+        }
+    }
+}
+
+impl Address for () {
+    type Packed = ();
+    fn pack(self) {}
+    fn unpack(_: ()) {}
+}
+
+/// Anything that names a node of id type `I`: an `I` itself, or for
+/// [`PeerId`] a plain `str` (hashed on the spot). Lets the node's accessors
+/// take either without the core ever holding a `String`.
+pub trait IdLike<I> {
+    /// The hash [`Identity::hash64`] would give for this id.
+    fn id_hash(&self) -> u64;
+    /// True when `id` names the same node. Callers compare hashes first.
+    fn same_id(&self, id: &I) -> bool;
+}
+
+impl<I: Identity> IdLike<I> for I {
+    #[inline]
     fn id_hash(&self) -> u64 {
         self.hash64()
     }
-    fn same_id(&self, id: &PeerId) -> bool {
+    #[inline]
+    fn same_id(&self, id: &I) -> bool {
         self == id
     }
 }
 
-impl IdLike for str {
+impl IdLike<PeerId> for str {
     fn id_hash(&self) -> u64 {
         fnv1a(self)
     }
@@ -189,7 +270,7 @@ impl IdLike for str {
     }
 }
 
-impl IdLike for String {
+impl IdLike<PeerId> for String {
     fn id_hash(&self) -> u64 {
         fnv1a(self)
     }
@@ -198,12 +279,12 @@ impl IdLike for String {
     }
 }
 
-impl<T: IdLike + ?Sized> IdLike for &T {
+impl IdLike<PeerId> for &str {
     fn id_hash(&self) -> u64 {
-        (**self).id_hash()
+        fnv1a(self)
     }
     fn same_id(&self, id: &PeerId) -> bool {
-        (**self).same_id(id)
+        id.as_str() == *self
     }
 }
 
@@ -243,18 +324,18 @@ pub(crate) enum IdRule {
 }
 
 impl IdRule {
-    pub(crate) fn of_local(local: &str) -> IdRule {
-        if valid_id(local) {
+    pub(crate) fn of_local<I: Identity>(local: &I) -> IdRule {
+        if local.is_node_name() {
             IdRule::NodeName
         } else {
             IdRule::Printable
         }
     }
 
-    pub(crate) fn admits(self, id: &PeerId) -> bool {
+    pub(crate) fn admits<I: Identity>(self, id: &I) -> bool {
         match self {
-            IdRule::NodeName => id.0.node_name,
-            IdRule::Printable => id.0.printable,
+            IdRule::NodeName => id.is_node_name(),
+            IdRule::Printable => id.is_printable(),
         }
     }
 }
@@ -275,17 +356,24 @@ fn printable(id: &str) -> bool {
 /// handshake; a peer learned from gossip carries [`Peer::UNKNOWN_INCARNATION`]
 /// until it talks to us itself.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Peer {
-    pub id: PeerId,
-    pub addr: SocketAddr,
+#[serde(bound(
+    serialize = "I: Serialize, I::Addr: Serialize",
+    deserialize = "I: Deserialize<'de>, I::Addr: Deserialize<'de>"
+))]
+pub struct Peer<I: Identity = PeerId> {
+    pub id: I,
+    pub addr: I::Addr,
     pub incarnation: u64,
 }
 
-impl Peer {
-    /// The incarnation of a peer we only heard of: lower than any real one
-    /// (the runtime uses its start time), so the peer's own first message
-    /// replaces it.
-    pub const UNKNOWN_INCARNATION: u64 = 0;
+/// The incarnation of a peer we only heard of: lower than any real one
+/// (the runtime uses its start time), so the peer's own first message
+/// replaces it.
+pub const UNKNOWN_INCARNATION: u64 = 0;
+
+impl Peer<PeerId> {
+    /// [`UNKNOWN_INCARNATION`].
+    pub const UNKNOWN_INCARNATION: u64 = UNKNOWN_INCARNATION;
 
     pub fn new(id: impl Into<PeerId>, addr: SocketAddr, incarnation: u64) -> Self {
         Peer {
@@ -294,9 +382,11 @@ impl Peer {
             incarnation,
         }
     }
+}
 
+impl<I: Identity> Peer<I> {
     /// True when both describe the same node id (any incarnation).
-    pub fn same_node(&self, other: &Peer) -> bool {
+    pub fn same_node(&self, other: &Peer<I>) -> bool {
         self.id == other.id
     }
 }
@@ -325,8 +415,7 @@ mod tests {
         assert_eq!("a@h".to_string().id_hash(), a.id_hash());
         assert!("a@h".same_id(&a));
         assert!(!"b@h".same_id(&a));
-        let r: &PeerId = &a;
-        assert!(IdLike::same_id(&r, &a.clone()));
+        assert!(IdLike::same_id(&a, &a.clone()));
     }
 
     #[test]
@@ -346,10 +435,10 @@ mod tests {
     #[test]
     fn gossip_ids_follow_the_local_ids_shape() {
         let id = PeerId::new;
-        let strict = IdRule::of_local("me@host");
+        let strict = IdRule::of_local(&id("me@host"));
         assert_eq!(strict, IdRule::NodeName);
         assert!(strict.admits(&id("p1@host")) && !strict.admits(&id("p1")));
-        let plain = IdRule::of_local("n1");
+        let plain = IdRule::of_local(&id("n1"));
         assert_eq!(plain, IdRule::Printable);
         assert!(plain.admits(&id("p1")) && plain.admits(&id("p1@host")));
         for bad in [String::new(), "a\0b".into(), "a\nb".into(), "x".repeat(256)] {

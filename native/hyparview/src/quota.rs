@@ -12,7 +12,7 @@
 //!   The table is bounded; a sender past the bound takes the slot of the
 //!   one heard from longest ago.
 
-use crate::{Config, Millis, PeerId};
+use crate::{Config, Identity, Millis, PeerId};
 
 /// Senders whose budget is remembered.
 const SENDERS: usize = 16;
@@ -86,14 +86,19 @@ impl Bucket {
 }
 
 /// A [`Bucket`] per sender, for a bounded number of senders.
-#[derive(Default)]
-pub(crate) struct SenderBudgets {
-    slots: Vec<(PeerId, Bucket)>,
+pub(crate) struct SenderBudgets<I: Identity = PeerId> {
+    slots: Vec<(I, Bucket)>,
 }
 
-impl SenderBudgets {
+impl<I: Identity> Default for SenderBudgets<I> {
+    fn default() -> Self {
+        SenderBudgets { slots: Vec::new() }
+    }
+}
+
+impl<I: Identity> SenderBudgets<I> {
     /// Takes one token from `sender`'s bucket (a new sender starts full).
-    pub(crate) fn take(&mut self, sender: &PeerId, now: Millis, cap: u64, per: Millis) -> bool {
+    pub(crate) fn take(&mut self, sender: &I, now: Millis, cap: u64, per: Millis) -> bool {
         if let Some((_, b)) = self.slots.iter_mut().find(|(id, _)| id == sender) {
             return b.take(now, cap, per);
         }

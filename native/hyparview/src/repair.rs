@@ -52,7 +52,7 @@
 //! period. Probes draw from their own RNG stream, so a probe timer that
 //! sends nothing leaves every other random choice unchanged.
 
-use crate::{Config, Millis, Peer, PeerId};
+use crate::{Config, Identity, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -174,7 +174,7 @@ impl Merge {
     }
 }
 
-pub(crate) struct Probe {
+pub(crate) struct Probe<I: Identity = PeerId> {
     rng: SmallRng,
     /// Names the live probe timer (None: none scheduled). One scheduled
     /// before the need went away, even if it came back since, is ignored.
@@ -183,13 +183,13 @@ pub(crate) struct Probe {
     /// Rounds started (each tries every contact not held once).
     rounds: u32,
     /// Contacts left to probe in this round (popped from the back).
-    queue: Vec<Peer>,
+    queue: Vec<Peer<I>>,
     /// The contact our last probe went to, until it answers.
-    pub(crate) awaiting: Option<PeerId>,
+    pub(crate) awaiting: Option<I>,
 }
 
-impl Probe {
-    pub(crate) fn new(seed: u64) -> Probe {
+impl<I: Identity> Probe<I> {
+    pub(crate) fn new(seed: u64) -> Probe<I> {
         Probe {
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             scheduled: None,
@@ -253,9 +253,9 @@ impl Probe {
     /// (shuffled) when this one is exhausted. None: nobody to probe.
     pub(crate) fn next_target(
         &mut self,
-        contacts: &[Peer],
-        held: impl Fn(&PeerId) -> bool,
-    ) -> Option<Peer> {
+        contacts: &[Peer<I>],
+        held: impl Fn(&I) -> bool,
+    ) -> Option<Peer<I>> {
         for _ in 0..2 {
             while let Some(p) = self.queue.pop() {
                 if !held(&p.id) {
@@ -263,7 +263,7 @@ impl Probe {
                 }
             }
             self.rounds = self.rounds.saturating_add(1);
-            let mut queue: Vec<Peer> = Vec::new();
+            let mut queue: Vec<Peer<I>> = Vec::new();
             for p in contacts {
                 if !held(&p.id) && !queue.iter().any(|q| q.id == p.id) {
                     queue.push(p.clone());
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn probes_go_to_each_unheld_contact_once_per_round() {
-        let mut p = Probe::new(1);
+        let mut p: Probe = Probe::new(1);
         let contacts = [peer("a"), peer("b"), peer("c"), peer("b")];
         let held = |id: &PeerId| id == "c";
         let mut round: Vec<String> = (0..2)
@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn only_the_live_probe_timer_counts_and_waits_a_shuffle_period() {
         let cfg = Config::default();
-        let mut p = Probe::new(1);
+        let mut p: Probe = Probe::new(1);
         let (d1, t1) = p.schedule(&cfg);
         assert!(d1 >= cfg.shuffle_interval * 3 / 4);
         let (_, t2) = p.schedule(&cfg);

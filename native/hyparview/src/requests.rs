@@ -9,7 +9,7 @@
 use crate::message::Priority;
 use crate::peer::IdLike;
 use crate::views::PeerSet;
-use crate::{Peer, PeerId};
+use crate::{Identity, Peer, PeerId};
 
 /// Why we asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,15 +30,20 @@ pub(crate) struct Request {
     pub(crate) priority: Priority,
 }
 
-#[derive(Default)]
-pub(crate) struct Requests {
-    set: Option<PeerSet<Request>>,
+pub(crate) struct Requests<I: Identity = PeerId> {
+    set: Option<PeerSet<I, Request>>,
 }
 
-impl Requests {
+impl<I: Identity> Default for Requests<I> {
+    fn default() -> Self {
+        Requests { set: None }
+    }
+}
+
+impl<I: Identity> Requests<I> {
     /// The set is allocated on first use and freed when empty again: most
     /// nodes of a stable overlay have nothing in flight.
-    fn set(&self) -> Option<&PeerSet<Request>> {
+    fn set(&self) -> Option<&PeerSet<I, Request>> {
         self.set.as_ref()
     }
 
@@ -50,11 +55,11 @@ impl Requests {
         self.len() == 0
     }
 
-    pub(crate) fn contains<K: IdLike + ?Sized>(&self, id: &K) -> bool {
+    pub(crate) fn contains<K: IdLike<I> + ?Sized>(&self, id: &K) -> bool {
         self.set().is_some_and(|s| s.contains(id))
     }
 
-    pub(crate) fn peer<K: IdLike + ?Sized>(&self, id: &K) -> Option<&Peer> {
+    pub(crate) fn peer<K: IdLike<I> + ?Sized>(&self, id: &K) -> Option<&Peer<I>> {
         self.set().and_then(|s| s.get(id)).map(|s| &s.peer)
     }
 
@@ -62,7 +67,7 @@ impl Requests {
         self.set().is_some_and(|s| s.iter().any(|r| f(&r.meta)))
     }
 
-    pub(crate) fn insert(&mut self, peer: Peer, request: Request) {
+    pub(crate) fn insert(&mut self, peer: Peer<I>, request: Request) {
         debug_assert!(!self.contains(&peer.id));
         self.set
             .get_or_insert_with(PeerSet::new)
@@ -76,14 +81,14 @@ impl Requests {
     }
 
     /// Takes the request to `id`, whatever its epoch.
-    pub(crate) fn take(&mut self, id: &PeerId) -> Option<(Peer, Request)> {
+    pub(crate) fn take(&mut self, id: &I) -> Option<(Peer<I>, Request)> {
         let r = self.set.as_mut()?.remove(id).map(|s| (s.peer, s.meta));
         self.tidy();
         r
     }
 
     /// Takes the request to `id` only if it is the one named `epoch`.
-    pub(crate) fn take_answered(&mut self, id: &PeerId, epoch: u64) -> Option<(Peer, Request)> {
+    pub(crate) fn take_answered(&mut self, id: &I, epoch: u64) -> Option<(Peer<I>, Request)> {
         let set = self.set.as_mut()?;
         let i = set.position(id)?;
         if set.at(i).meta.epoch != epoch {
@@ -95,7 +100,7 @@ impl Requests {
     }
 
     /// Takes the request named `epoch` (its timeout fired).
-    pub(crate) fn take_epoch(&mut self, epoch: u64) -> Option<(Peer, Request)> {
+    pub(crate) fn take_epoch(&mut self, epoch: u64) -> Option<(Peer<I>, Request)> {
         let set = self.set.as_mut()?;
         let i = set.iter().position(|s| s.meta.epoch == epoch)?;
         let s = set.remove_at(i);
@@ -105,11 +110,11 @@ impl Requests {
 
     /// Forgets requests to incarnations of `peer` older than it; a request
     /// to a gossiped peer (incarnation unknown) learns it instead.
-    pub(crate) fn purge_older(&mut self, peer: &Peer) {
+    pub(crate) fn purge_older(&mut self, peer: &Peer<I>) {
         if let Some(set) = self.set.as_mut() {
             set.retain(|s| {
                 !(s.peer.id == peer.id
-                    && s.peer.incarnation != Peer::UNKNOWN_INCARNATION
+                    && s.peer.incarnation != crate::peer::UNKNOWN_INCARNATION
                     && s.peer.incarnation < peer.incarnation)
             });
             if let Some(s) = set.get_mut(&peer.id) {

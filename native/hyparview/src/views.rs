@@ -5,11 +5,13 @@
 //! Every set is a [`PeerSet`]: a small vector of slots, with 16 bits of
 //! each peer's id hash kept apart as its tag, so a lookup is a vector scan
 //! of one cache line that touches a slot only on a tag match (and then
-//! compares pointers first, see [`PeerId`]). With the default sizes (5,
-//! 30, 30) that beats a hash map and costs no per-node table.
+//! compares ids: a pointer compare first for [`PeerId`], an integer compare
+//! for the simulator's handle). With the default sizes (5, 30, 30) that
+//! beats a hash map and costs no per-node table.
 //!
-//! The reserve keeps its peers packed (a v4 address inline, 32 bytes an
-//! entry instead of a `Peer`'s 48): it is most of a node's memory.
+//! The reserve keeps its peers' addresses packed ([`Address`]: for a
+//! `PeerId` and a v4 address 32 bytes an entry instead of a `Peer`'s 48):
+//! it is most of a node's memory.
 //!
 //! (About 740 lines: the set, its tag scan, the views and their unit tests
 //! belong together; the tests are 200 of them.)
@@ -28,12 +30,11 @@
 //! promotion candidate is left; a peer that failed goes to the *suspects*
 //! (see `repair.rs`) rather than being dropped.
 
-use crate::peer::IdLike;
-use crate::{Config, Millis, Peer, PeerId};
+use crate::peer::{Address, IdLike};
+use crate::{Config, Identity, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::Rng;
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Remembered removed links (see [`Views::was_dropped`]).
 const DROPPED_MEMORY: usize = 32;
@@ -43,10 +44,10 @@ const RESERVE_FACTOR: usize = 3;
 /// A member's tag: 16 bits of its id hash. A set of 30 keeps its tags in
 /// one cache line; a tag match is confirmed on the id (a pointer compare for
 /// copies of one id), and two different ids share a tag once in 65,536.
-type Tag = u16;
+pub(crate) type Tag = u16;
 
 #[inline]
-fn tag_of(hash: u64) -> Tag {
+pub(crate) fn tag_of(hash: u64) -> Tag {
     (hash >> 48) as Tag
 }
 
@@ -56,7 +57,7 @@ fn tag_of(hash: u64) -> Tag {
 /// them (exact for the lowest flagged lane, the one returned). A scan of
 /// 30 tags is eight steps.
 #[inline]
-fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
+pub(crate) fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
     const LANES: u64 = 0x0001_0001_0001_0001;
     const HIGH: u64 = 0x8000_8000_8000_8000;
     let tags = &tags[from..];
@@ -84,49 +85,30 @@ fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
     first_zero(word(&padded)).map(|lane| base + lane)
 }
 
-/// A reserve entry: a [`Peer`] in 32 bytes instead of 48. The reserve is
+/// A reserve entry: a [`Peer`] with its address packed (32 bytes instead
+/// of 48 for a `PeerId` and a v4 address, see [`Address`]). The reserve is
 /// the largest memory of a node (3 x `passive_view_size` entries, ~70 % of
-/// its views' bytes) and almost every address is IPv4, so a v4 address is
-/// kept inline and any other one boxed.
+/// its views' bytes).
 #[derive(Clone, Debug)]
-struct Remembered {
-    id: PeerId,
+struct Remembered<I: Identity = PeerId> {
+    id: I,
     incarnation: u64,
-    addr: PackedAddr,
+    addr: <I::Addr as Address>::Packed,
 }
 
-#[derive(Clone, Debug)]
-enum PackedAddr {
-    V4 { ip: u32, port: u16 },
-    Other(Box<SocketAddr>),
-}
-
-impl Remembered {
-    fn pack(peer: Peer) -> Remembered {
-        let addr = match peer.addr {
-            SocketAddr::V4(a) => PackedAddr::V4 {
-                ip: u32::from(*a.ip()),
-                port: a.port(),
-            },
-            other => PackedAddr::Other(Box::new(other)),
-        };
+impl<I: Identity> Remembered<I> {
+    fn pack(peer: Peer<I>) -> Remembered<I> {
         Remembered {
             id: peer.id,
             incarnation: peer.incarnation,
-            addr,
+            addr: peer.addr.pack(),
         }
     }
 
-    fn unpack(self) -> Peer {
-        let addr = match self.addr {
-            PackedAddr::V4 { ip, port } => {
-                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
-            }
-            PackedAddr::Other(a) => *a,
-        };
+    fn unpack(self) -> Peer<I> {
         Peer {
             id: self.id,
-            addr,
+            addr: Address::unpack(self.addr),
             incarnation: self.incarnation,
         }
     }
@@ -134,8 +116,8 @@ impl Remembered {
 
 /// One member of a [`PeerSet`] with its per-set data.
 #[derive(Clone, Debug)]
-pub(crate) struct Slot<M> {
-    pub(crate) peer: Peer,
+pub(crate) struct Slot<I: Identity, M> {
+    pub(crate) peer: Peer<I>,
     pub(crate) meta: M,
 }
 
@@ -143,12 +125,12 @@ pub(crate) struct Slot<M> {
 /// kept apart from the slots: a lookup reads one contiguous array of
 /// integers (one cache line for 30 peers) rather than one line per peer.
 #[derive(Clone, Debug)]
-pub(crate) struct PeerSet<M> {
+pub(crate) struct PeerSet<I: Identity, M> {
     tags: Vec<Tag>,
-    slots: Vec<Slot<M>>,
+    slots: Vec<Slot<I, M>>,
 }
 
-impl<M> PeerSet<M> {
+impl<I: Identity, M> PeerSet<I, M> {
     pub(crate) fn new() -> Self {
         PeerSet {
             tags: Vec::new(),
@@ -165,7 +147,7 @@ impl<M> PeerSet<M> {
     }
 
     #[inline]
-    pub(crate) fn position<K: IdLike + ?Sized>(&self, id: &K) -> Option<usize> {
+    pub(crate) fn position<K: IdLike<I> + ?Sized>(&self, id: &K) -> Option<usize> {
         let t = tag_of(id.id_hash());
         let mut from = 0;
         while let Some(i) = find_tag(&self.tags, t, from) {
@@ -178,31 +160,31 @@ impl<M> PeerSet<M> {
     }
 
     #[inline]
-    pub(crate) fn contains<K: IdLike + ?Sized>(&self, id: &K) -> bool {
+    pub(crate) fn contains<K: IdLike<I> + ?Sized>(&self, id: &K) -> bool {
         self.position(id).is_some()
     }
 
     #[inline]
-    pub(crate) fn get<K: IdLike + ?Sized>(&self, id: &K) -> Option<&Slot<M>> {
+    pub(crate) fn get<K: IdLike<I> + ?Sized>(&self, id: &K) -> Option<&Slot<I, M>> {
         self.position(id).map(|i| &self.slots[i])
     }
 
     #[inline]
-    pub(crate) fn get_mut<K: IdLike + ?Sized>(&mut self, id: &K) -> Option<&mut Slot<M>> {
+    pub(crate) fn get_mut<K: IdLike<I> + ?Sized>(&mut self, id: &K) -> Option<&mut Slot<I, M>> {
         self.position(id).map(|i| &mut self.slots[i])
     }
 
-    pub(crate) fn at(&self, i: usize) -> &Slot<M> {
+    pub(crate) fn at(&self, i: usize) -> &Slot<I, M> {
         &self.slots[i]
     }
 
     /// Order-preserving removal (the suspects' eviction prefers the oldest).
     #[inline]
-    pub(crate) fn remove<K: IdLike + ?Sized>(&mut self, id: &K) -> Option<Slot<M>> {
+    pub(crate) fn remove<K: IdLike<I> + ?Sized>(&mut self, id: &K) -> Option<Slot<I, M>> {
         self.position(id).map(|i| self.remove_at(i))
     }
 
-    pub(crate) fn remove_at(&mut self, i: usize) -> Slot<M> {
+    pub(crate) fn remove_at(&mut self, i: usize) -> Slot<I, M> {
         self.tags.remove(i);
         self.slots.remove(i)
     }
@@ -210,7 +192,7 @@ impl<M> PeerSet<M> {
     /// [`push`](PeerSet::push) into a set bounded by `cap`: the first push
     /// allocates exactly `cap` slots (growing by doubling would hold up to
     /// twice the bound), unless `cap` is large.
-    pub(crate) fn push_bounded(&mut self, peer: Peer, meta: M, cap: usize) {
+    pub(crate) fn push_bounded(&mut self, peer: Peer<I>, meta: M, cap: usize) {
         if self.slots.capacity() == 0 && cap <= 64 {
             self.tags.reserve_exact(cap);
             self.slots.reserve_exact(cap);
@@ -219,17 +201,17 @@ impl<M> PeerSet<M> {
     }
 
     /// Adds `peer`, which the caller checked is not a member.
-    pub(crate) fn push(&mut self, peer: Peer, meta: M) {
+    pub(crate) fn push(&mut self, peer: Peer<I>, meta: M) {
         debug_assert!(!self.contains(&peer.id));
         self.tags.push(tag_of(peer.id.hash64()));
         self.slots.push(Slot { peer, meta });
     }
 
-    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Slot<M>> {
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Slot<I, M>> {
         self.slots.iter()
     }
 
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Slot<M>) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Slot<I, M>) -> bool) {
         let mut i = 0;
         while i < self.slots.len() {
             if keep(&self.slots[i]) {
@@ -240,7 +222,7 @@ impl<M> PeerSet<M> {
         }
     }
 
-    pub(crate) fn peers(&self) -> Vec<&Peer> {
+    pub(crate) fn peers(&self) -> Vec<&Peer<I>> {
         self.slots.iter().map(|s| &s.peer).collect()
     }
 
@@ -249,7 +231,7 @@ impl<M> PeerSet<M> {
     pub(crate) fn random_where(
         &self,
         rng: &mut SmallRng,
-        keep: impl Fn(&Slot<M>) -> bool,
+        keep: impl Fn(&Slot<I, M>) -> bool,
     ) -> Option<usize> {
         let n = self.slots.iter().filter(|s| keep(s)).count();
         if n == 0 {
@@ -265,7 +247,7 @@ impl<M> PeerSet<M> {
     }
 
     /// `k` distinct random members (fewer when the set is smaller).
-    pub(crate) fn sample(&self, rng: &mut SmallRng, k: usize) -> Vec<Peer> {
+    pub(crate) fn sample(&self, rng: &mut SmallRng, k: usize) -> Vec<Peer<I>> {
         let n = self.slots.len();
         rand::seq::index::sample(rng, n, k.min(n))
             .iter()
@@ -290,24 +272,24 @@ struct DroppedLink {
     epoch: u64,
 }
 
-pub(crate) struct Views {
-    local: PeerId,
+pub(crate) struct Views<I: Identity = PeerId> {
+    local: I,
     active_cap: usize,
     passive_cap: usize,
-    pub(crate) active: PeerSet<Link>,
-    pub(crate) passive: PeerSet<CooldownUntil>,
+    pub(crate) active: PeerSet<I, Link>,
+    pub(crate) passive: PeerSet<I, CooldownUntil>,
     /// Peers that failed recently: neither promotion candidates nor
     /// forgotten (merge requests go to them, see `repair.rs`).
-    pub(crate) suspects: PeerSet<Failures>,
+    pub(crate) suspects: PeerSet<I, Failures>,
     /// Peers recently evicted from the passive view, most recent at the
     /// back. Duplicates are possible and harmless (known peers are skipped
     /// when drawing).
-    reserve: VecDeque<Remembered>,
+    reserve: VecDeque<Remembered<I>>,
     dropped: VecDeque<DroppedLink>,
 }
 
-impl Views {
-    pub(crate) fn new(local: PeerId, config: &Config) -> Views {
+impl<I: Identity> Views<I> {
+    pub(crate) fn new(local: I, config: &Config) -> Views<I> {
         Views {
             local,
             active_cap: config.active_view_size,
@@ -352,7 +334,7 @@ impl Views {
     }
 
     /// Removes the active link at `i`, remembering it as dropped.
-    pub(crate) fn remove_active_at(&mut self, i: usize) -> Slot<Link> {
+    pub(crate) fn remove_active_at(&mut self, i: usize) -> Slot<I, Link> {
         let a = self.active.remove_at(i);
         if self.dropped.len() >= DROPPED_MEMORY {
             self.dropped.pop_front();
@@ -369,12 +351,12 @@ impl Views {
     }
 
     #[cfg(test)]
-    fn remove_active(&mut self, id: &PeerId) -> Option<Slot<Link>> {
+    fn remove_active(&mut self, id: &I) -> Option<Slot<I, Link>> {
         self.active.position(id).map(|i| self.remove_active_at(i))
     }
 
     /// Whether this very link (same incarnation and epoch) was removed.
-    pub(crate) fn was_dropped(&self, peer: &Peer, epoch: u64) -> bool {
+    pub(crate) fn was_dropped(&self, peer: &Peer<I>, epoch: u64) -> bool {
         let h = peer.id.hash64();
         self.dropped
             .iter()
@@ -383,7 +365,7 @@ impl Views {
 
     /// Puts `peer` in the active view; the caller made room (the view is
     /// not full) and checked it is not active yet.
-    pub(crate) fn push_active(&mut self, peer: Peer, epoch: u64) {
+    pub(crate) fn push_active(&mut self, peer: Peer<I>, epoch: u64) {
         debug_assert!(self.active.len() < self.active_cap);
         self.passive.remove(&peer.id);
         self.suspects.remove(&peer.id);
@@ -395,9 +377,9 @@ impl Views {
     /// A known entry is refreshed (newer incarnation, longer cooldown).
     pub(crate) fn insert_passive(
         &mut self,
-        peer: Peer,
+        peer: Peer<I>,
         cooldown_until: Millis,
-        prefer_evict: &[Peer],
+        prefer_evict: &[Peer<I>],
         rng: &mut SmallRng,
     ) {
         if peer.id == self.local || self.active.contains(&peer.id) {
@@ -419,9 +401,9 @@ impl Views {
     /// peer on the shuffle path).
     pub(crate) fn insert_unknown_passive(
         &mut self,
-        peer: Peer,
+        peer: Peer<I>,
         cooldown_until: Millis,
-        prefer_evict: &[Peer],
+        prefer_evict: &[Peer<I>],
         rng: &mut SmallRng,
     ) {
         debug_assert!(peer.id != self.local && !self.active.contains(&peer.id));
@@ -441,7 +423,7 @@ impl Views {
             .push_bounded(peer, cooldown_until, self.passive_cap);
     }
 
-    fn remember(&mut self, peer: Peer) {
+    fn remember(&mut self, peer: Peer<I>) {
         let cap = self.reserve_cap();
         if cap == 0 {
             return;
@@ -479,7 +461,7 @@ impl Views {
     }
 
     /// The reserve, oldest first (crossing draws from it).
-    pub(crate) fn reserve(&self) -> impl Iterator<Item = Peer> + '_ {
+    pub(crate) fn reserve(&self) -> impl Iterator<Item = Peer<I>> + '_ {
         self.reserve.iter().map(|r| r.clone().unpack())
     }
 
@@ -489,7 +471,7 @@ impl Views {
 
     /// `peer` failed: a suspect from now on (unless self or active). A
     /// newer incarnation of a suspect resets its failure count.
-    pub(crate) fn add_suspect(&mut self, peer: Peer) {
+    pub(crate) fn add_suspect(&mut self, peer: Peer<I>) {
         if peer.id == self.local || self.active.contains(&peer.id) {
             return;
         }
@@ -515,7 +497,7 @@ impl Views {
     }
 
     /// A suspect failed once more (dial or merge request).
-    pub(crate) fn suspect_failed(&mut self, id: &PeerId) {
+    pub(crate) fn suspect_failed(&mut self, id: &I) {
         if let Some(s) = self.suspects.get_mut(id) {
             s.meta = s.meta.saturating_add(1);
         }
@@ -527,13 +509,16 @@ impl Views {
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         let set = |cap: usize, slot: usize| cap * (slot + size_of::<Tag>());
-        set(self.active.slots.capacity(), size_of::<Slot<Link>>())
+        set(self.active.slots.capacity(), size_of::<Slot<I, Link>>())
             + set(
                 self.passive.slots.capacity(),
-                size_of::<Slot<CooldownUntil>>(),
+                size_of::<Slot<I, CooldownUntil>>(),
             )
-            + set(self.suspects.slots.capacity(), size_of::<Slot<Failures>>())
-            + self.reserve.capacity() * size_of::<Remembered>()
+            + set(
+                self.suspects.slots.capacity(),
+                size_of::<Slot<I, Failures>>(),
+            )
+            + self.reserve.capacity() * size_of::<Remembered<I>>()
             + self.dropped.capacity() * size_of::<DroppedLink>()
     }
 }
@@ -570,7 +555,7 @@ mod tests {
 
     #[test]
     fn lookups_by_name_and_by_id_agree() {
-        let mut s: PeerSet<()> = PeerSet::new();
+        let mut s: PeerSet<PeerId, ()> = PeerSet::new();
         s.push(peer("a"), ());
         s.push(peer("b"), ());
         assert_eq!(s.position("b"), Some(1));
@@ -608,7 +593,7 @@ mod tests {
             .find(|&(i, j)| tag(&names[i]) == tag(&names[j]))
             .expect("2,000 names share some 16-bit tag");
         let (a, b) = (names[a].as_str(), names[b].as_str());
-        let mut s: PeerSet<usize> = PeerSet::new();
+        let mut s: PeerSet<PeerId, usize> = PeerSet::new();
         for i in 0..40 {
             let filler = format!("f{i}");
             if filler != a && filler != b && tag(&filler) != tag(&a.to_string()) {

@@ -26,7 +26,7 @@
 //! node index in the simulator). A node holds few connections (its active
 //! view plus a few short-lived ones), so entries live in a small vector.
 
-use hyparview::{Message, Millis};
+use hyparview::{Identity, Message, Millis, PeerId};
 
 mod table;
 pub use table::Links;
@@ -80,9 +80,9 @@ impl Activity {
 
 /// Where a message for a peer goes.
 #[derive(Debug, PartialEq)]
-pub enum Route<C> {
+pub enum Route<C, I: Identity = PeerId> {
     /// Write it on this connection now.
-    Conn(C, Message),
+    Conn(C, Message<I>),
     /// It waits in the peer's dial queue (a dial or a replacement is under
     /// way; or the queue is full and it was dropped).
     Queued,
@@ -101,9 +101,9 @@ pub enum AfterFlush {
 /// A dial queue to write on a connection, in order; the hold and last use
 /// of that connection are already updated for these messages.
 #[derive(Debug, PartialEq)]
-pub struct Flush<C> {
+pub struct Flush<C, I: Identity = PeerId> {
     pub conn: C,
-    pub messages: Vec<Message>,
+    pub messages: Vec<Message<I>>,
     pub after: AfterFlush,
 }
 
@@ -119,20 +119,20 @@ pub enum Retire {
 
 /// What [`Links::register`] decided.
 #[derive(Debug, PartialEq)]
-pub struct Registered<C> {
+pub struct Registered<C, I: Identity = PeerId> {
     /// The connection that is now current for the peer.
     pub current: C,
     /// The other connection, if there were two.
     pub retired: Option<(C, Retire)>,
     /// Messages that waited for this peer.
-    pub flush: Option<Flush<C>>,
+    pub flush: Option<Flush<C, I>>,
 }
 
 /// Outcome of a failed dial.
 #[derive(Debug, PartialEq)]
-pub enum DialFailed<C> {
+pub enum DialFailed<C, I: Identity = PeerId> {
     /// The peer connected to us meanwhile: the queue goes over that.
-    Fallback(Flush<C>),
+    Fallback(Flush<C, I>),
     /// Report `DialFailed` to the core; the queue is dropped.
     Failed,
     /// No dial was under way (a stale report).
@@ -160,6 +160,6 @@ pub enum Idle {
 
 /// True for the messages whose answer comes back on the same connection and
 /// may take a while: JOIN and NEIGHBOR.
-pub fn is_request(m: &Message) -> bool {
+pub fn is_request<I: Identity>(m: &Message<I>) -> bool {
     matches!(m, Message::Join | Message::Neighbor { .. })
 }

@@ -4,7 +4,7 @@ use crate::{
     is_request, Activity, AfterFlush, DialFailed, Flush, Idle, LinkConfig, Loss, Origin,
     Registered, Retire, Route, MAX_DIAL_QUEUE,
 };
-use hyparview::{Message, Millis};
+use hyparview::{Identity, Message, Millis, PeerId};
 
 /// The connection state of one node towards all its peers.
 ///
@@ -12,18 +12,18 @@ use hyparview::{Message, Millis};
 /// holds a current connection, a dial, a replacement deadline or an orphan
 /// mark; a connection handle is current for at most one peer.
 #[derive(Debug)]
-pub struct Links<K, C> {
+pub struct Links<K, C, I: Identity = PeerId> {
     local: K,
     cfg: LinkConfig,
-    peers: Vec<Entry<K, C>>,
+    peers: Vec<Entry<K, C, I>>,
 }
 
 #[derive(Debug)]
-struct Entry<K, C> {
+struct Entry<K, C, I: Identity> {
     peer: K,
     current: Option<Conn<C>>,
     /// Boxed: dials are rare, and the table is scanned on every message.
-    dial: Option<Box<Dial>>,
+    dial: Option<Box<Dial<I>>>,
     /// The peer superseded our current connection: the one it kept is on
     /// its way, until this deadline.
     awaiting: Option<Millis>,
@@ -42,8 +42,8 @@ struct Conn<C> {
 }
 
 #[derive(Debug)]
-struct Dial {
-    queue: Vec<Message>,
+struct Dial<I: Identity> {
+    queue: Vec<Message<I>>,
     after: AfterFlush,
     state: DialState,
 }
@@ -57,7 +57,7 @@ enum DialState {
     Parked,
 }
 
-impl<K, C> Entry<K, C> {
+impl<K, C, I: Identity> Entry<K, C, I> {
     fn is_empty(&self) -> bool {
         self.current.is_none() && self.dial.is_none() && self.awaiting.is_none() && !self.orphan
     }
@@ -65,7 +65,7 @@ impl<K, C> Entry<K, C> {
 
 impl<C: Copy> Conn<C> {
     /// Records a message written on it now.
-    fn used(&mut self, now: Millis, m: &Message, hold: Millis) {
+    fn used<I: Identity>(&mut self, now: Millis, m: &Message<I>, hold: Millis) {
         // `last_used` may lie ahead of `now` when the driver registered the
         // connection at its (future) handshake time: the simulator does.
         self.last_used = self.last_used.max(now);
@@ -75,10 +75,10 @@ impl<C: Copy> Conn<C> {
     }
 }
 
-impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
+impl<K: Clone + Eq + Ord, C: Copy + Eq, I: Identity> Links<K, C, I> {
     /// The table of the node whose own key is `local` (used to break the tie
     /// between two connections both ends opened at once).
-    pub fn new(local: K, cfg: LinkConfig) -> Links<K, C> {
+    pub fn new(local: K, cfg: LinkConfig) -> Links<K, C, I> {
         Links {
             local,
             cfg,
@@ -157,7 +157,7 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
     }
 
     /// The core sends `message` to `peer`.
-    pub fn send(&mut self, now: Millis, peer: &K, message: Message) -> Route<C> {
+    pub fn send(&mut self, now: Millis, peer: &K, message: Message<I>) -> Route<C, I> {
         let hold = self.cfg.request_hold;
         let i = self.entry(peer);
         let e = &mut self.peers[i];
@@ -217,7 +217,7 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
         peer: K,
         incarnation: u64,
         origin: Origin,
-    ) -> Registered<C> {
+    ) -> Registered<C, I> {
         let we_are_lower = self.local < peer;
         let i = self.entry(&peer);
         let e = &mut self.peers[i];
@@ -265,7 +265,7 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
     }
 
     /// Writes entry `i`'s dial queue out over its current connection.
-    fn flush(&mut self, now: Millis, i: usize) -> Option<Flush<C>> {
+    fn flush(&mut self, now: Millis, i: usize) -> Option<Flush<C, I>> {
         let hold = self.cfg.request_hold;
         let e = &mut self.peers[i];
         let c = e.current.as_mut()?;
@@ -287,7 +287,7 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq> Links<K, C> {
     }
 
     /// The dial to `peer` failed.
-    pub fn dial_failed(&mut self, now: Millis, peer: &K) -> DialFailed<C> {
+    pub fn dial_failed(&mut self, now: Millis, peer: &K) -> DialFailed<C, I> {
         let Some(i) = self.find(peer) else {
             return DialFailed::Unknown;
         };

@@ -27,13 +27,13 @@ mod tests;
 
 pub use counters::Counters;
 
-use hyparview::{Config, Input, Message, Millis, Node, Output, Peer, PeerId, Timer};
+use crate::id::{Input, Message, Node, Output, Peer, SimId};
+use hyparview::{Config, Millis, Timer};
 use hyparview_link::{LinkConfig, Links};
 use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
 
 /// Network and timing parameters of the simulated transport (defaults are
 /// the transport's).
@@ -89,7 +89,7 @@ pub trait Protocol {
     fn passive_view(&self) -> Vec<&Peer>;
     /// Addresses the next input will likely read (a prefetch hint).
     fn for_each_hot_address(&self, _f: &mut dyn FnMut(*const u8)) {}
-    fn is_active(&self, id: &PeerId) -> bool;
+    fn is_active(&self, id: &SimId) -> bool;
 }
 
 impl Protocol for Node {
@@ -114,7 +114,7 @@ impl Protocol for Node {
     fn passive_view(&self) -> Vec<&Peer> {
         Node::passive_view(self)
     }
-    fn is_active(&self, id: &PeerId) -> bool {
+    fn is_active(&self, id: &SimId) -> bool {
         Node::is_active(self, id)
     }
 }
@@ -144,7 +144,7 @@ pub struct SimNode<P = Node> {
     /// current connections in `links`).
     wires: Vec<Wire>,
     /// The connection policy, keyed by node index.
-    links: Links<u32, ConnId>,
+    links: Links<u32, ConnId, SimId>,
     /// The contacts it joined through.
     pub contacts: Vec<u32>,
     pub peer: Peer,
@@ -225,13 +225,9 @@ impl EventKind {
 pub struct Sim<P: Protocol = Node> {
     pub now: Millis,
     pub nodes: Vec<SimNode<P>>,
-    /// `peers[i]` is node `i`'s identity, the one every copy in the run is
-    /// cloned from (so comparing ids is a pointer compare); kept apart from
-    /// `nodes` so the hot path reads a small dense array.
+    /// `peers[i]` is node `i`'s identity; kept apart from `nodes` so the
+    /// hot path reads a small dense array.
     peers: Vec<Peer>,
-    /// `id_ptrs[i]`: where `peers[i]`'s id lives ([`PeerId::as_ptr`]): a
-    /// dense array the lookup of a copy reads instead of `peers`.
-    id_ptrs: Vec<usize>,
     factory: Factory<P>,
     events: EventQueue,
     payloads: Vec<Option<EventKind>>,
@@ -265,25 +261,12 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Simulated nodes are numbered within the 10.0.0.0/8 addresses.
-const MAX_NODES: u32 = 1 << 24;
-
-/// Identity of simulated node `i` (a fresh id: the engine makes it once per
-/// node and hands out clones). Its address encodes `i`: 10.x.y.z.
+/// Identity of simulated node `i` (its handle; no address: see `id.rs`).
 pub fn peer_of(i: u32) -> Peer {
-    assert!(i < MAX_NODES, "at most {MAX_NODES} simulated nodes");
-    let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
-    Peer::new(format!("n{i}@sim"), SocketAddr::new(ip.into(), 4500), 1)
-}
-
-/// The node index `peer_of` encoded in an address.
-fn index_of(addr: &SocketAddr) -> Option<u32> {
-    match addr {
-        SocketAddr::V4(a) => {
-            let [ten, x, y, z] = a.ip().octets();
-            (ten == 10).then(|| u32::from_be_bytes([0, x, y, z]))
-        }
-        SocketAddr::V6(_) => None,
+    Peer {
+        id: SimId::of(i),
+        addr: (),
+        incarnation: 1,
     }
 }
 
@@ -320,7 +303,6 @@ impl<P: Protocol> Sim<P> {
             factory,
             nodes: Vec::new(),
             peers: Vec::new(),
-            id_ptrs: Vec::new(),
             events: EventQueue::new(),
             payloads: Vec::new(),
             targets: Vec::new(),
@@ -349,7 +331,6 @@ impl<P: Protocol> Sim<P> {
     pub fn create_node(&mut self) -> u32 {
         let i = self.nodes.len() as u32;
         let peer = peer_of(i);
-        self.id_ptrs.push(peer.id.as_ptr() as usize);
         self.peers.push(peer.clone());
         let node_seed = mix64(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ mix64(i as u64));
         let node = (self.factory)(peer.clone(), node_seed);
@@ -379,14 +360,11 @@ impl<P: Protocol> Sim<P> {
         self.start(node, contacts);
     }
 
-    /// Index of the node with `peer`'s id: read from its address, checked
-    /// against the id (a pointer compare: every id in the run is a clone of
-    /// `peers[i]`), so a peer with a foreign id or address is no node.
+    /// Index of the node with `peer`'s id (the handle holds it), if that
+    /// node was created.
     pub fn lookup(&self, peer: &Peer) -> Option<u32> {
-        let i = index_of(&peer.addr)?;
-        let known = *self.id_ptrs.get(i as usize)? == peer.id.as_ptr() as usize
-            || self.peers[i as usize].id == peer.id;
-        known.then_some(i)
+        let i = peer.id.index();
+        (self.peers.get(i as usize)?.id == peer.id).then_some(i)
     }
 
     pub fn is_alive(&self, i: u32) -> bool {

@@ -4,7 +4,8 @@
 //! bytes and EOFs through virtual time.
 
 use super::{ConnId, EventKind, IdleCheck, Protocol, Sim, Wire, WireState};
-use hyparview::{Input, Message, Millis};
+use crate::id::{Input, Message, SimId};
+use hyparview::Millis;
 use hyparview_link::{Activity, AfterFlush, DialFailed, Flush, Idle, Loss, Origin, Route};
 use rand::Rng;
 
@@ -116,7 +117,7 @@ impl<P: Protocol> Sim<P> {
         self.schedule_idle_check(b, conn);
     }
 
-    fn write_flush(&mut self, a: u32, f: Flush<ConnId>) {
+    fn write_flush(&mut self, a: u32, f: Flush<ConnId, SimId>) {
         for m in f.messages {
             self.write(a, f.conn, m);
         }

@@ -6,7 +6,7 @@
 //! changes what the simulation does.
 
 use super::{EventKind, Protocol, Sim};
-use hyparview::Message;
+use crate::id::Message;
 
 /// Asks the CPU to start loading the cache line at `r` (no-op off x86_64).
 #[inline(always)]
@@ -61,12 +61,10 @@ impl<P: Protocol> Sim<P> {
             prefetch_ptr(n.links.hot_address());
             n.node.for_each_hot_address(&mut |p| prefetch_ptr(p));
         }
-        // A delivery also reads the sender's identity (cloned into the
-        // input: its shared id is written) and the peers it carries.
+        // A delivery also reads the sender's identity (copied into the
+        // input) and the peers it carries.
         if let Some(EventKind::Deliver { from, message, .. }) = &self.payloads[slot as usize] {
-            let from = *from as usize;
-            prefetch(&self.peers[from]);
-            prefetch_ptr(self.id_ptrs[from] as *const u8);
+            prefetch(&self.peers[*from as usize]);
             if let Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } = message {
                 prefetch_ptr(peers.as_ptr().cast());
             }

@@ -176,8 +176,8 @@ struct Series {
 /// reliability.
 fn sample(sim: &mut Sim, broadcasts: usize, series: &mut Series) {
     let snap = snapshot(sim);
-    series.components.push(snap.components);
-    series.isolated.push(snap.isolated);
+    series.components.push(snap.structure.components);
+    series.isolated.push(snap.structure.isolated);
     series.reliability.push(reliability(sim, broadcasts));
 }
 
@@ -239,7 +239,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
     };
     let (asp, asp_max) = metrics::avg_shortest_path(&snap.und, &sources);
     let mean_live = if measured_rounds == 0 {
-        snap.live as f64
+        snap.structure.live_nodes as f64
     } else {
         live_sum as f64 / measured_rounds as f64
     };
@@ -257,16 +257,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
         seed: p.seed,
         rounds: p.rounds,
         round_ms: round,
-        live_nodes: snap.live,
-        components: snap.components,
-        isolated: snap.isolated,
-        asymmetric_links: snap.asymmetric_links,
-        dead_links: snap.dead_links,
-        active_view: snap.active_view,
-        passive_view: snap.passive_view,
-        active_view_hist: snap.active_view_hist,
-        passive_view_hist: snap.passive_view_hist,
-        connections: snap.connections,
+        structure: snap.structure,
         clustering_coefficient: metrics::clustering_coefficient(&snap.und),
         avg_shortest_path: asp,
         max_shortest_path_seen: asp_max,

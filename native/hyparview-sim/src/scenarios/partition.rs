@@ -31,13 +31,13 @@ impl Experiment for Partition {
     fn before_round(&mut self, sim: &mut Sim, p: &Params, r: usize) {
         if r == p.rounds {
             sim.heal();
-            self.components.push(snapshot(sim).components);
+            self.components.push(snapshot(sim).structure.components);
         }
     }
 
     fn after_round(&mut self, sim: &mut Sim, p: &Params, r: usize) {
         if r >= p.rounds {
-            self.components.push(snapshot(sim).components);
+            self.components.push(snapshot(sim).structure.components);
         }
     }
 
@@ -45,7 +45,7 @@ impl Experiment for Partition {
         let mut comps = self.components.clone();
         if comps.is_empty() {
             // No rounds: healed at once.
-            comps.push(report.components);
+            comps.push(report.structure.components);
         }
         report.rounds_to_merge = Some(comps.iter().position(|&x| x == 1));
         report.components_per_round = Some(comps);

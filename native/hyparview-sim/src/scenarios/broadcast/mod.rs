@@ -201,10 +201,10 @@ fn shape(o: &mut Overlay) -> OverlayShape {
     let (asp, max) = metrics::avg_shortest_path(&snap.und, &sources);
     let (mean_eccentricity, shared_tree_ldh) = bound::shared_tree_bound(&snap.und, &sources);
     OverlayShape {
-        live_nodes: snap.live,
-        components: snap.components,
-        isolated: snap.isolated,
-        active_view: snap.active_view,
+        live_nodes: snap.structure.live_nodes,
+        components: snap.structure.components,
+        isolated: snap.structure.isolated,
+        active_view: snap.structure.active_view,
         avg_shortest_path: asp,
         max_shortest_path_seen: max,
         mean_eccentricity,

@@ -11,7 +11,8 @@
 //! scenarios run exactly as before.
 
 use crate::engine::{mix64, NetConfig, Protocol, Sim};
-use hyparview::{Config, Input, Millis, Node, Output, Peer};
+use crate::id::{Input, Node, Output, Peer, SimId};
+use hyparview::{Config, Millis};
 use plumtree::{Message, Plumtree, Timer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -73,7 +74,7 @@ impl Protocol for Member {
     fn passive_view(&self) -> Vec<&Peer> {
         self.node.passive_view()
     }
-    fn is_active(&self, id: &hyparview::PeerId) -> bool {
+    fn is_active(&self, id: &SimId) -> bool {
         self.node.is_active(id)
     }
 }
