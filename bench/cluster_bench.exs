@@ -27,6 +27,12 @@ defmodule Bench do
     idle: 30,
     # After convergence, before the idle window (the control: at most 3 s).
     settle: 60,
+    # ...and never sooner than this long (s) after the first strategy start,
+    # in both clustered modes; nil = 11 shuffle intervals of the HyParView
+    # config (110 s with the defaults): HyParView's crossing, which merges a
+    # fleet started at once, runs at 0.5 to 10.5 intervals after the join
+    # and is a startup transient, not idle cost.
+    after_start: nil,
     kill_frac: 0.25,
     seed: 1,
     conv_deadline: 90,
@@ -55,6 +61,7 @@ defmodule Bench do
           modes: :string,
           idle: :integer,
           settle: :integer,
+          after_start: :integer,
           kill_frac: :float,
           seed: :integer,
           conv_deadline: :integer,
@@ -445,22 +452,39 @@ defmodule Bench do
 
   # ------------------------------------------------------------- idle window
 
-  def idle_window(peers, mode, cfg) do
+  @doc """
+  Seconds after the first strategy start before which the idle window does
+  not begin (`--after-start`; default 11 shuffle intervals).
+  """
+  def after_start(cfg) do
+    cfg.after_start ||
+      div(11 * HyParView.Config.new(cfg.hv).shuffle_interval + 999, 1_000)
+  end
+
+  # `t0`: the first strategy start (nil for the control).
+  def idle_window(peers, mode, cfg, t0 \\ nil) do
     tck = clk_tck()
-    # The strategies settle (views fill, the mesh's last connects finish);
-    # the control has nothing to settle.
-    Process.sleep(if(mode == :none, do: min(cfg.settle, 3), else: cfg.settle) * 1_000)
+    # The strategies settle (views fill, the mesh's last connects finish)
+    # and HyParView's startup crossing ends; the control has nothing to
+    # settle.
+    case t0 do
+      nil ->
+        Process.sleep(min(cfg.settle, 3) * 1_000)
+
+      t0 ->
+        Process.sleep(max(cfg.settle * 1_000, t0 + after_start(cfg) * 1_000 - now()))
+    end
 
     # CPU over [p0, p1] (which includes the two sample calls, the same in
     # every mode); bytes and messages over each node's own [s0, s1] stamps.
-    t0 = now()
+    t0_window = now()
     p0 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
     s0 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
     Process.sleep(cfg.idle * 1_000)
     s1 = peers |> pcall(&call(&1, :sample, [mode])) |> Map.new()
     p1 = Map.new(peers, &{&1.node, proc_sample(&1.os_pid)})
     t1 = now()
-    secs = (t1 - t0) / 1_000
+    secs = (t1 - t0_window) / 1_000
 
     per_node =
       for p <- peers do
@@ -490,6 +514,8 @@ defmodule Bench do
 
     summary = %{
       window_s: secs,
+      # When the window began, after the first strategy start (s).
+      began_after_start_s: if(t0, do: (t0_window - t0) / 1_000),
       nodes: length(per_node),
       cpu_pct_mean: mean(Enum.map(per_node, & &1.cpu_pct)),
       cpu_pct_max: Enum.max(Enum.map(per_node, & &1.cpu_pct)),
@@ -802,7 +828,7 @@ defmodule Bench do
             })
 
           log("#{mode} N=#{n}: idle window #{cfg.idle}s")
-          idle = idle_window(peers, mode, cfg)
+          idle = idle_window(peers, mode, cfg, t0)
           # Steady-state links: after settle + idle window, i.e. ~idle+settle s
           # after convergence, once the active views had time to fill.
           links = analyze(states(peers, mode), mode, nodes)
@@ -1096,6 +1122,7 @@ report = %{
     modes: cfg.modes,
     idle_s: cfg.idle,
     settle_s: cfg.settle,
+    idle_after_start_s: Bench.after_start(cfg),
     kill_frac: cfg.kill_frac,
     seed: cfg.seed,
     conv_deadline_s: cfg.conv_deadline,

@@ -485,7 +485,10 @@ def markdown(cluster, sim, png):
                 f"- Repair: `kill -9` of {int(c['kill_frac']*100)} % of the nodes (seeded random choice); same property on the survivors. "
                 "Detection: kill timestamp vs `peer_down` timestamps (`HyParView.subscribe`; full mesh: `:nodedown`) "
                 "from `System.os_time` on each survivor, for every (survivor, killed active neighbour) pair.",
-                f"- Idle cost: {c['idle_s']} s window after convergence (+{c['settle_s']} s settle), from /proc "
+                f"- Idle cost: {c['idle_s']} s window after convergence (+{c['settle_s']} s settle"
+                + (f", and not before {c['idle_after_start_s']} s after the first strategy start: HyParView's "
+                   "startup crossing, a transient, is over by then" if c.get('idle_after_start_s') else "")
+                + "), from /proc "
                 "(utime+stime, VmRSS, task count, wchar) and `:inet.getstat` on the distribution sockets; "
                 "the control row is the same VM with nothing clustered and no HyParView.", ""]
         out += ["- Connect storm: from just before the first strategy start until convergence was confirmed: "

@@ -20,8 +20,8 @@ defmodule HyParView.ConfigPeerTest do
       assert config.rejoin_backoff_min == 500
       assert config.rejoin_backoff_max == 30_000
       assert config.promotion_interval == 30_000
-      assert config.heartbeat_interval == 1_000
-      assert config.failure_timeout == 5_000
+      assert config.heartbeat_interval == 5_000
+      assert config.failure_timeout == 15_000
       assert config.connect_timeout == 2_000
       assert config.handshake_timeout == 2_000
       assert config.max_frame_size == 65_536

@@ -240,6 +240,16 @@ impl Reports {
         out
     }
 
+    /// When `flush` next has a count to report, if any occurrence is
+    /// waiting for one (the actor sleeps until then, not on a period).
+    pub fn next_flush(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter(|e| e.suppressed > 0)
+            .map(|e| e.since + self.interval)
+            .min()
+    }
+
     fn expire(&mut self, now: Instant) {
         let interval = self.interval;
         self.entries
@@ -350,12 +360,16 @@ mod tests {
         let s = Duration::from_secs(1);
         let mut r = Reports::new(Duration::from_secs(60), 2);
         assert!(r.allow(t0, ip(1), "bad_auth"));
+        // Nothing left out yet: nothing to flush, no deadline.
+        assert_eq!(r.next_flush(), None);
         assert!(!r.allow(t0 + s, ip(1), "bad_auth"));
+        assert_eq!(r.next_flush(), Some(t0 + 60 * s));
         assert!(!r.allow(t0 + 2 * s, ip(1), "bad_auth"));
         // Another kind from the same address is not hidden by the first.
         assert!(r.allow(t0 + 2 * s, ip(1), "timeout"));
         assert!(r.flush(t0 + 30 * s).is_empty());
         assert_eq!(r.flush(t0 + 61 * s), vec![(ip(1), "bad_auth", 2)]);
+        assert_eq!(r.next_flush(), None);
         // The next interval starts fresh.
         assert!(r.allow(t0 + 122 * s, ip(1), "bad_auth"));
     }

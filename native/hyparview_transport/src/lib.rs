@@ -123,10 +123,10 @@ const HOUR: u64 = 3_600_000;
 /// plus one line here. Cross-key rules are in [`TransportConfig::validate`].
 #[rustfmt::skip]
 pub const TRANSPORT_KEYS: &[Key<TransportConfig>] = &[
-    Key { name: "heartbeat_interval", default: 1_000, min: 1, max: HOUR, unit: Unit::Millis,
-          meaning: "ping period on connections to active peers",
+    Key { name: "heartbeat_interval", default: 5_000, min: 1, max: HOUR, unit: Unit::Millis,
+          meaning: "a connection to an active peer that carried nothing from us for this long gets a ping",
           get: |c| c.heartbeat_interval, set: |c, v| c.heartbeat_interval = v },
-    Key { name: "failure_timeout", default: 5_000, min: 1, max: HOUR, unit: Unit::Millis,
+    Key { name: "failure_timeout", default: 15_000, min: 1, max: HOUR, unit: Unit::Millis,
           meaning: "an active peer silent this long is declared failed",
           get: |c| c.failure_timeout, set: |c, v| c.failure_timeout = v },
     Key { name: "connect_timeout", default: 2_000, min: 1, max: HOUR, unit: Unit::Millis,
@@ -815,7 +815,7 @@ mod tests {
         };
         assert_eq!(c.validate().unwrap_err().key, "write_queue");
         let c = TransportConfig {
-            heartbeat_interval: 5_000,
+            heartbeat_interval: TransportConfig::default().failure_timeout,
             ..TransportConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "failure_timeout");

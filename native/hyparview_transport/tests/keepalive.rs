@@ -196,3 +196,58 @@ fn of_the_two_ends_only_the_one_that_announces_last_is_told_to_connect() {
     b.stop();
     a.stop();
 }
+
+/// Nothing on the node is periodic: the keepalive and the failure check are
+/// deadlines of the link itself. A raw active peer that goes silent hears a
+/// PING after an interval and is failed once silent for `failure_timeout`:
+/// never sooner, and not up to an interval later as a periodic check would
+/// (the interval here is almost the timeout).
+#[test]
+fn a_silent_active_peer_is_failed_at_its_own_deadline() {
+    let mut o = options("deadline_a", vec![]);
+    o.transport.heartbeat_interval = 1_000;
+    o.transport.failure_timeout = 1_200;
+    // No shuffles: they would keep the link busy (and PINGs off it).
+    o.protocol.shuffle_interval = 3_600_000;
+    let mut a = TestNode::start(o);
+    let rt = runtime(2).unwrap();
+    let addr = a.addr();
+    let id = "silent@127.0.0.1";
+    let (last_sent, pings, closed) = rt.block_on(async {
+        let (mut s, mut session) = authed("127.0.0.23", addr, id).await;
+        let join = [Frame::Msg(Message::Join), Frame::Ping];
+        channel::write_frames(&mut s, &mut session.sealer, &join)
+            .await
+            .unwrap();
+        let last_sent = Instant::now();
+        // From now on we only read, until the node gives up on us.
+        let mut pings = 0;
+        let mut buf = Vec::new();
+        loop {
+            let r = tokio::time::timeout(
+                T,
+                channel::read_frame(&mut s, &mut session.opener, &mut buf),
+            )
+            .await
+            .expect("the node never closed the silent link");
+            match r {
+                Ok(Frame::Ping) => pings += 1,
+                Ok(_) => {}
+                Err(_) => break (last_sent, pings, Instant::now()),
+            }
+        }
+    });
+    let silent = closed - last_sent;
+    assert!(
+        silent >= Duration::from_millis(1_200),
+        "failed after {silent:?} of silence (failure_timeout 1.2 s)"
+    );
+    assert!(
+        silent <= Duration::from_millis(1_800),
+        "failed only after {silent:?} of silence (failure_timeout 1.2 s)"
+    );
+    // The keepalive of the interval (1 s) went out before.
+    assert_eq!(pings, 1, "{pings} pings in 1.2 s");
+    assert!(wait_until(T, || a.snap().counters.heartbeat_timeouts == 1));
+    a.stop();
+}

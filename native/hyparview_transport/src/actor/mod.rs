@@ -5,6 +5,7 @@
 //! through one bounded channel; the actor never awaits anything but its
 //! `select!`, so a slow peer can only fill its own queue.
 
+mod alarm;
 mod confirm;
 mod conns;
 mod keepalive;
@@ -12,6 +13,7 @@ mod reports;
 mod tasks;
 mod tree;
 
+use alarm::Alarm;
 use confirm::Confirmation;
 use keepalive::Liveness;
 use tasks::{accept, bump, dial_once, reader_task, writer_task};
@@ -201,7 +203,8 @@ pub(crate) struct Actor {
     tree: Plumtree<PeerId>,
     queued: Arc<AtomicUsize>,
     next_timer: u64,
-    next_heartbeat: Instant,
+    /// When a connection next needs `heartbeat` (`plan_keepalive`).
+    next_heartbeat: Option<Instant>,
     /// Active peers not announced yet, and those the input being handled
     /// added (see `confirm.rs`).
     unconfirmed: Vec<Peer>,
@@ -227,7 +230,6 @@ impl Actor {
             init.local.incarnation,
             &init.secret,
         ));
-        let next_heartbeat = now + ms(init.transport.heartbeat_interval);
         let pending = Pending::new(
             init.transport.max_unauthenticated,
             init.transport.max_unauthenticated_per_ip,
@@ -263,7 +265,7 @@ impl Actor {
             tree: init.tree,
             queued: init.queued,
             next_timer: 0,
-            next_heartbeat,
+            next_heartbeat: None,
             unconfirmed: Vec::new(),
             fresh: Vec::new(),
             inbox: VecDeque::new(),
@@ -282,17 +284,19 @@ impl Actor {
         mut cmd_rx: mpsc::UnboundedReceiver<Command>,
         contacts: Vec<Peer>,
     ) {
+        let mut alarm = Alarm::new();
         self.feed(Input::Join { contacts });
+        self.plan_keepalive();
         self.publish();
         self.flush_events();
         while self.stop.is_none() {
-            let deadline = self.next_deadline();
+            alarm.set(self.next_deadline());
             let accepting = self.listener.is_some() && self.accept_paused_until.is_none();
             let wake = tokio::select! {
                 c = cmd_rx.recv() => Wake::Cmd(c),
                 Some(ev) = self.net_rx.recv() => Wake::Net(ev),
                 r = accept(&self.listener), if accepting => Wake::Accept(r),
-                _ = tokio::time::sleep_until(deadline) => Wake::Tick,
+                _ = alarm.wait() => Wake::Tick,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Reaped,
             };
             match wake {
@@ -318,12 +322,16 @@ impl Actor {
                 Wake::Cmd(None) => self.stop = Some(false),
                 Wake::Net(ev) => self.on_net(ev),
                 Wake::Accept(r) => self.on_accept(r),
-                Wake::Tick => self.on_tick(),
+                Wake::Tick => {
+                    alarm.fired();
+                    self.on_tick();
+                }
                 Wake::Reaped => {}
             }
             self.drain_inbox();
             self.check_orphans();
             if self.stop.is_none() {
+                self.plan_keepalive();
                 self.publish();
             }
             self.flush_events();
@@ -364,18 +372,19 @@ impl Actor {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn next_deadline(&self) -> Instant {
-        let mut d = self.next_heartbeat;
-        if let Some(Reverse((t, _))) = self.timers.peek() {
-            d = d.min(*t);
-        }
-        if let Some(t) = self.accept_paused_until {
-            d = d.min(t);
-        }
-        if let Some(t) = self.links.next_deadline() {
-            d = d.min(self.start + ms(t));
-        }
-        d
+    /// The earliest thing due, if anything is.
+    fn next_deadline(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let replacement = self.links.next_deadline().map(|t| self.start + ms(t));
+        [
+            self.next_heartbeat,
+            timer,
+            self.accept_paused_until,
+            replacement,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- driving the node -------------------------------------------------
@@ -576,10 +585,8 @@ impl Actor {
                 None => {}
             }
         }
-        if now >= self.next_heartbeat && self.stop.is_none() {
-            self.next_heartbeat = now + ms(self.cfg.heartbeat_interval);
+        if self.next_heartbeat.is_some_and(|t| t <= now) && self.stop.is_none() {
             self.heartbeat(now);
-            self.flush_reports(now);
         }
     }
 
