@@ -19,17 +19,21 @@
 //!   the EOF once the messages sent before have arrived.
 
 mod counters;
+mod ends;
 mod net;
 mod prefetch;
 mod queue;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 pub use counters::Counters;
 
 use crate::id::{Input, Message, Node, Output, Peer, SimId};
+use ends::{End, Ends};
 use hyparview::{Config, Millis, Timer};
 use hyparview_link::{LinkConfig, Links};
+use prefetch::Target;
 use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -163,6 +167,8 @@ enum WireState {
 struct Wire {
     conn: ConnId,
     peer: u32,
+    /// Which end of `conn` this is (its bit in `Sim::ends`).
+    end: End,
     state: WireState,
     /// An idle check is scheduled for it.
     idle_check: IdleCheck,
@@ -196,11 +202,13 @@ enum EventKind {
         node: u32,
         peer: u32,
         conn: ConnId,
+        end: End,
     },
     IdleCheck {
         node: u32,
         peer: u32,
         conn: ConnId,
+        end: End,
     },
     Join {
         node: u32,
@@ -209,6 +217,20 @@ enum EventKind {
 }
 
 impl EventKind {
+    /// Where the event lands (see `prefetch.rs`).
+    fn target(&self) -> Target {
+        let end = match *self {
+            EventKind::Gone { conn, end, .. } | EventKind::IdleCheck { conn, end, .. } => {
+                Some((conn, end))
+            }
+            _ => None,
+        };
+        Target {
+            node: self.node(),
+            end,
+        }
+    }
+
     /// The node the event happens at.
     fn node(&self) -> u32 {
         match *self {
@@ -231,9 +253,9 @@ pub struct Sim<P: Protocol = Node> {
     factory: Factory<P>,
     events: EventQueue,
     payloads: Vec<Option<EventKind>>,
-    /// `targets[slot]`: the node the event in `slot` happens at (read
-    /// ahead of the payload, to prefetch that node).
-    targets: Vec<u32>,
+    /// `targets[slot]`: where the event in `slot` happens (read ahead of
+    /// the payload, to prefetch that node).
+    targets: Vec<Target>,
     /// Outputs of the input being applied: one buffer for every node, so
     /// no node keeps (or reallocates) its own.
     outputs: VecDeque<Output>,
@@ -242,6 +264,8 @@ pub struct Sim<P: Protocol = Node> {
     lost_buf: Vec<u32>,
     free_slots: Vec<u32>,
     next_conn: ConnId,
+    /// The connection ends the nodes hold (mirrors their `wires`).
+    ends: Ends,
     rng: SmallRng,
     seed: u64,
     net: NetConfig,
@@ -311,6 +335,7 @@ impl<P: Protocol> Sim<P> {
             lost_buf: Vec::new(),
             free_slots: Vec::new(),
             next_conn: 0,
+            ends: Ends::default(),
             // The sim's own stream is separate from every node's stream.
             rng: SmallRng::seed_from_u64(mix64(seed ^ 0x5EED_0F51_A7A7)),
             seed,
@@ -392,7 +417,7 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn push(&mut self, time: Millis, kind: EventKind) {
-        let target = kind.node();
+        let target = kind.target();
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.payloads[slot as usize] = Some(kind);
@@ -437,36 +462,6 @@ impl<P: Protocol> Sim<P> {
         self.now = self.now.max(t);
     }
 
-    fn traced(&self, a: u32, b: u32) -> bool {
-        self.trace_pair
-            .is_some_and(|(x, y)| (a, b) == (x, y) || (a, b) == (y, x))
-    }
-
-    fn trace_event(&self, kind: &EventKind) {
-        let (node, peer, what) = match kind {
-            EventKind::Deliver { to, from, message } => {
-                (*to, *from, format!("n{to} receives {message:?}"))
-            }
-            EventKind::DialFailed { node, peer } => (*node, *peer, format!("n{node} dial failed")),
-            EventKind::Gone { node, peer, conn } => {
-                (*node, *peer, format!("n{node} loses conn {conn}"))
-            }
-            EventKind::IdleCheck { node, peer, conn } => {
-                (*node, *peer, format!("n{node} idle check conn {conn}"))
-            }
-            _ => return,
-        };
-        if self.traced(node, peer) {
-            let (x, y) = (node.min(peer), node.max(peer));
-            eprintln!(
-                "t={} {what} [active: n{x}->n{y} {} / n{y}->n{x} {}]",
-                self.now,
-                self.is_active(x, y),
-                self.is_active(y, x)
-            );
-        }
-    }
-
     fn dispatch(&mut self, kind: EventKind) {
         match kind {
             EventKind::Deliver { to, from, message } => self.deliver(to, from, message),
@@ -476,8 +471,28 @@ impl<P: Protocol> Sim<P> {
                 }
             }
             EventKind::DialFailed { node, peer } => self.dial_failed(node, peer),
-            EventKind::Gone { node, peer, conn } => self.connection_gone(node, peer, conn),
-            EventKind::IdleCheck { node, peer, conn } => self.idle_check(node, peer, conn),
+            // An end its node no longer holds: nothing to do, and nothing
+            // of the node is read (see `ends.rs`).
+            EventKind::Gone {
+                node,
+                peer,
+                conn,
+                end,
+            } => {
+                if self.ends.holds(conn, end) {
+                    self.connection_gone(node, peer, conn);
+                }
+            }
+            EventKind::IdleCheck {
+                node,
+                peer,
+                conn,
+                end,
+            } => {
+                if self.ends.holds(conn, end) {
+                    self.idle_check(node, peer, conn);
+                }
+            }
             EventKind::Join { node, contacts } => self.start(node, contacts),
         }
     }

@@ -3,7 +3,7 @@
 //! losses the core hears of is `hyparview_link`'s; this file only moves
 //! bytes and EOFs through virtual time.
 
-use super::{ConnId, EventKind, IdleCheck, Protocol, Sim, Wire, WireState};
+use super::{ConnId, End, EventKind, IdleCheck, Protocol, Sim, Wire, WireState};
 use crate::id::{Input, Message, SimId};
 use hyparview::Millis;
 use hyparview_link::{Activity, AfterFlush, DialFailed, Flush, Idle, Loss, Origin, Route};
@@ -15,6 +15,19 @@ impl<P: Protocol> Sim<P> {
             .wires
             .iter()
             .position(|w| w.conn == conn)
+    }
+
+    /// Removes `a`'s wire at `p` (and its end from `ends`).
+    fn remove_wire(&mut self, a: u32, p: usize) -> Wire {
+        let w = self.nodes[a as usize].wires.swap_remove(p);
+        self.ends.release(w.conn, w.end);
+        w
+    }
+
+    /// Gives `a` a wire (and its end in `ends`).
+    fn add_wire(&mut self, a: u32, w: Wire) {
+        self.ends.hold(w.conn, w.end);
+        self.nodes[a as usize].wires.push(w);
     }
 
     fn activity(&self, a: u32, b: u32) -> Activity {
@@ -86,23 +99,24 @@ impl<P: Protocol> Sim<P> {
         if let Some(old) = self.nodes[b as usize].links.current(&a) {
             self.nodes[b as usize].links.closing(old);
             if let Some(q) = self.wire_pos(b, old) {
-                self.nodes[b as usize].wires.swap_remove(q);
+                self.remove_wire(b, q);
             }
         }
-        let wire = |peer, last_arrival| Wire {
+        let wire = |peer, end, last_arrival| Wire {
             conn,
             peer,
+            end,
             state: WireState::Open,
             idle_check: IdleCheck::None,
             last_arrival,
         };
-        self.nodes[b as usize].wires.push(wire(a, 0));
+        self.add_wire(b, wire(a, End::Acceptor, 0));
         let rb = self.nodes[b as usize]
             .links
             .register(arrival, conn, a, 1, Origin::Accepted);
         // The first message lands at `arrival` (writes before the handshake
         // is done wait for it, FIFO).
-        self.nodes[a as usize].wires.push(wire(b, arrival));
+        self.add_wire(a, wire(b, End::Dialer, arrival));
         let ra = self.nodes[a as usize]
             .links
             .register(registered, conn, b, 1, Origin::Dialed);
@@ -132,7 +146,7 @@ impl<P: Protocol> Sim<P> {
         let Some(p) = self.wire_pos(a, conn) else {
             return;
         };
-        let w = self.nodes[a as usize].wires.swap_remove(p);
+        let w = self.remove_wire(a, p);
         self.nodes[a as usize].orphan_check = true;
         if w.state != WireState::Open {
             return; // across a cut or to a dead peer: nothing reaches b
@@ -144,6 +158,7 @@ impl<P: Protocol> Sim<P> {
                 node: w.peer,
                 peer: a,
                 conn,
+                end: w.end.other(),
             },
         );
     }
@@ -190,10 +205,11 @@ impl<P: Protocol> Sim<P> {
         if !self.nodes[node as usize].alive {
             return;
         }
+        debug_assert!(self.wire_pos(node, conn).is_some(), "ends mirror wires");
         let Some(p) = self.wire_pos(node, conn) else {
             return;
         };
-        self.nodes[node as usize].wires.swap_remove(p);
+        self.remove_wire(node, p);
         self.nodes[node as usize].orphan_check = true;
         let activity = self.activity(node, peer);
         match self.nodes[node as usize].links.closed(conn, activity) {
@@ -227,14 +243,23 @@ impl<P: Protocol> Sim<P> {
         self.nodes[node as usize].wires[p].idle_check = IdleCheck::Scheduled;
         let tick = self.rng.gen_range(0..self.net.heartbeat_interval.max(1));
         let at = due.max(self.now) + tick;
-        let peer = w.peer;
-        self.push(at, EventKind::IdleCheck { node, peer, conn });
+        let (peer, end) = (w.peer, w.end);
+        self.push(
+            at,
+            EventKind::IdleCheck {
+                node,
+                peer,
+                conn,
+                end,
+            },
+        );
     }
 
     pub(super) fn idle_check(&mut self, node: u32, peer: u32, conn: ConnId) {
         if !self.nodes[node as usize].alive {
             return;
         }
+        debug_assert!(self.wire_pos(node, conn).is_some(), "ends mirror wires");
         let Some(p) = self.wire_pos(node, conn) else {
             return;
         };
@@ -296,7 +321,7 @@ impl<P: Protocol> Sim<P> {
         if let Some(conn) = self.nodes[u as usize].links.current(&v) {
             self.nodes[u as usize].links.closing(conn);
             if let Some(p) = self.wire_pos(u, conn) {
-                self.nodes[u as usize].wires.swap_remove(p);
+                self.remove_wire(u, p);
             }
             self.nodes[u as usize].orphan_check = true;
         }
@@ -315,6 +340,9 @@ impl<P: Protocol> Sim<P> {
         n.alive = false;
         n.links.clear();
         let wires = std::mem::take(&mut n.wires);
+        for w in &wires {
+            self.ends.release(w.conn, w.end);
+        }
         for w in wires {
             if w.state != WireState::Open {
                 continue; // broken: its loss is already scheduled
@@ -328,6 +356,7 @@ impl<P: Protocol> Sim<P> {
                 continue;
             }
             theirs.state = WireState::Broken;
+            let end = theirs.end;
             let t = (self.now + self.latency()).max(w.last_arrival);
             self.push(
                 t,
@@ -335,6 +364,7 @@ impl<P: Protocol> Sim<P> {
                     node: b,
                     peer: i,
                     conn: w.conn,
+                    end,
                 },
             );
         }
@@ -365,12 +395,20 @@ impl<P: Protocol> Sim<P> {
             for w in n.wires.iter_mut() {
                 if w.state == WireState::Open && groups[w.peer as usize] != groups[a] {
                     w.state = WireState::Broken;
-                    losses.push((a as u32, w.peer, w.conn));
+                    losses.push((a as u32, w.peer, w.conn, w.end));
                 }
             }
         }
-        for (node, peer, conn) in losses {
-            self.push(t, EventKind::Gone { node, peer, conn });
+        for (node, peer, conn, end) in losses {
+            self.push(
+                t,
+                EventKind::Gone {
+                    node,
+                    peer,
+                    conn,
+                    end,
+                },
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 //! are in cache by then), what they point to. Hints only: nothing here
 //! changes what the simulation does.
 
-use super::{EventKind, Protocol, Sim};
+use super::{ConnId, End, EventKind, Protocol, Sim, SimNode};
 use crate::id::Message;
 
 /// Asks the CPU to start loading the cache line at `r` (no-op off x86_64).
@@ -28,7 +28,28 @@ fn prefetch_ptr(p: *const u8) {
     let _ = p;
 }
 
+/// Where an event lands, read ahead of its payload .
+#[derive(Clone, Copy)]
+pub(super) struct Target {
+    pub(super) node: u32,
+    /// The connection end an idle check or EOF is for: when its node no
+    /// longer holds it the event does nothing, and nothing is prefetched.
+    pub(super) end: Option<(ConnId, End)>,
+}
+
 impl<P: Protocol> Sim<P> {
+    /// The node the event in `slot` will read, unless it is an idle check
+    /// or EOF for an end the node no longer holds (those read nothing).
+    fn live_target(&self, slot: u32) -> Option<&SimNode<P>> {
+        let t = self.targets[slot as usize];
+        if let Some((conn, end)) = t.end {
+            if !self.ends.holds(conn, end) {
+                return None;
+            }
+        }
+        self.nodes.get(t.node as usize)
+    }
+
     /// Called as an event is popped: prefetches for the two that follow it
     /// (when they are due in the same millisecond, the common case).
     pub(super) fn prefetch_ahead(&self) {
@@ -46,7 +67,7 @@ impl<P: Protocol> Sim<P> {
     /// so most events would begin with misses.
     fn prefetch_event(&self, slot: u32) {
         prefetch(&self.payloads[slot as usize]);
-        if let Some(n) = self.nodes.get(self.targets[slot as usize] as usize) {
+        if let Some(n) = self.live_target(slot) {
             prefetch(n);
             prefetch(&n.node);
         }
@@ -56,7 +77,7 @@ impl<P: Protocol> Sim<P> {
     /// node's lines one event ago, so they can be read now): what those
     /// lines point to.
     fn prefetch_deep(&self, slot: u32) {
-        if let Some(n) = self.nodes.get(self.targets[slot as usize] as usize) {
+        if let Some(n) = self.live_target(slot) {
             prefetch_ptr(n.wires.as_ptr().cast());
             prefetch_ptr(n.links.hot_address());
             n.node.for_each_hot_address(&mut |p| prefetch_ptr(p));
