@@ -64,7 +64,20 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
   defp handle(state, msg) do
     {:noreply, state} = Strategy.handle_info(msg, state)
-    state
+    settle(state)
+  end
+
+  # Connects run in linked processes: take their results in.
+  defp settle(%{connecting: connecting} = state) when map_size(connecting) == 0, do: state
+
+  defp settle(state) do
+    receive do
+      {:connect_result, _, _, _} = result ->
+        {:noreply, state} = Strategy.handle_info(result, state)
+        settle(state)
+    after
+      1_000 -> flunk("no connect result")
+    end
   end
 
   describe "pre-flight" do
@@ -137,6 +150,10 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     receive do
       {:"$gen_call", from, {:holds?, id}} ->
         GenServer.reply(from, id in answers.holds)
+        overlay_loop(answers)
+
+      {:"$gen_call", from, :held} ->
+        GenServer.reply(from, answers.holds)
         overlay_loop(answers)
 
       {:"$gen_call", from, {:connects?, id}} ->
@@ -315,7 +332,7 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
     test "a stray that would exceed active_view_size is dropped at once" do
       agent = Net.start()
-      state = %{strategy_state(agent, holds: [:zs@h]) | active_view_size: 2}
+      state = %{strategy_state(agent, holds: [:zs@h, :za@h, :zb@h]) | active_view_size: 2}
       state = state |> up(:zs@h) |> down(:zs@h) |> up(:za@h) |> up(:zb@h)
       for n <- [:zs@h, :za@h, :zb@h], do: assert_received({:connect, ^n})
       assert_received {:disconnect, :zs@h}
@@ -324,6 +341,38 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       state = handle(state, {:nodeup, :zs@h, []})
       assert_received {:disconnect, :zs@h}
       assert state.pending == %{}
+    end
+
+    test "a link over the bound first ends the links of peers the overlay evicted" do
+      agent = Net.start()
+      # The overlay evicted :za for :zc; its peer_down is still on the way
+      # when :zc's link comes up.
+      state = %{strategy_state(agent, holds: [:zb@h, :zc@h]) | active_view_size: 2}
+      state = state |> up(:za@h) |> up(:zb@h)
+      flush_net()
+      Net.set(agent, :nodes, [:za@h, :zb@h, :zc@h])
+      state = handle(state, {:nodeup, :zc@h, []})
+      assert_received {:disconnect, :za@h}
+      refute_received {:disconnect, _}
+      refute Map.has_key?(state.active, :za@h)
+      assert Enum.sort(Net.list(agent)) == [:zb@h, :zc@h]
+
+      # The late peer_down changes nothing; :zc's peer_up keeps its link.
+      state = state |> down(:za@h) |> up(:zc@h)
+      refute_received {:disconnect, :zb@h}
+      refute_received {:disconnect, :zc@h}
+      assert Map.keys(state.active) |> Enum.sort() == [:zb@h, :zc@h]
+    end
+
+    test "a link within the bound leaves the announced peers alone" do
+      agent = Net.start()
+      state = %{strategy_state(agent, holds: [:zc@h]) | active_view_size: 3}
+      state = state |> up(:za@h) |> up(:zb@h)
+      flush_net()
+      Net.set(agent, :nodes, [:za@h, :zb@h, :zc@h])
+      state = handle(state, {:nodeup, :zc@h, []})
+      refute_received {:disconnect, _}
+      assert Map.has_key?(state.active, :za@h)
     end
 
     test "a new active peer evicts a waiting stray when the bound is reached" do
