@@ -18,9 +18,12 @@ defmodule HyParView.LinkSampler do
   @typedoc "One kept sample: when, `Node.list/0`, active view ids."
   @type sample :: {integer(), [node()], [node()]}
 
-  @doc "Starts the sampler on this node (called over `:peer.call`)."
-  @spec start(atom(), pos_integer()) :: :ok
-  def start(topology, interval) do
+  @doc """
+  Starts the sampler on this node (called over `:peer.call`); `bound` is the
+  most links the node may hold (see `collect/0`).
+  """
+  @spec start(atom(), pos_integer(), pos_integer()) :: :ok
+  def start(topology, interval, bound) do
     pid =
       :erlang.spawn(fn ->
         # As prompt as the strategy it watches (which runs at high priority).
@@ -38,7 +41,9 @@ defmodule HyParView.LinkSampler do
           count: 0,
           stalls: [],
           links: links,
-          peak: {MapSet.size(links), System.os_time(:millisecond), MapSet.to_list(links)}
+          bound: bound,
+          over_since: nil,
+          peak: {MapSet.size(links), System.os_time(:millisecond), MapSet.to_list(links), 0}
         })
       end)
 
@@ -55,13 +60,15 @@ defmodule HyParView.LinkSampler do
       intervals apart, the stretch `{from_ms, to_ms}` beyond the first
       interval after the earlier one (the VM ran neither the sampler nor
       the strategy next to it: nothing is known about that stretch);
-    * the most links `Node.list/0` ever held, `{count, os_time_ms, nodes}`,
-      followed through `:nodeup`/`:nodedown` (so between samples too, and
-      through stalls).
+    * the most links `Node.list/0` ever held, followed through
+      `:nodeup`/`:nodedown` (so between samples too, and through stalls):
+      `{count, os_time_ms, nodes, longest_over_us}`, the last being the
+      longest stretch with more than `bound` links (one still open when
+      collected is not counted: the judge's samples show it).
   """
   @spec collect() ::
           {[sample()], non_neg_integer(), [{integer(), integer()}],
-           {non_neg_integer(), integer(), [node()]}}
+           {non_neg_integer(), integer(), [node()], non_neg_integer()}}
   def collect do
     ref = make_ref()
     send(@name, {:collect, self(), ref})
@@ -82,21 +89,34 @@ defmodule HyParView.LinkSampler do
         send(from, {ref, {Enum.reverse(s.kept), s.count, Enum.reverse(s.stalls), s.peak}})
 
       {:nodeup, node} ->
-        links = MapSet.put(s.links, node)
-        {most, _, _} = s.peak
-
-        peak =
-          if MapSet.size(links) > most,
-            do: {MapSet.size(links), System.os_time(:millisecond), Enum.sort(links)},
-            else: s.peak
-
-        loop(%{s | links: links, peak: peak})
+        loop(links_changed(s, MapSet.put(s.links, node)))
 
       {:nodedown, node} ->
-        loop(%{s | links: MapSet.delete(s.links, node)})
+        loop(links_changed(s, MapSet.delete(s.links, node)))
     after
       wait -> loop(sample(s))
     end
+  end
+
+  # Follows the most links held, and the longest stretch above the bound.
+  defp links_changed(s, links) do
+    now = System.os_time(:microsecond)
+    {most, at, nodes, longest} = s.peak
+
+    {most, at, nodes} =
+      if MapSet.size(links) > most,
+        do: {MapSet.size(links), div(now, 1000), Enum.sort(links)},
+        else: {most, at, nodes}
+
+    {over_since, longest} =
+      case {MapSet.size(links) > s.bound, s.over_since} do
+        {true, nil} -> {now, longest}
+        {true, since} -> {since, longest}
+        {false, nil} -> {nil, longest}
+        {false, since} -> {nil, max(longest, now - since)}
+      end
+
+    %{s | links: links, over_since: over_since, peak: {most, at, nodes, longest}}
   end
 
   defp sample(s) do

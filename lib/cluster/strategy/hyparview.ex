@@ -327,12 +327,16 @@ defmodule Cluster.Strategy.HyParView do
   def handle_info({:connect_result, id, attempt, result}, state) do
     state = %{state | connecting: Map.delete(state.connecting, id)}
 
+    # A connect that crossed one from the other end may report failure
+    # while the link came up anyway: the link is what counts.
+    linked? = result == :ok or connected?(state, id)
+
     cond do
       # It left the active view meanwhile: its peer_down found no link yet.
       not Map.has_key?(state.active, id) ->
-        if result == :ok, do: {:noreply, drop(state, id)}, else: {:noreply, state}
+        if linked?, do: {:noreply, drop(state, id)}, else: {:noreply, state}
 
-      result == :ok ->
+      linked? ->
         # :noconnect: if the link is already gone, the claim must not reopen it.
         _ =
           :erlang.send({claim_name(state.topology), id}, {:hyparview_claim, node()}, [:noconnect])
@@ -481,6 +485,10 @@ defmodule Cluster.Strategy.HyParView do
     else
       strategy = self()
       %{topology: topology, connect: connect, list_nodes: list_nodes} = state
+
+      # Ours from the attempt on: a link it makes is ours to remove even if
+      # the result is overtaken by events (see :connect_result).
+      state = %{state | ours: MapSet.put(state.ours, id)}
 
       pid =
         spawn_link(fn ->
