@@ -1,9 +1,11 @@
 defmodule HyParView.Cluster.StrictLinksTest do
-  # The strategy is strict: sampled every 50 ms on every node, through joins,
-  # kill -9 and restarts, `Node.list()` never holds more than
-  # active_view_size links (the controlling VM is not in the mesh, so every
-  # link is the strategy's; checked on every :nodeup, between samples too)
-  # and equals the active view within 300 ms of each view change.
+  # The strategy is strict: on every node, through joins, kill -9 and
+  # restarts, `Node.list()` holds more than active_view_size links (the
+  # controlling VM is not in the mesh, so every link is the strategy's) only
+  # for moments shorter than the 50 ms sampling interval, followed exactly
+  # through every :nodeup/:nodedown (see assert_within_bound/5), and,
+  # sampled every 50 ms, equals the active view within 300 ms of each view
+  # change.
   use HyParView.MultinodeCase, async: false
 
   alias HyParView.LinkSampler
@@ -154,19 +156,19 @@ defmodule HyParView.Cluster.StrictLinksTest do
     end
   end
 
-  # Never more than `avs` links in the samples (every 50 ms). Between
-  # samples, the sampler followed every :nodeup/:nodedown: a link over the
-  # bound can come in (distribution cannot refuse it: a peer whose overlay
-  # has not yet heard that we dropped it reconnects), but the strategy must
-  # end it at once, never leaving it for a sampling interval.
+  # More than `avs` links only for moments the strategy ends at once, never
+  # for a sampling interval: distribution cannot refuse a connection, so a
+  # link can come in before the strategy ran (a peer whose overlay has not
+  # yet heard that we dropped it; a connect that arrived before our
+  # eviction's peer_down was handled). The sampler followed every
+  # :nodeup/:nodedown, so the longest such moment is exact (up to 28 ms
+  # seen with 20 VMs and a CPU hog on 2 cores).
   defp assert_within_bound(node, verdict, {most, at, nodes, longest_us}, avs, results) do
-    assert verdict.max_links <= avs,
-           "#{node} held #{verdict.max_links} links (> #{avs}): " <>
-             inspect(over_bound(results, node, avs), limit: :infinity)
-
     assert longest_us < @interval * 1_000,
            "#{node} held more than #{avs} links for #{div(longest_us, 1_000)} ms " <>
-             "(at most #{most}, at #{at}: #{inspect(nodes)})"
+             "(at most #{most}, at #{at}: #{inspect(nodes)}; in the samples: " <>
+             "#{inspect(over_bound(results, node, avs), limit: :infinity)}, " <>
+             "#{verdict.max_links} links at most)"
   end
 
   # The first sample of `node` with more than `avs` links, with the one
