@@ -61,7 +61,8 @@ defmodule Cluster.Strategy.HyParView do
   ## Strategy links and strays
 
   A link is *ours* (made by a strategy of this topology) when this node
-  connected it, or when the node at the other end said so: after every
+  connected it (or tried to: a connect can land after the peer left the
+  view), or when the node at the other end said so: after every
   successful connect the strategy sends a one-word claim to the other end's
   strategy (with `:noconnect`, so the claim itself never opens a link).
   Links to nodes that are neither active nor ours are left alone (some other
