@@ -61,8 +61,7 @@ defmodule Cluster.Strategy.HyParView do
   ## Strategy links and strays
 
   A link is *ours* (made by a strategy of this topology) when this node
-  connected it (or tried to: a connect can land after the peer left the
-  view), or when the node at the other end said so: after every
+  connected it, or when the node at the other end said so: after every
   successful connect the strategy sends a one-word claim to the other end's
   strategy (with `:noconnect`, so the claim itself never opens a link).
   Links to nodes that are neither active nor ours are left alone (some other
@@ -88,13 +87,12 @@ defmodule Cluster.Strategy.HyParView do
   was handled here. So the eviction is handled on whichever comes first:
   its `peer_down`, or a `:nodeup` that would take the strategy links past
   `active_view_size`, which first disconnects every announced peer the
-  overlay no longer holds (its view is ahead of its events). This process
-  never waits on a handshake: each connect runs in a linked process of its
-  own (a handshake with a busy node can take over 100 ms, and evictions
-  queued behind it were what let a sixth link in). The strategy and its
-  server run at high priority, so neither waits behind ordinary work on a
-  busy VM. What remains is this process's own reaction time to the
-  `:nodeup`: Erlang distribution has no hook to refuse a connection.
+  overlay no longer holds (its view is ahead of its events). The strategy
+  and its server run at high priority, so neither waits behind ordinary
+  work on a busy VM. What remains is this process's own reaction time to the
+  `:nodeup` (longer while it is in a connect of its own: the handshake
+  blocks it, tens of ms on a busy machine): Erlang distribution has no
+  hook to refuse a connection.
   """
   use GenServer
   use Cluster.Strategy
@@ -135,8 +133,6 @@ defmodule Cluster.Strategy.HyParView do
     active: %{},
     # Active peers whose link this end makes (HyParView.Server.connects?/2).
     dials: MapSet.new(),
-    # Connects in flight: peer id => pid of the process making it.
-    connecting: %{},
     ours: MapSet.new(),
     retries: %{},
     pending: %{}
@@ -325,32 +321,6 @@ defmodule Cluster.Strategy.HyParView do
     {:noreply, evicted(state, id)}
   end
 
-  def handle_info({:connect_result, id, attempt, result}, state) do
-    state = %{state | connecting: Map.delete(state.connecting, id)}
-
-    # A connect that crossed one from the other end may report failure
-    # while the link came up anyway: the link is what counts.
-    linked? = result == :ok or connected?(state, id)
-
-    cond do
-      # It left the active view meanwhile: its peer_down found no link yet.
-      not Map.has_key?(state.active, id) ->
-        if linked?, do: {:noreply, drop(state, id)}, else: {:noreply, state}
-
-      linked? ->
-        # :noconnect: if the link is already gone, the claim must not reopen it.
-        _ =
-          :erlang.send({claim_name(state.topology), id}, {:hyparview_claim, node()}, [:noconnect])
-
-        state = cancel_retry(state, id)
-        # The new link may leave no room for an unconfirmed stray.
-        {:noreply, enforce_bound(%{state | ours: MapSet.put(state.ours, id)})}
-
-      true ->
-        {:noreply, schedule_retry(state, id, attempt + 1)}
-    end
-  end
-
   def handle_info({:retry_connect, id, attempt}, state) do
     state = %{state | retries: Map.delete(state.retries, id)}
 
@@ -405,7 +375,7 @@ defmodule Cluster.Strategy.HyParView do
 
   def handle_info({:nodedown, node, _info}, state) do
     if Map.has_key?(state.active, node) and dials?(state, node) and
-         not Map.has_key?(state.retries, node) and not Map.has_key?(state.connecting, node) do
+         not Map.has_key?(state.retries, node) do
       # Distribution dropped but the overlay still has the peer: reconnect.
       {:noreply, schedule_retry(state, node, 0)}
     else
@@ -476,28 +446,19 @@ defmodule Cluster.Strategy.HyParView do
 
   ## Helpers
 
-  # Connects from a linked process: a handshake with a busy node takes tens
-  # of ms (over 100 ms seen on a loaded machine), and this process must stay
-  # free meanwhile to handle the evictions (peer_down, nodeup) that keep the
-  # links within the bound. The result comes back as :connect_result.
   defp connect(state, id, attempt) do
-    if Map.has_key?(state.connecting, id) do
-      state
-    else
-      strategy = self()
-      %{topology: topology, connect: connect, list_nodes: list_nodes} = state
+    case Cluster.Strategy.connect_nodes(state.topology, state.connect, state.list_nodes, [id]) do
+      :ok ->
+        # :noconnect: if the link is already gone, the claim must not reopen it.
+        _ =
+          :erlang.send({claim_name(state.topology), id}, {:hyparview_claim, node()}, [:noconnect])
 
-      # Ours from the attempt on: a link it makes is ours to remove even if
-      # the result is overtaken by events (see :connect_result).
-      state = %{state | ours: MapSet.put(state.ours, id)}
+        state = cancel_retry(state, id)
+        # The new link may leave no room for an unconfirmed stray.
+        enforce_bound(%{state | ours: MapSet.put(state.ours, id)})
 
-      pid =
-        spawn_link(fn ->
-          result = Cluster.Strategy.connect_nodes(topology, connect, list_nodes, [id])
-          send(strategy, {:connect_result, id, attempt, result})
-        end)
-
-      %{state | connecting: Map.put(state.connecting, id, pid)}
+      {:error, _bad} ->
+        schedule_retry(state, id, attempt + 1)
     end
   end
 
