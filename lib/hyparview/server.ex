@@ -159,15 +159,6 @@ defmodule HyParView.Server do
   def holds?(server, id) when is_atom(id), do: GenServer.call(server, {:holds?, id})
 
   @doc """
-  The ids the overlay holds in its active view now, announced or not (an
-  evicted peer is gone from it before its `peer_down` reaches a
-  subscriber). Ids without an existing atom are left out: no node by that
-  name was ever connected here.
-  """
-  @spec held(GenServer.server()) :: [node]
-  def held(server), do: GenServer.call(server, :held)
-
-  @doc """
   Whether this end announced the active peer `id` last (the other end had
   announced this node before): the end to open a per-link connection from.
   `false` for a peer not announced.
@@ -392,11 +383,6 @@ defmodule HyParView.Server do
   def init({caller, nif_opts, state}) do
     # Trap exits so a supervisor's shutdown runs terminate/2 (which frees the port).
     Process.flag(:trap_exit, true)
-    # High priority: this process only relays the overlay's events, and a
-    # peer_down that waits here behind normal work (a busy VM) delays the
-    # subscriber's reaction while the other end, a round trip away, already
-    # acts on the new link (see Cluster.Strategy.HyParView).
-    Process.flag(:priority, :high)
     # Load :telemetry now (if present) so telemetry/2 can use the cheap check.
     _ = Code.ensure_loaded?(:telemetry)
 
@@ -452,11 +438,6 @@ defmodule HyParView.Server do
     id = Atom.to_string(id)
     active = Map.get(Native.snapshot(state.resource), :active_view, [])
     {:reply, Enum.any?(active, &match?({^id, _, _}, &1)), state}
-  end
-
-  def handle_call(:held, _from, state) do
-    active = Map.get(Native.snapshot(state.resource), :active_view, [])
-    {:reply, for({id, _, _} <- active, {:ok, atom} <- [existing_atom(id)], do: atom), state}
   end
 
   def handle_call({:connects?, id}, _from, state) do

@@ -1,6 +1,3 @@
-# Past ~600 lines because the link rules (which end connects, strays, the
-# bound) are one state machine over one set of events; the moduledoc
-# states them and the code follows it section by section.
 defmodule Cluster.Strategy.HyParView do
   @moduledoc """
   libcluster strategy: Erlang-distribution links follow the HyParView active
@@ -42,9 +39,8 @@ defmodule Cluster.Strategy.HyParView do
   server announces a peer (`{:peer_up, peer}`) only once both ends of the
   overlay link hold it (see `HyParView.Server`), and of every pair
   only one end connects: the one that announces the peer last
-  (`HyParView.Server.connects?/2`), when both ends hold the link and it
-  has made room for it (handled the `peer_down` of the peer it evicted;
-  for the other end see "The bound" below). So
+  (`HyParView.Server.connects?/2`), when both ends hold the link and have
+  made room for it (handled the `peer_down` of the peer they evicted). So
   on `{:peer_up, peer}` that end calls `Cluster.Strategy.connect_nodes/4`
   with `[peer.id]` and the other waits for that link; on `{:peer_down, peer}` either end calls
   `Cluster.Strategy.disconnect_nodes/4`, using the topology's
@@ -76,23 +72,9 @@ defmodule Cluster.Strategy.HyParView do
   `active_view_size`, and disconnected at once otherwise (the overlay
   dropped the peer; its DISCONNECT is on the way to the other end). So
   `Node.list/0` follows the active view within a round trip and a
-  connect.
-
-  ## The bound
-
-  When the overlay takes a link by evicting a peer, the evicting end may
-  be the one that does not connect (an end that asked for the link and
-  was forced to take the answer), and the other end's connect arrives a
-  round trip later, possibly before the `peer_down` of the evicted peer
-  was handled here. So the eviction is handled on whichever comes first:
-  its `peer_down`, or a `:nodeup` that would take the strategy links past
-  `active_view_size`, which first disconnects every announced peer the
-  overlay no longer holds (its view is ahead of its events). The strategy
-  and its server run at high priority, so neither waits behind ordinary
-  work on a busy VM. What remains is this process's own reaction time to the
-  `:nodeup` (longer while it is in a connect of its own: the handshake
-  blocks it, tens of ms on a busy machine): Erlang distribution has no
-  hook to refuse a connection.
+  connect, and holds more than `active_view_size` strategy links only if
+  the connect reaches the other end before that end's strategy handled
+  the `peer_down` of the peer it evicted for the link.
   """
   use GenServer
   use Cluster.Strategy
@@ -203,10 +185,6 @@ defmodule Cluster.Strategy.HyParView do
   @impl true
   def init({caller, %State{} = cluster_state}) do
     topology = cluster_state.topology
-    # High priority, like the server: an eviction's disconnect must not wait
-    # behind normal work while the other end of the new link already
-    # connects (the handshake itself runs at max priority in net_kernel).
-    Process.flag(:priority, :high)
 
     case preflight(cluster_state) do
       {:ok, server_opts} ->
@@ -318,7 +296,12 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def handle_info({:hyparview, {:peer_down, %Peer{id: id}}}, state) do
-    {:noreply, evicted(state, id)}
+    state = %{state | active: Map.delete(state.active, id), dials: MapSet.delete(state.dials, id)}
+    state = cancel_retry(state, id)
+
+    # `ours` is kept: a later stray link to this node is ours to remove.
+    Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [id])
+    {:noreply, state}
   end
 
   def handle_info({:retry_connect, id, attempt}, state) do
@@ -332,11 +315,9 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def handle_info({:nodeup, node, _info}, state) do
-    state = if over_bound?(state, node), do: make_room(state), else: state
-
     cond do
       Map.has_key?(state.active, node) ->
-        {:noreply, state |> cancel_retry(node) |> enforce_bound()}
+        {:noreply, cancel_retry(state, node)}
 
       MapSet.member?(state.ours, node) ->
         {:noreply, stray(state, node)}
@@ -454,8 +435,7 @@ defmodule Cluster.Strategy.HyParView do
           :erlang.send({claim_name(state.topology), id}, {:hyparview_claim, node()}, [:noconnect])
 
         state = cancel_retry(state, id)
-        # The new link may leave no room for an unconfirmed stray.
-        enforce_bound(%{state | ours: MapSet.put(state.ours, id)})
+        %{state | ours: MapSet.put(state.ours, id)}
 
       {:error, _bad} ->
         schedule_retry(state, id, attempt + 1)
@@ -487,18 +467,11 @@ defmodule Cluster.Strategy.HyParView do
   defp stray(state, node, since \\ System.monotonic_time(:millisecond)) do
     held_for = System.monotonic_time(:millisecond) - since
 
-    # Out of room perhaps only because an eviction's peer_down is still on
-    # its way: handle it first rather than drop a link the overlay holds.
-    state =
-      if not Map.has_key?(state.pending, node) and room(state) <= 0,
-        do: make_room(state),
-        else: state
-
     cond do
       Map.has_key?(state.pending, node) ->
         state
 
-      room(state) <= 0 ->
+      strategy_links(state) + map_size(state.pending) >= state.active_view_size ->
         drop(state, node)
 
       held_for < @hold_max and overlay_holds?(state, node) ->
@@ -517,48 +490,6 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   defp overlay_holds?(_state, _node), do: false
-
-  # Free slots for unconfirmed strays.
-  defp room(state),
-    do: state.active_view_size - strategy_links(state) - map_size(state.pending)
-
-  # A peer left the active view: forget it and drop its link. `ours` is
-  # kept: a later stray link to this node is ours to remove.
-  defp evicted(state, id) do
-    state = %{state | active: Map.delete(state.active, id), dials: MapSet.delete(state.dials, id)}
-    state = cancel_retry(state, id)
-    Cluster.Strategy.disconnect_nodes(state.topology, state.disconnect, state.list_nodes, [id])
-    state
-  end
-
-  # With the link to `node` just up, more links than the bound: it may have
-  # come before we handled the peer_down of the peer the overlay evicted for
-  # it (the other end connects a round trip after the overlay here took the
-  # link; the peer_down may still wait in our mailbox, or in the server's).
-  defp over_bound?(state, node) do
-    {m, f, a} = state.list_nodes
-
-    apply(m, f, a)
-    |> Enum.count(
-      &(&1 == node or Map.has_key?(state.active, &1) or MapSet.member?(state.ours, &1))
-    )
-    |> Kernel.>(state.active_view_size)
-  end
-
-  # Handles now the evictions whose peer_down is still on the way: announced
-  # peers the overlay no longer holds (its view is ahead of its events).
-  defp make_room(%{server: server} = state) when is_pid(server) do
-    held = HyParView.Server.held(server)
-
-    state.active
-    |> Map.keys()
-    |> Enum.reject(&(&1 in held))
-    |> Enum.reduce(state, &evicted(&2, &1))
-  catch
-    :exit, _ -> state
-  end
-
-  defp make_room(state), do: state
 
   # Drops unconfirmed strays until the strategy links fit the bound again.
   defp enforce_bound(state) do
