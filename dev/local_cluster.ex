@@ -484,20 +484,18 @@ defmodule HyParView.Dev.LocalCluster do
   end
 
   def handle_call({:kill, indexes}, _from, state) do
-    {reply, state} =
-      Enum.reduce(indexes, {:ok, state}, fn i, {acc, st} ->
-        case Map.pop(st.members, i) do
-          {nil, _} ->
-            {acc, st}
+    {victims, members} = Map.split(state.members, indexes)
+    # One `kill -9` for all of them: a shell per node would spread the
+    # failure over tens of ms per node, and repair is timed from the kill.
+    kill9_all(Enum.map(Map.values(victims), & &1.os_pid))
 
-          {member, members} ->
-            kill9(member.os_pid)
-            result = await_down(member, 10_000)
-            {if(acc == :ok, do: result, else: acc), %{st | members: members}}
-        end
-      end)
+    reply =
+      victims
+      |> Map.values()
+      |> Enum.map(&await_down(&1, 10_000))
+      |> Enum.find(:ok, &(&1 != :ok))
 
-    {:reply, reply, state}
+    {:reply, reply, %{state | members: members}}
   end
 
   def handle_call({:node_name, i}, _from, state), do: {:reply, name(state, i), state}
@@ -543,6 +541,9 @@ defmodule HyParView.Dev.LocalCluster do
 
   # The shell's builtin kill: no dependency on procps being installed.
   defp kill9(os_pid) when is_list(os_pid), do: :os.cmd('kill -9 ' ++ os_pid)
+
+  defp kill9_all([]), do: :ok
+  defp kill9_all(os_pids), do: kill9(Enum.intersperse(os_pids, ' ') |> List.flatten())
 
   defp await_down(member, timeout) do
     receive do
