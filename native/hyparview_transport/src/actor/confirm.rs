@@ -13,7 +13,8 @@
 //!   asking end sends when it takes a link we accepted (`link_accepted` in
 //!   the core), so both ends hear it within a round trip;
 //! - a PING on its current connection: peers ping only their active peers
-//!   (`Actor::heartbeat`), a fallback for a link whose echo never came.
+//!   (`Actor::heartbeat`), and the asking end sends one right behind its
+//!   echo: the fallback for a link whose echo never came.
 //!
 //! Until then the peer is *unconfirmed*: the core and Plumtree use it, the
 //! snapshot lists it, but the owner hears nothing, and if it leaves the
@@ -67,8 +68,16 @@ impl Actor {
     pub(super) fn confirm(&mut self, id: &PeerId, by: Confirmation) {
         if let Some(i) = self.unconfirmed.iter().position(|p| &p.id == id) {
             let peer = self.unconfirmed.swap_remove(i);
-            if by == Confirmation::Later {
-                self.emit(Event::Connect(peer.id.clone()));
+            match by {
+                Confirmation::Later => self.emit(Event::Connect(peer.id.clone())),
+                // The other end is confirmed by our echo; a PING right
+                // behind it is the fallback should the echo not come
+                // through, without waiting a keepalive interval.
+                Confirmation::Same => {
+                    if let Some(cid) = self.links.current(&Remote(peer.clone())) {
+                        self.enqueue(cid, &Frame::Ping);
+                    }
+                }
             }
             self.emit(Event::PeerUp(peer));
         }
