@@ -88,8 +88,8 @@ defmodule Cluster.Strategy.HyParView do
   # announced yet is checked again (the announcement is normally a round
   # trip away; the overlay drops a link it cannot confirm within seconds).
   @confirm_window 150
-  # Longest such a link waits: the announcement is a round trip away, or a
-  # keepalive (1.5 heartbeat intervals) when the round trip's echo was lost.
+  # Longest such a link waits: the announcement is a round trip away (the
+  # echo of a new link, or the PING the transport sends right behind it).
   @hold_max 1_000
   @config_keys [
     :local_peer,
