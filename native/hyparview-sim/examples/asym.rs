@@ -6,17 +6,10 @@
 
 use hyparview_sim::{parse_args, run_keep};
 
-fn asym_pairs(sim: &hyparview_sim::Sim) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    for a in sim.live_nodes() {
-        for b in sim.active_indices(a) {
-            if sim.is_alive(b) && !sim.active_indices(b).contains(&a) {
-                out.push((a, b));
-            }
-        }
-    }
-    out
-}
+// The integration tests' helpers: one definition of an asymmetric pair.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::asymmetric_pairs;
 
 /// Members of every component but the largest, by node index.
 fn small_components(sim: &hyparview_sim::Sim) -> Vec<Vec<u32>> {
@@ -105,11 +98,11 @@ fn main() {
     let (report, mut sim) = run_keep(&p);
     println!("asymmetric at end: {}", report.structure.asymmetric_links);
     print_small(&sim);
-    let first = asym_pairs(&sim);
+    let first = asymmetric_pairs(&sim);
     for step in 1..=12 {
         let t = sim.now + 5_000;
         sim.run_until(t);
-        let now = asym_pairs(&sim);
+        let now = asymmetric_pairs(&sim);
         let persisting = first.iter().filter(|p| now.contains(p)).count();
         println!(
             "+{:>3} s: asymmetric {:>4}, of the initial ones still asymmetric {:>4}",
@@ -118,7 +111,7 @@ fn main() {
             persisting
         );
     }
-    for &(a, b) in asym_pairs(&sim).iter().take(5) {
+    for &(a, b) in asymmetric_pairs(&sim).iter().take(5) {
         let na = &sim.nodes[a as usize];
         let nb = &sim.nodes[b as usize];
         println!(
