@@ -157,54 +157,9 @@ defmodule Bench do
     end
   end
 
-  def stop_all(peers) do
-    peers
-    |> Task.async_stream(
-      fn p ->
-        try do
-          :peer.stop(p.pid)
-        catch
-          _, _ -> :ok
-        end
-      end,
-      max_concurrency: 64,
-      timeout: 15_000,
-      on_timeout: :kill_task
-    )
-    |> Stream.run()
+  def stop_all(peers), do: BenchHost.stop_peers(peers, ~c"bench", 64, 15_000)
 
-    # A VM that did not halt in time (a busy full mesh of 256) goes the hard way.
-    left = for p <- peers, File.exists?("/proc/#{p.os_pid}"), do: Integer.to_string(p.os_pid)
-    if left != [], do: System.cmd("kill", ["-9" | left], stderr_to_stdout: true)
-
-    # Next mode reuses the names: wait until epmd has forgotten them.
-    LocalCluster.wait_until(
-      fn ->
-        case :erl_epmd.names(~c"127.0.0.1") do
-          {:ok, names} -> not Enum.any?(names, fn {n, _} -> List.starts_with?(n, ~c"bench") end)
-          _ -> true
-        end
-      end,
-      30_000
-    )
-  end
-
-  def pcall(peers, fun, timeout \\ 15_000, concurrency \\ 64) do
-    peers
-    |> Task.async_stream(
-      fn p ->
-        try do
-          {p.node, fun.(p)}
-        catch
-          k, e -> {p.node, {:bench_error, k, e}}
-        end
-      end,
-      max_concurrency: concurrency,
-      timeout: timeout + 1_000,
-      ordered: true
-    )
-    |> Enum.map(fn {:ok, r} -> r end)
-  end
+  defdelegate pcall(peers, fun, timeout \\ 15_000, concurrency \\ 64), to: BenchHost
 
   def call(p, f, a, timeout \\ 15_000), do: :peer.call(p.pid, BenchAgent, f, a, timeout)
 

@@ -1,7 +1,7 @@
 defmodule BenchHost do
   @moduledoc false
-  # What the bench scripts record about the machine they ran on (shared by
-  # cluster_bench.exs and pubsub_bench.exs).
+  # What the bench controllers share (cluster_bench.exs and
+  # pubsub_bench.exs): the machine they ran on, and calls over their peers.
 
   @doc "Output of a command, trimmed, or nil if it failed or is missing."
   def cmd_out(c, args) do
@@ -29,5 +29,63 @@ defmodule BenchHost do
     else
       _ -> "unknown"
     end
+  end
+
+  @doc """
+  `fun` on every peer at once (at most `concurrency` at a time), as
+  `[{node, result}]` in the peers' order; a peer that raised or exited
+  gives `{:bench_error, kind, reason}`.
+  """
+  def pcall(peers, fun, timeout \\ 15_000, concurrency \\ 64) do
+    peers
+    |> Task.async_stream(
+      fn p ->
+        try do
+          {p.node, fun.(p)}
+        catch
+          k, e -> {p.node, {:bench_error, k, e}}
+        end
+      end,
+      max_concurrency: concurrency,
+      timeout: timeout + 1_000,
+      ordered: true
+    )
+    |> Enum.map(fn {:ok, r} -> r end)
+  end
+
+  @doc """
+  Stops every peer (`concurrency` at a time, each given `timeout` ms), kills
+  with -9 what did not halt, and waits until epmd has forgotten every name
+  starting with `prefix` (the next mode reuses the names).
+  """
+  def stop_peers(peers, prefix, concurrency, timeout) do
+    peers
+    |> Task.async_stream(
+      fn p ->
+        try do
+          :peer.stop(p.pid)
+        catch
+          _, _ -> :ok
+        end
+      end,
+      max_concurrency: concurrency,
+      timeout: timeout,
+      on_timeout: :kill_task
+    )
+    |> Stream.run()
+
+    # A VM that did not halt in time (a busy full mesh of 256) goes the hard way.
+    left = for p <- peers, File.exists?("/proc/#{p.os_pid}"), do: Integer.to_string(p.os_pid)
+    if left != [], do: System.cmd("kill", ["-9" | left], stderr_to_stdout: true)
+
+    HyParView.Dev.LocalCluster.wait_until(
+      fn ->
+        case :erl_epmd.names(~c"127.0.0.1") do
+          {:ok, names} -> not Enum.any?(names, fn {n, _} -> List.starts_with?(n, prefix) end)
+          _ -> true
+        end
+      end,
+      30_000
+    )
   end
 end

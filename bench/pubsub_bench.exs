@@ -126,52 +126,9 @@ defmodule PubSubBench do
     |> Enum.map(fn {:ok, p} -> p end)
   end
 
-  def stop_all(peers) do
-    peers
-    |> Task.async_stream(
-      fn p ->
-        try do
-          :peer.stop(p.pid)
-        catch
-          _, _ -> :ok
-        end
-      end,
-      max_concurrency: 16,
-      timeout: 30_000
-    )
-    |> Stream.run()
+  def stop_all(peers), do: BenchHost.stop_peers(peers, ~c"pbench", 16, 30_000)
 
-    # The next mode reuses the names: wait until epmd has forgotten them.
-    LocalCluster.wait_until(
-      fn ->
-        case :erl_epmd.names(~c"127.0.0.1") do
-          {:ok, names} ->
-            not Enum.any?(names, fn {n, _} -> List.starts_with?(n, ~c"pbench") end)
-
-          _ ->
-            true
-        end
-      end,
-      30_000
-    )
-  end
-
-  def pcall(peers, fun, timeout \\ 15_000) do
-    peers
-    |> Task.async_stream(
-      fn p ->
-        try do
-          {p.node, fun.(p)}
-        catch
-          k, e -> {p.node, {:bench_error, k, e}}
-        end
-      end,
-      max_concurrency: 64,
-      timeout: timeout + 1_000,
-      ordered: true
-    )
-    |> Enum.map(fn {:ok, r} -> r end)
-  end
+  defdelegate pcall(peers, fun, timeout \\ 15_000), to: BenchHost
 
   def call(p, f, a, timeout \\ 15_000), do: :peer.call(p.pid, PubSubBenchAgent, f, a, timeout)
 
