@@ -138,6 +138,16 @@ defmodule HyParView.Dev.LocalCluster do
   @spec node_name(cluster(), pos_integer()) :: node()
   def node_name(cluster, index), do: GenServer.call(cluster, {:node_name, index})
 
+  @doc """
+  Runs `apply(mod, fun, args)` on node `index` (over its control channel,
+  not distribution) and returns the result.
+  """
+  @spec call(cluster(), pos_integer(), module(), atom(), list()) :: term()
+  def call(cluster, index, mod, fun, args) do
+    {^index, peer} = List.keyfind(GenServer.call(cluster, :members), index, 0)
+    :peer.call(peer, mod, fun, args, 10_000)
+  end
+
   @doc "Indexes of nodes currently running, ascending."
   @spec running(cluster()) :: [pos_integer()]
   def running(cluster), do: GenServer.call(cluster, :running)

@@ -48,7 +48,9 @@ defmodule Cluster.Strategy.HyParView do
   strategy exits with the same reason (and vice versa).
 
   Everything is driven by events (peer_up/peer_down, `:nodeup`/`:nodedown`,
-  claims); nothing polls. A connect that fails for a peer still in the
+  claims); nothing polls. A
+  strategy restarted by its supervisor waits for the previous run's server
+  to stop before it starts its own. A connect that fails for a peer still in the
   active view, and a `:nodedown` of an active peer whose overlay link is
   still up, are retried by the connecting end with exponential backoff
   (200 ms doubling to 15 s) for as long as the peer stays in the active
@@ -91,6 +93,9 @@ defmodule Cluster.Strategy.HyParView do
   # Longest such a link waits: the announcement is a round trip away (the
   # echo of a new link, or the PING the transport sends right behind it).
   @hold_max 1_000
+  # Longest wait for a previous run's server to stop (its own stop takes
+  # at most 5 s, the NIF's shutdown confirmation).
+  @previous_server_wait 6_000
   @config_keys [
     :local_peer,
     :contacts,
@@ -194,6 +199,8 @@ defmodule Cluster.Strategy.HyParView do
 
         server_opts =
           [name: server_name(topology), log_prefix: "[libcluster:#{topology}]"] ++ server_opts
+
+        await_previous_server(topology)
 
         case HyParView.Server.start_link(server_opts) do
           {:ok, server} ->
@@ -388,6 +395,26 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def terminate(_reason, _state), do: :ok
+
+  # A strategy restarted by its supervisor (after a crash or a kill) finds
+  # the previous run's server still registered while it shuts down (it stops
+  # on the strategy's exit signal, and releases its port before it exits):
+  # wait for it, or the new server would fail with :already_started.
+  defp await_previous_server(topology) do
+    case server(topology) do
+      nil ->
+        :ok
+
+      pid ->
+        ref = Process.monitor(pid)
+
+        receive do
+          {:DOWN, ^ref, :process, ^pid, _} -> :ok
+        after
+          @previous_server_wait -> Process.demonitor(ref, [:flush])
+        end
+    end
+  end
 
   ## Discovery (contacts: sources, see HyParView.Discovery)
 
