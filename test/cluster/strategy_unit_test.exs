@@ -257,6 +257,19 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       assert state.pending == %{}
     end
 
+    test "the audit drops a link of ours outside the active view that no event reported" do
+      agent = Net.start()
+      state = strategy_state(agent) |> up(:zstale@h) |> down(:zstale@h) |> up(:zactive@h)
+      flush_net()
+
+      # Links appear without a :nodeup (as if that event was missed).
+      Net.set(agent, :nodes, [:zother@h, :zstale@h, :zactive@h])
+      log = capture_log(fn -> handle(state, :audit) end)
+      assert_received {:disconnect, :zstale@h}
+      refute_received {:disconnect, _}
+      assert log =~ ":zstale@h outside the active view"
+    end
+
     test "a link the overlay holds but has not announced waits for peer_up" do
       agent = Net.start()
       state = strategy_state(agent, holds: [:za@h]) |> up(:za@h) |> down(:za@h)

@@ -48,7 +48,8 @@ defmodule Cluster.Strategy.HyParView do
   strategy exits with the same reason (and vice versa).
 
   Everything is driven by events (peer_up/peer_down, `:nodeup`/`:nodedown`,
-  claims); nothing polls. A
+  claims); behind them, an audit every 5 s handles (and logs a warning for)
+  any link of ours outside the announced active view that they missed. A
   strategy restarted by its supervisor waits for the previous run's server
   to stop before it starts its own. A connect that fails for a peer still in the
   active view, and a `:nodedown` of an active peer whose overlay link is
@@ -96,6 +97,9 @@ defmodule Cluster.Strategy.HyParView do
   # Longest wait for a previous run's server to stop (its own stop takes
   # at most 5 s, the NIF's shutdown confirmation).
   @previous_server_wait 6_000
+  # A safety net behind the events: how often the strategy's links are
+  # checked against the announced active view.
+  @audit_interval 5_000
   @config_keys [
     :local_peer,
     :contacts,
@@ -209,6 +213,7 @@ defmodule Cluster.Strategy.HyParView do
             Process.register(self(), claim_name(topology))
             :ok = HyParView.subscribe(server, self(), replay: true)
             :ok = start_discovery(cluster_state, server)
+            schedule_audit()
 
             {:ok,
              %__MODULE__{
@@ -359,6 +364,32 @@ defmodule Cluster.Strategy.HyParView do
     else
       {:noreply, state}
     end
+  end
+
+  # Every link of ours outside the announced active view is normally
+  # handled by the event that made it a stray; one found here was missed by
+  # them, so it is logged (and handled as any stray).
+  def handle_info(:audit, state) do
+    {m, f, a} = state.list_nodes
+
+    state =
+      apply(m, f, a)
+      |> Enum.filter(fn node ->
+        MapSet.member?(state.ours, node) and not Map.has_key?(state.active, node) and
+          not Map.has_key?(state.pending, node)
+      end)
+      |> Enum.reduce(state, fn node, acc ->
+        Cluster.Logger.warn(
+          acc.topology,
+          "Cluster.Strategy.HyParView: link to #{inspect(node)} outside the active view " <>
+            "found by the audit"
+        )
+
+        stray(acc, node)
+      end)
+
+    schedule_audit()
+    {:noreply, state}
   end
 
   def handle_info({:nodedown, node, _info}, state) do
@@ -549,6 +580,8 @@ defmodule Cluster.Strategy.HyParView do
         %{state | pending: pending}
     end
   end
+
+  defp schedule_audit, do: Process.send_after(self(), :audit, @audit_interval)
 
   defp claim_name(topology), do: Module.concat(__MODULE__, topology)
 
