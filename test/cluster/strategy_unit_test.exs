@@ -27,10 +27,18 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       result
     end
 
+    # A node in `stuck` stays connected once: its disconnect answers false
+    # (as for a connection net_kernel has not marked up yet).
     def disconnect(pid, agent, node) do
       send(pid, {:disconnect, node})
-      Agent.update(agent, &%{&1 | nodes: List.delete(&1.nodes, node)})
-      true
+
+      Agent.get_and_update(agent, fn s ->
+        stuck = Map.get(s, :stuck, [])
+
+        if node in stuck,
+          do: {false, %{s | stuck: List.delete(stuck, node)}},
+          else: {true, %{s | nodes: List.delete(s.nodes, node)}}
+      end)
     end
 
     def list(agent), do: Agent.get(agent, & &1.nodes)
@@ -255,6 +263,22 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       assert_received {:disconnect, :zstale@h}
       refute_received {:disconnect, :zother@h}
       assert state.pending == %{}
+    end
+
+    test "a disconnect that missed (the link is still listed) is tried again" do
+      agent = Net.start()
+      state = strategy_state(agent) |> up(:za@h)
+      assert_received {:connect, :za@h}
+
+      Net.set(agent, :stuck, [:za@h])
+      state = down(state, :za@h)
+      assert_received {:disconnect, :za@h}
+      assert :za@h in Net.list(agent)
+
+      assert_receive {:recheck, :za@h} = recheck, 1_000
+      handle(state, recheck)
+      assert_received {:disconnect, :za@h}
+      refute :za@h in Net.list(agent)
     end
 
     test "the audit drops a link of ours outside the active view that no event reported" do
