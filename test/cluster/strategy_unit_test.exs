@@ -70,9 +70,15 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
     end
   end
 
+  # Connects run in processes of their own; each one the message started
+  # is waited for and its result handled, so a test reads in order.
   defp handle(state, msg) do
     {:noreply, state} = Strategy.handle_info(msg, state)
-    state
+
+    Enum.reduce(state.connecting, state, fn {id, {pid, _ref}}, acc ->
+      assert_receive {:connect_result, ^pid, ^id, _, _} = result, 1_000
+      handle(acc, result)
+    end)
   end
 
   describe "pre-flight" do
@@ -136,16 +142,18 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
 
   # A stand-in for the HyParView server: answers `holds?` (the overlay
   # holds the peer) and `connects?` (this end announced it last) from lists
-  # the test can change.
+  # the test can change. Events in `queued` are sent to the caller before
+  # the next answer (as the server forwards what it had queued first).
   defp fake_overlay(answers) do
-    spawn_link(fn -> overlay_loop(answers) end)
+    spawn_link(fn -> overlay_loop(Map.put_new(answers, :queued, [])) end)
   end
 
   defp overlay_loop(answers) do
     receive do
-      {:"$gen_call", from, {:holds?, id}} ->
+      {:"$gen_call", {pid, _} = from, {:holds?, id}} ->
+        Enum.each(answers.queued, &send(pid, {:hyparview, &1}))
         GenServer.reply(from, id in answers.holds)
-        overlay_loop(answers)
+        overlay_loop(%{answers | queued: []})
 
       {:"$gen_call", from, {:connects?, id}} ->
         GenServer.reply(from, answers.connects == :all or id in answers.connects)
@@ -361,6 +369,25 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       state = handle(state, {:nodeup, :zs@h, []})
       assert_received {:disconnect, :zs@h}
       assert state.pending == %{}
+    end
+
+    test "a link that arrives before the events that made room for it is kept" do
+      agent = Net.start()
+      state = %{strategy_state(agent, holds: [:zn@h], connects: []) | active_view_size: 2}
+      state = state |> up(:zn@h) |> down(:zn@h) |> up(:za@h) |> up(:zb@h)
+      Net.set(agent, :nodes, [:za@h, :zb@h])
+      flush_net()
+
+      # The overlay evicted zb for zn and announced zn, but those events are
+      # still queued in the server when zn's link comes up.
+      send(state.server, {:set, :queued, [{:peer_down, peer(:zb@h)}, {:peer_up, peer(:zn@h)}]})
+      Net.set(agent, :nodes, [:za@h, :zb@h, :zn@h])
+      state = handle(state, {:nodeup, :zn@h, []})
+
+      assert_received {:disconnect, :zb@h}
+      refute_received {:disconnect, :zn@h}
+      assert Map.has_key?(state.active, :zn@h)
+      assert Enum.sort(Net.list(agent)) == [:za@h, :zn@h]
     end
 
     test "a new active peer evicts a waiting stray when the bound is reached" do

@@ -42,7 +42,9 @@ defmodule Cluster.Strategy.HyParView do
   (`HyParView.Server.connects?/2`), when both ends hold the link and have
   made room for it (handled the `peer_down` of the peer they evicted). So
   on `{:peer_up, peer}` that end calls `Cluster.Strategy.connect_nodes/4`
-  with `[peer.id]` and the other waits for that link; on `{:peer_down, peer}` either end calls
+  with `[peer.id]` (in a process of its own, so new peers connect in
+  parallel and events are handled meanwhile) and the other waits for that
+  link; on `{:peer_down, peer}` either end calls
   `Cluster.Strategy.disconnect_nodes/4`, using the topology's
   `connect`/`disconnect`/`list_nodes` MFAs. If the server dies the
   strategy exits with the same reason (and vice versa).
@@ -131,6 +133,8 @@ defmodule Cluster.Strategy.HyParView do
     dials: MapSet.new(),
     ours: MapSet.new(),
     retries: %{},
+    # Connects in flight: node => {pid, monitor ref}.
+    connecting: %{},
     pending: %{}
   ]
 
@@ -327,6 +331,30 @@ defmodule Cluster.Strategy.HyParView do
     {:noreply, drop(state, id)}
   end
 
+  def handle_info({:connect_result, pid, id, attempt, result}, state) do
+    case Map.get(state.connecting, id) do
+      {^pid, ref} ->
+        Process.demonitor(ref, [:flush])
+        state = %{state | connecting: Map.delete(state.connecting, id)}
+        {:noreply, connected(state, id, attempt, result)}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  # A connect process that died without a result (the connect MFA raised).
+  def handle_info({:DOWN, ref, :process, pid, reason}, state) do
+    case Enum.find(state.connecting, fn {_id, entry} -> entry == {pid, ref} end) do
+      {id, _} ->
+        state = %{state | connecting: Map.delete(state.connecting, id)}
+        {:noreply, connected(state, id, 0, {:error, reason})}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
+
   def handle_info({:retry_connect, id, attempt}, state) do
     state = %{state | retries: Map.delete(state.retries, id)}
 
@@ -340,7 +368,7 @@ defmodule Cluster.Strategy.HyParView do
   def handle_info({:nodeup, node, _info}, state) do
     cond do
       Map.has_key?(state.active, node) ->
-        {:noreply, cancel_retry(state, node)}
+        {:noreply, state |> cancel_retry(node) |> enforce_bound()}
 
       MapSet.member?(state.ours, node) ->
         {:noreply, stray(state, node)}
@@ -411,7 +439,7 @@ defmodule Cluster.Strategy.HyParView do
 
   def handle_info({:nodedown, node, _info}, state) do
     if Map.has_key?(state.active, node) and dials?(state, node) and
-         not Map.has_key?(state.retries, node) do
+         not Map.has_key?(state.retries, node) and not Map.has_key?(state.connecting, node) do
       # Distribution dropped but the overlay still has the peer: reconnect.
       {:noreply, schedule_retry(state, node, 0)}
     else
@@ -430,7 +458,9 @@ defmodule Cluster.Strategy.HyParView do
   def handle_info(_msg, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %__MODULE__{server: server}) when is_pid(server) do
+  def terminate(_reason, %__MODULE__{server: server} = state) when is_pid(server) do
+    Enum.each(state.connecting, fn {_id, {pid, _ref}} -> Process.exit(pid, :kill) end)
+
     if Process.alive?(server) do
       try do
         HyParView.stop(server)
@@ -502,18 +532,42 @@ defmodule Cluster.Strategy.HyParView do
 
   ## Helpers
 
+  # A connect runs in a process of its own: several new peers connect in
+  # parallel, and the strategy goes on handling events (a peer_down must
+  # not wait behind a distribution handshake).
   defp connect(state, id, attempt) do
-    case Cluster.Strategy.connect_nodes(state.topology, state.connect, state.list_nodes, [id]) do
+    if Map.has_key?(state.connecting, id) do
+      state
+    else
+      strategy = self()
+      %{topology: topology, connect: mfa, list_nodes: list} = state
+
+      {pid, ref} =
+        spawn_monitor(fn ->
+          result = Cluster.Strategy.connect_nodes(topology, mfa, list, [id])
+          send(strategy, {:connect_result, self(), id, attempt, result})
+        end)
+
+      %{state | connecting: Map.put(state.connecting, id, {pid, ref})}
+    end
+  end
+
+  defp connected(state, id, attempt, result) do
+    case result do
       :ok ->
         # :noconnect: if the link is already gone, the claim must not reopen it.
         _ =
           :erlang.send({claim_name(state.topology), id}, {:hyparview_claim, node()}, [:noconnect])
 
-        state = cancel_retry(state, id)
-        %{state | ours: MapSet.put(state.ours, id)}
+        state = %{cancel_retry(state, id) | ours: MapSet.put(state.ours, id)}
+        # The peer may have left the active view while the connect ran; if
+        # not, the new link may leave no room for an unconfirmed stray.
+        if Map.has_key?(state.active, id), do: enforce_bound(state), else: stray(state, id)
 
-      {:error, _bad} ->
-        schedule_retry(state, id, attempt + 1)
+      _error ->
+        if Map.has_key?(state.active, id) and not connected?(state, id),
+          do: schedule_retry(state, id, attempt + 1),
+          else: state
     end
   end
 
@@ -540,21 +594,41 @@ defmodule Cluster.Strategy.HyParView do
   # room for it; drop it otherwise. A link dropped too early costs a
   # reconnect from the end that announces the peer last.
   defp stray(state, node, since \\ System.monotonic_time(:millisecond)) do
-    held_for = System.monotonic_time(:millisecond) - since
+    if Map.has_key?(state.pending, node) do
+      state
+    else
+      # The server answers after forwarding every event it had queued: those
+      # are handled first (the eviction that made room for this link, or the
+      # peer's own announcement, may be among them).
+      holds? = overlay_holds?(state, node)
+      state = take_events(state)
+      held_for = System.monotonic_time(:millisecond) - since
 
-    cond do
-      Map.has_key?(state.pending, node) ->
-        state
+      cond do
+        Map.has_key?(state.active, node) ->
+          state
 
-      strategy_links(state) + map_size(state.pending) >= state.active_view_size ->
-        drop(state, node)
+        strategy_links(state) + map_size(state.pending) >= state.active_view_size ->
+          drop(state, node)
 
-      held_for < @hold_max and overlay_holds?(state, node) ->
-        ref = Process.send_after(self(), {:confirm_window, node, since}, @confirm_window)
-        %{state | pending: Map.put(state.pending, node, ref)}
+        held_for < @hold_max and holds? ->
+          ref = Process.send_after(self(), {:confirm_window, node, since}, @confirm_window)
+          %{state | pending: Map.put(state.pending, node, ref)}
 
-      true ->
-        drop(state, node)
+        true ->
+          drop(state, node)
+      end
+    end
+  end
+
+  # Handles the server's events already in the mailbox, in order.
+  defp take_events(state) do
+    receive do
+      {:hyparview, _event} = message ->
+        {:noreply, state} = handle_info(message, state)
+        take_events(state)
+    after
+      0 -> state
     end
   end
 
