@@ -200,6 +200,25 @@ defmodule Cluster.Strategy.HyParViewUnitTest do
       refute Map.has_key?(state.active, :"0a@h")
     end
 
+    test "the end that announced first connects itself when the other end does not" do
+      agent = Net.start()
+      state = strategy_state(agent, connects: []) |> up(:"0a@h") |> up(:"0b@h")
+      refute_received {:connect, _}
+
+      # 0b's link comes; 0a's does not (both ends announced it first).
+      Net.set(agent, :nodes, [:"0b@h"])
+      state = handle(state, {:nodeup, :"0b@h", []})
+
+      Enum.reduce(1..2, state, fn _, acc ->
+        assert_receive {:await_link, _} = wait, 2_000
+        handle(acc, wait)
+      end)
+
+      assert_received {:connect, :"0a@h"}
+      refute_received {:connect, :"0b@h"}
+      assert Enum.sort(Net.list(agent)) == [:"0a@h", :"0b@h"]
+    end
+
     test "a failed connect is retried while the peer stays active" do
       agent = Net.start(false)
       state = strategy_state(agent) |> up(:za@h)

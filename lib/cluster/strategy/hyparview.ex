@@ -105,6 +105,9 @@ defmodule Cluster.Strategy.HyParView do
   # A safety net behind the events: how often the strategy's links are
   # checked against the announced active view.
   @audit_interval 5_000
+  # How long the end that announced a peer first waits for the other end's
+  # connect before it connects itself.
+  @await_link 1_000
   # When a link that a disconnect missed is checked again (see drop/2).
   @recheck_after 50
   @config_keys [
@@ -315,8 +318,8 @@ defmodule Cluster.Strategy.HyParView do
       cond do
         connected?(state, id) -> cancel_retry(state, id)
         dials?(state, id) -> connect(state, id, 0)
-        # The other end connects: it announced the peer before we did.
-        true -> state
+        # The other end connects: it announced the peer after we did.
+        true -> await_link(state, id)
       end
 
     # A new active peer may leave no room for an unconfirmed stray.
@@ -438,10 +441,30 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def handle_info({:nodedown, node, _info}, state) do
-    if Map.has_key?(state.active, node) and dials?(state, node) and
-         not Map.has_key?(state.retries, node) and not Map.has_key?(state.connecting, node) do
-      # Distribution dropped but the overlay still has the peer: reconnect.
-      {:noreply, schedule_retry(state, node, 0)}
+    cond do
+      not Map.has_key?(state.active, node) ->
+        {:noreply, state}
+
+      not dials?(state, node) ->
+        # The other end reconnects; should it not, this end will.
+        {:noreply, await_link(state, node)}
+
+      Map.has_key?(state.retries, node) or Map.has_key?(state.connecting, node) ->
+        {:noreply, state}
+
+      true ->
+        # Distribution dropped but the overlay still has the peer: reconnect.
+        {:noreply, schedule_retry(state, node, 0)}
+    end
+  end
+
+  # The end that should connect did not within @await_link (both ends may
+  # have announced the peer first): this end connects instead.
+  def handle_info({:await_link, id}, state) do
+    if Map.has_key?(state.active, id) and not dials?(state, id) and not connected?(state, id) do
+      Cluster.Logger.debug(state.topology, "no link from #{inspect(id)} yet; connecting to it")
+      state = %{state | dials: MapSet.put(state.dials, id)}
+      {:noreply, connect(state, id, 0)}
     else
       {:noreply, state}
     end
@@ -675,6 +698,11 @@ defmodule Cluster.Strategy.HyParView do
         Process.cancel_timer(ref)
         %{state | pending: pending}
     end
+  end
+
+  defp await_link(state, id) do
+    Process.send_after(self(), {:await_link, id}, @await_link)
+    state
   end
 
   defp schedule_audit, do: Process.send_after(self(), :audit, @audit_interval)
