@@ -299,11 +299,14 @@ impl Sim<Node> {
     pub fn new(seed: u64, config: Config, mut net: NetConfig) -> Sim<Node> {
         config.validate().expect("simulator config must be valid");
         net.request_hold = config.neighbor_timeout.max(net.idle_timeout);
+        // One copy for all nodes: read from cache instead of from each
+        // node's own lines.
+        let config = std::sync::Arc::new(config);
         Sim::with_factory(
             seed,
             net,
             Box::new(move |peer, node_seed| {
-                Node::new(peer, config.clone(), node_seed).expect("validated above")
+                Node::shared(peer, config.clone(), node_seed).expect("validated above")
             }),
         )
     }
