@@ -62,14 +62,19 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Starts loading what the event in `slot` (the one after next) will
-    /// read first, its payload and its node's first lines, while the
+    /// read first, its payload and its node's own lines, while the
     /// current one runs: the nodes' state is far larger than the caches,
-    /// so most events would begin with misses.
+    /// so most events would begin with misses. All of the node's lines
+    /// (about a kilobyte): an input reads fields all over it (views, requests, link
+    /// table headers, counters), and fetching only the first two left the
+    /// rest as demand misses.
     fn prefetch_event(&self, slot: u32) {
         prefetch(&self.payloads[slot as usize]);
         if let Some(n) = self.live_target(slot) {
-            prefetch(n);
-            prefetch(&n.node);
+            let base: *const u8 = (n as *const SimNode<P>).cast();
+            for off in (0..std::mem::size_of::<SimNode<P>>()).step_by(64) {
+                prefetch_ptr(base.wrapping_add(off));
+            }
         }
     }
 
