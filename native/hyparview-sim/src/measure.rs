@@ -33,8 +33,16 @@ pub struct Snapshot {
     /// Live nodes whose PeerUp − PeerDown count differs from their active
     /// view size.
     pub peer_event_mismatch: usize,
-    /// Compact undirected graph of live nodes (for path metrics).
-    pub und: Vec<Vec<u32>>,
+    /// Compact directed graph of live nodes: `adj[u]` = u's active view.
+    pub adj: Vec<Vec<u32>>,
+}
+
+impl Snapshot {
+    /// The compact graph undirected (for path metrics); built on demand,
+    /// as the per-round samples need none.
+    pub fn und(&self) -> Vec<Vec<u32>> {
+        metrics::undirected(&self.adj)
+    }
 }
 
 fn hist(sizes: &[usize]) -> BTreeMap<usize, usize> {
@@ -84,10 +92,9 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
         }
         adj.push(out);
     }
-    let und = metrics::undirected(&adj);
     let structure = Structure {
         live_nodes: live.len(),
-        components: metrics::components(&und),
+        components: metrics::weak_components(&adj),
         isolated,
         asymmetric_links: metrics::asymmetric_links(&adj),
         dead_links,
@@ -100,7 +107,7 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
     Snapshot {
         structure,
         peer_event_mismatch: mismatch,
-        und,
+        adj,
     }
 }
 
