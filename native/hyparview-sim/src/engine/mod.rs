@@ -251,11 +251,10 @@ pub struct Sim<P: Protocol = Node> {
     /// hot path reads a small dense array.
     peers: Vec<Peer>,
     factory: Factory<P>,
-    events: EventQueue,
+    /// Slots of `payloads`, each tagged with where its event happens
+    /// (read ahead of the payload, to prefetch that node).
+    events: EventQueue<Target>,
     payloads: Vec<Option<EventKind>>,
-    /// `targets[slot]`: where the event in `slot` happens (read ahead of
-    /// the payload, to prefetch that node).
-    targets: Vec<Target>,
     /// Outputs of the input being applied: one buffer for every node, so
     /// no node keeps (or reallocates) its own.
     outputs: VecDeque<Output>,
@@ -332,7 +331,6 @@ impl<P: Protocol> Sim<P> {
             peers: Vec::new(),
             events: EventQueue::new(),
             payloads: Vec::new(),
-            targets: Vec::new(),
             outputs: VecDeque::new(),
             active_buf: Vec::new(),
             lost_buf: Vec::new(),
@@ -424,16 +422,14 @@ impl<P: Protocol> Sim<P> {
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.payloads[slot as usize] = Some(kind);
-                self.targets[slot as usize] = target;
                 slot
             }
             None => {
                 self.payloads.push(Some(kind));
-                self.targets.push(target);
                 (self.payloads.len() - 1) as u32
             }
         };
-        self.events.push(time, slot);
+        self.events.push(time, slot, target);
     }
 
     fn latency(&mut self) -> Millis {
