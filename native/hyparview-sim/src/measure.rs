@@ -33,8 +33,16 @@ pub struct Snapshot {
     /// Live nodes whose PeerUp − PeerDown count differs from their active
     /// view size.
     pub peer_event_mismatch: usize,
-    /// Compact undirected graph of live nodes (for path metrics).
-    pub und: Vec<Vec<u32>>,
+    /// Compact directed graph of live nodes: `adj[u]` = u's active view.
+    pub adj: Vec<Vec<u32>>,
+}
+
+impl Snapshot {
+    /// The compact graph undirected (for path metrics); built on demand,
+    /// as the per-round samples need none.
+    pub fn und(&self) -> Vec<Vec<u32>> {
+        metrics::undirected(&self.adj)
+    }
 }
 
 fn hist(sizes: &[usize]) -> BTreeMap<usize, usize> {
@@ -55,10 +63,16 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
     let (mut isolated, mut dead_links, mut mismatch) = (0, 0, 0);
     let mut active_sizes = Vec::with_capacity(live.len());
     let mut passive_sizes = Vec::with_capacity(live.len());
+    let mut view = Vec::new();
     for &i in &live {
         let n = &sim.nodes[i as usize];
-        let view = sim.active_indices(i);
-        let raw = n.node.active_view().len();
+        // One pass over the view: its size and the known nodes in it.
+        let mut raw = 0;
+        view.clear();
+        n.node.for_each_active(&mut |p| {
+            raw += 1;
+            view.extend(sim.lookup(p));
+        });
         if raw == 0 {
             isolated += 1;
         }
@@ -68,7 +82,7 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
         active_sizes.push(raw);
         passive_sizes.push(n.node.passive_view().len());
         let mut out = Vec::with_capacity(view.len());
-        for v in view {
+        for &v in &view {
             let c = compact[v as usize];
             if c == u32::MAX {
                 dead_links += 1;
@@ -78,10 +92,9 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
         }
         adj.push(out);
     }
-    let und = metrics::undirected(&adj);
     let structure = Structure {
         live_nodes: live.len(),
-        components: metrics::components(&und),
+        components: metrics::weak_components(&adj),
         isolated,
         asymmetric_links: metrics::asymmetric_links(&adj),
         dead_links,
@@ -94,7 +107,7 @@ pub fn snapshot<P: Protocol>(sim: &Sim<P>) -> Snapshot {
     Snapshot {
         structure,
         peer_event_mismatch: mismatch,
-        und,
+        adj,
     }
 }
 
@@ -160,6 +173,19 @@ pub fn reliability<P: Protocol>(sim: &mut Sim<P>, n: usize) -> f64 {
         }
         start[i + 1] = edges.len();
     }
+    if !sim.is_partitioned()
+        && edges.iter().all(|&v| alive[v as usize])
+        && strongly_connected(&start, &edges, &alive, live[0])
+    {
+        // No broadcast can meet a dead peer (so none changes a view) and
+        // each reaches every live node: the loop below would add exactly
+        // 1.0 per broadcast. Its draws are still made, so the runs that
+        // follow are the same.
+        for _ in 0..n {
+            sim.rng().gen_range(0..live.len());
+        }
+        return 1.0;
+    }
     let mut reread: HashMap<u32, Vec<u32>> = HashMap::new();
     // visited[v] == k: reached by broadcast k.
     let mut visited = vec![usize::MAX; len];
@@ -203,4 +229,77 @@ pub fn reliability<P: Protocol>(sim: &mut Sim<P>, n: usize) -> f64 {
         total += reached as f64 / live.len() as f64;
     }
     total / n as f64
+}
+
+/// True when every live node reaches `root` and is reached from it over
+/// the directed graph (`edges[start[u]..start[u + 1]]` = u's view; dead
+/// nodes have none, and no view names one).
+fn strongly_connected(start: &[usize], edges: &[u32], alive: &[bool], root: u32) -> bool {
+    let len = alive.len();
+    let live = alive.iter().filter(|&&a| a).count();
+    // The reverse graph, in the same layout.
+    let mut rstart = vec![0usize; len + 1];
+    for &v in edges {
+        rstart[v as usize + 1] += 1;
+    }
+    for i in 0..len {
+        rstart[i + 1] += rstart[i];
+    }
+    let mut fill = rstart.clone();
+    let mut redges = vec![0u32; edges.len()];
+    for u in 0..len {
+        for &v in &edges[start[u]..start[u + 1]] {
+            redges[fill[v as usize]] = u as u32;
+            fill[v as usize] += 1;
+        }
+    }
+    let reached = |start: &[usize], edges: &[u32]| {
+        let mut seen = vec![false; len];
+        let mut stack = vec![root];
+        seen[root as usize] = true;
+        let mut count = 1;
+        while let Some(u) = stack.pop() {
+            for &v in &edges[start[u as usize]..start[u as usize + 1]] {
+                if !seen[v as usize] {
+                    seen[v as usize] = true;
+                    count += 1;
+                    stack.push(v);
+                }
+            }
+        }
+        count
+    };
+    reached(start, edges) == live && reached(&rstart, &redges) == live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strongly_connected;
+
+    /// CSR layout of `adj`.
+    fn csr(adj: &[&[u32]]) -> (Vec<usize>, Vec<u32>) {
+        let mut start = vec![0];
+        let mut edges = Vec::new();
+        for vs in adj {
+            edges.extend_from_slice(vs);
+            start.push(edges.len());
+        }
+        (start, edges)
+    }
+
+    #[test]
+    fn strongly_connected_needs_a_path_both_ways_between_live_nodes() {
+        // A directed ring: every node reaches every other.
+        let (s, e) = csr(&[&[1], &[2], &[0]]);
+        assert!(strongly_connected(&s, &e, &[true; 3], 0));
+        // A chain: 2 reaches no one.
+        let (s, e) = csr(&[&[1], &[2], &[]]);
+        assert!(!strongly_connected(&s, &e, &[true; 3], 0));
+        // A dead node (no view, named by none) does not count.
+        let (s, e) = csr(&[&[1], &[0], &[]]);
+        assert!(strongly_connected(&s, &e, &[true, true, false], 1));
+        // Two pairs.
+        let (s, e) = csr(&[&[1], &[0], &[3], &[2]]);
+        assert!(!strongly_connected(&s, &e, &[true; 4], 0));
+    }
 }

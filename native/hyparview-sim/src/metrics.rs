@@ -72,6 +72,32 @@ pub fn components(und: &[Vec<u32>]) -> usize {
     count
 }
 
+/// Connected components of a directed graph with its edges taken as
+/// undirected (the same count as `components(&undirected(adj))`), by
+/// union-find: no undirected copy is built.
+pub fn weak_components(adj: &[Vec<u32>]) -> usize {
+    let mut parent: Vec<u32> = (0..adj.len() as u32).collect();
+    fn root(parent: &mut [u32], mut x: u32) -> u32 {
+        while parent[x as usize] != x {
+            let up = parent[parent[x as usize] as usize];
+            parent[x as usize] = up;
+            x = up;
+        }
+        x
+    }
+    let mut count = adj.len();
+    for (u, vs) in adj.iter().enumerate() {
+        for &v in vs {
+            let (a, b) = (root(&mut parent, u as u32), root(&mut parent, v));
+            if a != b {
+                parent[a as usize] = b;
+                count -= 1;
+            }
+        }
+    }
+    count
+}
+
 /// Ordered pairs (a, b) with b in a's view but a not in b's.
 pub fn asymmetric_links(adj: &[Vec<u32>]) -> usize {
     adj.iter()
@@ -168,6 +194,27 @@ mod tests {
         let und = undirected(&adj);
         assert_eq!(components(&und), 3);
         assert_eq!(asymmetric_links(&adj), 5);
+    }
+
+    #[test]
+    fn weak_components_count_what_the_undirected_graph_has() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        for _ in 0..200 {
+            let n = rng.gen_range(1..40u32);
+            let adj: Vec<Vec<u32>> = (0..n)
+                .map(|_| {
+                    (0..rng.gen_range(0..3))
+                        .map(|_| rng.gen_range(0..n))
+                        .collect()
+                })
+                .collect();
+            assert_eq!(
+                weak_components(&adj),
+                components(&undirected(&adj)),
+                "{adj:?}"
+            );
+        }
     }
 
     #[test]

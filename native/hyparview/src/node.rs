@@ -52,6 +52,7 @@ use crate::{Config, ConfigError, Identity, Message, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Peer lists longer than this in a received message are truncated.
 pub(crate) const MAX_PEERS_IN_MESSAGE: usize = 64;
@@ -81,7 +82,8 @@ pub(crate) enum Offer {
 
 pub struct Node<I: Identity = PeerId> {
     pub(crate) local: Peer<I>,
-    pub(crate) config: Config,
+    /// Shared by every node of a driver that runs many (see `shared`).
+    pub(crate) config: Arc<Config>,
     pub(crate) outputs: VecDeque<Output<I>>,
     pub(crate) rng: SmallRng,
     pub(crate) views: Views<I>,
@@ -109,6 +111,13 @@ pub struct Node<I: Identity = PeerId> {
 impl<I: Identity> Node<I> {
     /// A node with empty views. `seed` drives every random choice it makes.
     pub fn new(local: Peer<I>, config: Config, seed: u64) -> Result<Node<I>, ConfigError> {
+        Node::shared(local, Arc::new(config), seed)
+    }
+
+    /// [`new`](Node::new) with a configuration shared with other nodes: a
+    /// driver of many nodes (the simulator) then keeps one copy, read from
+    /// cache, instead of one per node.
+    pub fn shared(local: Peer<I>, config: Arc<Config>, seed: u64) -> Result<Node<I>, ConfigError> {
         config.validate()?;
         let dials = Bucket::full(0, crate::quota::dial_burst(&config));
         Ok(Node {

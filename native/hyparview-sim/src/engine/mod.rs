@@ -251,11 +251,10 @@ pub struct Sim<P: Protocol = Node> {
     /// hot path reads a small dense array.
     peers: Vec<Peer>,
     factory: Factory<P>,
-    events: EventQueue,
+    /// Slots of `payloads`, each tagged with where its event happens
+    /// (read ahead of the payload, to prefetch that node).
+    events: EventQueue<Target>,
     payloads: Vec<Option<EventKind>>,
-    /// `targets[slot]`: where the event in `slot` happens (read ahead of
-    /// the payload, to prefetch that node).
-    targets: Vec<Target>,
     /// Outputs of the input being applied: one buffer for every node, so
     /// no node keeps (or reallocates) its own.
     outputs: VecDeque<Output>,
@@ -299,11 +298,14 @@ impl Sim<Node> {
     pub fn new(seed: u64, config: Config, mut net: NetConfig) -> Sim<Node> {
         config.validate().expect("simulator config must be valid");
         net.request_hold = config.neighbor_timeout.max(net.idle_timeout);
+        // One copy for all nodes: read from cache instead of from each
+        // node's own lines.
+        let config = std::sync::Arc::new(config);
         Sim::with_factory(
             seed,
             net,
             Box::new(move |peer, node_seed| {
-                Node::new(peer, config.clone(), node_seed).expect("validated above")
+                Node::shared(peer, config.clone(), node_seed).expect("validated above")
             }),
         )
     }
@@ -329,7 +331,6 @@ impl<P: Protocol> Sim<P> {
             peers: Vec::new(),
             events: EventQueue::new(),
             payloads: Vec::new(),
-            targets: Vec::new(),
             outputs: VecDeque::new(),
             active_buf: Vec::new(),
             lost_buf: Vec::new(),
@@ -421,16 +422,14 @@ impl<P: Protocol> Sim<P> {
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.payloads[slot as usize] = Some(kind);
-                self.targets[slot as usize] = target;
                 slot
             }
             None => {
                 self.payloads.push(Some(kind));
-                self.targets.push(target);
                 (self.payloads.len() - 1) as u32
             }
         };
-        self.events.push(time, slot);
+        self.events.push(time, slot, target);
     }
 
     fn latency(&mut self) -> Millis {

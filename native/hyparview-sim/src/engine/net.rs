@@ -152,6 +152,11 @@ impl<P: Protocol> Sim<P> {
             return; // across a cut or to a dead peer: nothing reaches b
         }
         let t = (self.now + self.latency()).max(w.last_arrival);
+        if !self.ends.holds(conn, w.end.other()) {
+            // b closed its end first: the EOF would find nothing (the
+            // latency is still drawn, so later draws stay the same).
+            return;
+        }
         self.push(
             t,
             EventKind::Gone {

@@ -28,8 +28,9 @@ fn prefetch_ptr(p: *const u8) {
     let _ = p;
 }
 
-/// Where an event lands, read ahead of its payload .
-#[derive(Clone, Copy)]
+/// Where an event lands (the queue's tag of it, read ahead of its
+/// payload).
+#[derive(Clone, Copy, Default)]
 pub(super) struct Target {
     pub(super) node: u32,
     /// The connection end an idle check or EOF is for: when its node no
@@ -38,10 +39,10 @@ pub(super) struct Target {
 }
 
 impl<P: Protocol> Sim<P> {
-    /// The node the event in `slot` will read, unless it is an idle check
-    /// or EOF for an end the node no longer holds (those read nothing).
-    fn live_target(&self, slot: u32) -> Option<&SimNode<P>> {
-        let t = self.targets[slot as usize];
+    /// The node an event landing at `t` will read, unless it is an idle
+    /// check or EOF for an end the node no longer holds (those read
+    /// nothing).
+    fn live_target(&self, t: Target) -> Option<&SimNode<P>> {
         if let Some((conn, end)) = t.end {
             if !self.ends.holds(conn, end) {
                 return None;
@@ -51,33 +52,41 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Called as an event is popped: prefetches for the two that follow it
-    /// (when they are due in the same millisecond, the common case).
+    /// (when they are due in the same millisecond, the common case), and
+    /// the queue's link that names the one after them, so that the next
+    /// call reads only lines fetched ahead.
     pub(super) fn prefetch_ahead(&self) {
-        if let Some(next) = self.events.peek() {
-            self.prefetch_deep(next);
-            if let Some(after) = self.events.peek_after(next) {
-                self.prefetch_event(after);
+        if let Some((next, t)) = self.events.peek() {
+            self.prefetch_deep(next, t);
+            if let Some((after, t)) = self.events.peek_after(next) {
+                prefetch_ptr(self.events.link_address(after));
+                self.prefetch_event(after, t);
             }
         }
     }
 
     /// Starts loading what the event in `slot` (the one after next) will
-    /// read first, its payload and its node's first lines, while the
+    /// read first, its payload and its node's own lines, while the
     /// current one runs: the nodes' state is far larger than the caches,
-    /// so most events would begin with misses.
-    fn prefetch_event(&self, slot: u32) {
+    /// so most events would begin with misses. All of the node's lines
+    /// (about a kilobyte): an input reads fields all over it (views, requests, link
+    /// table headers, counters), and fetching only the first two left the
+    /// rest as demand misses.
+    fn prefetch_event(&self, slot: u32, t: Target) {
         prefetch(&self.payloads[slot as usize]);
-        if let Some(n) = self.live_target(slot) {
-            prefetch(n);
-            prefetch(&n.node);
+        if let Some(n) = self.live_target(t) {
+            let base: *const u8 = (n as *const SimNode<P>).cast();
+            for off in (0..std::mem::size_of::<SimNode<P>>()).step_by(64) {
+                prefetch_ptr(base.wrapping_add(off));
+            }
         }
     }
 
     /// The second stage, for the next event (the first stage fetched its
     /// node's lines one event ago, so they can be read now): what those
     /// lines point to.
-    fn prefetch_deep(&self, slot: u32) {
-        if let Some(n) = self.live_target(slot) {
+    fn prefetch_deep(&self, slot: u32, t: Target) {
+        if let Some(n) = self.live_target(t) {
             prefetch_ptr(n.wires.as_ptr().cast());
             prefetch_ptr(n.links.hot_address());
             n.node.for_each_hot_address(&mut |p| prefetch_ptr(p));

@@ -1,5 +1,8 @@
 //! The event queue: a timing wheel of 1 ms buckets plus a heap for far
-//! events, popping in (time, push sequence) order.
+//! events, popping in (time, push sequence) order. Each event carries a
+//! small tag (where it lands) that the queue keeps in its predecessor's
+//! link, so looking two events ahead is one read of a line the loop
+//! fetched ahead of time.
 
 use hyparview::Millis;
 use std::cmp::Reverse;
@@ -14,47 +17,56 @@ const WHEEL_MS: usize = 1 << 16;
 /// End of a bucket's list.
 const NIL: u32 = u32::MAX;
 
-/// A bucket: a FIFO list threaded through `EventQueue::next`.
+/// A bucket: a FIFO list threaded through `EventQueue::links`, and the
+/// tag of its head.
 #[derive(Clone, Copy)]
-struct Bucket {
+struct Bucket<T> {
     head: u32,
     tail: u32,
+    head_tag: T,
 }
 
-const EMPTY: Bucket = Bucket {
-    head: NIL,
-    tail: NIL,
-};
+/// `links[slot]`: the slot after `slot` in its bucket, and that slot's
+/// tag. (While `slot` waits in the far heap, `tag` is its own.)
+#[derive(Clone, Copy)]
+struct Link<T> {
+    next: u32,
+    tag: T,
+}
 
 /// Event queue ordered by (time, push sequence): a timing wheel of 1 ms
 /// buckets over [base, base + WHEEL_MS), each bucket in push order, plus a
 /// heap for later events. Same order as a heap keyed by (time, sequence),
 /// at a fraction of the cost (the heap pop was ~10 % of a run).
 ///
-/// A bucket is a linked list through `next` (indexed by payload slot, which
-/// is queued at most once at a time), not a vector per bucket: vectors kept
-/// the capacity of their busiest millisecond forever, ~1.4 KB per simulated
-/// node; the lists cost 4 bytes per slot and a fixed 512 KB wheel.
+/// A bucket is a linked list through `links` (indexed by payload slot,
+/// which is queued at most once at a time), not a vector per bucket:
+/// vectors kept the capacity of their busiest millisecond forever, ~1.4 KB
+/// per simulated node; the lists cost a link per slot and a fixed wheel.
 ///
 /// Invariants: every heap entry has time >= base + WHEEL_MS, and nothing is
 /// ever pushed before `base` (the engine pushes at >= now >= base). So when
 /// `base` advances, entries leaving the heap reach their bucket before any
 /// direct push can, and a bucket is always in sequence order.
-pub(crate) struct EventQueue {
-    wheel: Vec<Bucket>,
-    /// `next[slot]`: the slot after `slot` in its bucket.
-    next: Vec<u32>,
+pub(crate) struct EventQueue<T: Copy + Default> {
+    wheel: Vec<Bucket<T>>,
+    links: Vec<Link<T>>,
     base: Millis,
     far: BinaryHeap<EventKey>,
     seq: u64,
     pub(crate) len: usize,
 }
 
-impl EventQueue {
-    pub(crate) fn new() -> EventQueue {
+impl<T: Copy + Default> EventQueue<T> {
+    pub(crate) fn new() -> EventQueue<T> {
+        let empty = Bucket {
+            head: NIL,
+            tail: NIL,
+            head_tag: T::default(),
+        };
         EventQueue {
-            wheel: vec![EMPTY; WHEEL_MS],
-            next: Vec::new(),
+            wheel: vec![empty; WHEEL_MS],
+            links: Vec::new(),
             base: 0,
             far: BinaryHeap::new(),
             seq: 0,
@@ -66,46 +78,65 @@ impl EventQueue {
         (t % WHEEL_MS as Millis) as usize
     }
 
-    /// Appends `slot` to the bucket of `time` (within the wheel's span).
-    fn append(&mut self, time: Millis, slot: u32) {
+    /// `links[slot]`, grown to hold it.
+    fn link_mut(&mut self, slot: u32) -> &mut Link<T> {
         let i = slot as usize;
-        if i >= self.next.len() {
-            self.next.resize(i + 1, NIL);
+        if i >= self.links.len() {
+            let blank = Link {
+                next: NIL,
+                tag: T::default(),
+            };
+            self.links.resize(i + 1, blank);
         }
-        self.next[i] = NIL;
+        &mut self.links[i]
+    }
+
+    /// Appends `slot` to the bucket of `time` (within the wheel's span).
+    fn append(&mut self, time: Millis, slot: u32, tag: T) {
+        self.link_mut(slot).next = NIL;
         let b = &mut self.wheel[Self::bucket(time)];
         if b.tail == NIL {
             b.head = slot;
+            b.head_tag = tag;
         } else {
-            self.next[b.tail as usize] = slot;
+            self.links[b.tail as usize] = Link { next: slot, tag };
         }
         b.tail = slot;
     }
 
-    pub(crate) fn push(&mut self, time: Millis, slot: u32) {
+    pub(crate) fn push(&mut self, time: Millis, slot: u32, tag: T) {
         debug_assert!(time >= self.base, "event before the queue's base");
         debug_assert!(slot != NIL, "slot out of range");
         let time = time.max(self.base);
         self.seq += 1;
         self.len += 1;
         if time - self.base < WHEEL_MS as Millis {
-            self.append(time, slot);
+            self.append(time, slot, tag);
         } else {
+            self.link_mut(slot).tag = tag;
             self.far.push(Reverse((time, self.seq, slot)));
         }
     }
 
-    /// The slot that pops next if it is due in the current millisecond
-    /// (a hint for prefetching; None does not mean the queue is empty).
-    pub(crate) fn peek(&self) -> Option<u32> {
-        let slot = self.wheel[Self::bucket(self.base)].head;
-        (slot != NIL).then_some(slot)
+    /// The slot that pops next if it is due in the current millisecond,
+    /// with its tag (a hint for prefetching; None does not mean the queue
+    /// is empty).
+    pub(crate) fn peek(&self) -> Option<(u32, T)> {
+        let b = &self.wheel[Self::bucket(self.base)];
+        (b.head != NIL).then_some((b.head, b.head_tag))
     }
 
-    /// The slot after `slot` in its bucket (same hint).
-    pub(crate) fn peek_after(&self, slot: u32) -> Option<u32> {
-        let next = *self.next.get(slot as usize)?;
-        (next != NIL).then_some(next)
+    /// The slot after queued `slot` in its bucket, with its tag (same
+    /// hint).
+    pub(crate) fn peek_after(&self, slot: u32) -> Option<(u32, T)> {
+        let l = self.links.get(slot as usize)?;
+        (l.next != NIL).then_some((l.next, l.tag))
+    }
+
+    /// Where the link of `slot` lives (for prefetching what `peek_after`
+    /// will read).
+    pub(crate) fn link_address(&self, slot: u32) -> *const u8 {
+        self.links.as_ptr().wrapping_add(slot as usize).cast()
     }
 
     /// The next event at or before `t`, in order; never moves `base` past `t`.
@@ -117,9 +148,10 @@ impl EventQueue {
                 if self.base > t {
                     return None;
                 }
-                let next = self.next[slot as usize];
+                let Link { next, tag } = self.links[slot as usize];
                 let bucket = &mut self.wheel[b];
                 bucket.head = next;
+                bucket.head_tag = tag;
                 if next == NIL {
                     bucket.tail = NIL;
                 }
@@ -137,7 +169,8 @@ impl EventQueue {
                     break;
                 }
                 self.far.pop();
-                self.append(time, slot);
+                let tag = self.links[slot as usize].tag;
+                self.append(time, slot, tag);
             }
         }
     }
@@ -167,20 +200,33 @@ mod tests {
                 };
                 seq += 1;
                 let slot = seq as u32;
-                q.push(now + after, slot);
+                q.push(now + after, slot, slot ^ 0x55);
                 reference.push(Reverse((now + after, seq, slot)));
             }
             let t = now + rng.gen_range(0..if round % 50 == 0 { 200_000 } else { 2_000 });
-            while let Some((time, slot)) = q.pop_until(t) {
+            loop {
+                let ahead = q.peek();
+                let after = ahead.and_then(|(s, _)| q.peek_after(s));
+                let Some((time, slot)) = q.pop_until(t) else {
+                    break;
+                };
                 let Reverse((rt, _, rslot)) = reference.pop().expect("reference has it");
                 assert_eq!((time, slot), (rt, rslot));
+                // The hints name the next pops, each with its own tag.
+                if let Some((s, tag)) = ahead {
+                    assert_eq!((s, tag), (slot, slot ^ 0x55));
+                }
+                if let Some((s, tag)) = after {
+                    assert_eq!(tag, s ^ 0x55);
+                    assert_eq!(q.peek().map(|(p, _)| p), Some(s));
+                }
                 assert!(time <= t && time >= now);
                 now = time;
                 popped += 1;
                 if rng.gen_ratio(1, 20) {
                     // A same-time push while this bucket drains goes last.
                     seq += 1;
-                    q.push(now, seq as u32);
+                    q.push(now, seq as u32, seq as u32 ^ 0x55);
                     reference.push(Reverse((now, seq, seq as u32)));
                 }
             }

@@ -228,7 +228,8 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
     }
 
     let snap = snapshot(&sim);
-    let n = snap.und.len();
+    let und = snap.und();
+    let n = und.len();
     let (sources, sampled): (Vec<u32>, bool) = if n <= 2000 {
         ((0..n as u32).collect(), false)
     } else {
@@ -237,7 +238,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
         all.truncate(100);
         (all, true)
     };
-    let (asp, asp_max) = metrics::avg_shortest_path(&snap.und, &sources);
+    let (asp, asp_max) = metrics::avg_shortest_path(&und, &sources);
     let mean_live = if measured_rounds == 0 {
         snap.structure.live_nodes as f64
     } else {
@@ -258,7 +259,7 @@ pub fn run_keep(p: &Params) -> (Report, Sim) {
         rounds: p.rounds,
         round_ms: round,
         structure: snap.structure,
-        clustering_coefficient: metrics::clustering_coefficient(&snap.und),
+        clustering_coefficient: metrics::clustering_coefficient(&und),
         avg_shortest_path: asp,
         max_shortest_path_seen: asp_max,
         avg_shortest_path_sources: sources.len(),

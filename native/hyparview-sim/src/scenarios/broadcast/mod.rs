@@ -195,11 +195,12 @@ pub struct BroadcastReport {
 
 fn shape(o: &mut Overlay) -> OverlayShape {
     let snap = snapshot(&o.sim);
-    let mut sources: Vec<u32> = (0..snap.und.len() as u32).collect();
+    let und = snap.und();
+    let mut sources: Vec<u32> = (0..und.len() as u32).collect();
     sources.shuffle(o.sim.rng());
     sources.truncate(100);
-    let (asp, max) = metrics::avg_shortest_path(&snap.und, &sources);
-    let (mean_eccentricity, shared_tree_ldh) = bound::shared_tree_bound(&snap.und, &sources);
+    let (asp, max) = metrics::avg_shortest_path(&und, &sources);
+    let (mean_eccentricity, shared_tree_ldh) = bound::shared_tree_bound(&und, &sources);
     OverlayShape {
         live_nodes: snap.structure.live_nodes,
         components: snap.structure.components,
