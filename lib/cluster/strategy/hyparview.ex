@@ -44,7 +44,7 @@ defmodule Cluster.Strategy.HyParView do
   on `{:peer_up, peer}` that end calls `Cluster.Strategy.connect_nodes/4`
   with `[peer.id]` (in a process of its own, so new peers connect in
   parallel and events are handled meanwhile) and the other waits for that
-  link; on `{:peer_down, peer}` either end calls
+  link (for a second, then it connects too); on `{:peer_down, peer}` either end calls
   `Cluster.Strategy.disconnect_nodes/4`, using the topology's
   `connect`/`disconnect`/`list_nodes` MFAs. If the server dies the
   strategy exits with the same reason (and vice versa).
