@@ -141,7 +141,7 @@ defmodule LibclusterHyparview.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger, :crypto]]
+    [extra_applications: [:logger]]
   end
 
   # dev/ (the local-cluster harness and `mix hyparview.demo`) is tooling:

@@ -61,6 +61,9 @@ defmodule HyParView.Native do
   def validate_config(_config), do: not_loaded()
   @spec schema() :: [map]
   def schema, do: not_loaded()
+  # SHA-256 of "hyparview-cookie:" <> cookie: the default secret.
+  @spec cookie_secret(binary) :: {:ok, <<_::256>>} | {:error, :too_long}
+  def cookie_secret(_cookie), do: not_loaded()
   @spec leave(reference) :: :ok
   def leave(_resource), do: not_loaded()
 

@@ -298,7 +298,8 @@ defmodule HyParView.Server do
 
   defp secret!(nil, prefix) do
     if Node.alive?() do
-      :crypto.hash(:sha256, "hyparview-cookie:" <> Atom.to_string(Node.get_cookie()))
+      {:ok, secret} = Native.cookie_secret(Atom.to_string(Node.get_cookie()))
+      secret
     else
       unless :persistent_term.get({__MODULE__, :default_secret_warned}, false) do
         :persistent_term.put({__MODULE__, :default_secret_warned}, true)

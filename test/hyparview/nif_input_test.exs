@@ -107,4 +107,13 @@ defmodule HyParView.NifInputTest do
     assert micros < 1_000_000
     assert_invalid(%{contacts: contacts ++ [hd(contacts)]}, :contacts)
   end
+
+  test "the default secret is SHA-256 of the cookie with its label; long input is refused" do
+    for cookie <- ["", "secret", String.duplicate("c", 255)] do
+      assert HyParView.Native.cookie_secret(cookie) ==
+               {:ok, :crypto.hash(:sha256, "hyparview-cookie:" <> cookie)}
+    end
+
+    assert HyParView.Native.cookie_secret(String.duplicate("c", 1_025)) == {:error, :too_long}
+  end
 end

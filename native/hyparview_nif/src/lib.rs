@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 mod atoms {
     rustler::atoms! {
-        ok, error, nil, internal, invalid_config, listen_failed,
+        ok, error, nil, internal, invalid_config, listen_failed, too_long,
         hyparview_nif, peer_up, peer_down, connect, handshake_rejected, log, stopped,
         debug, info, warning,
         // reject reasons
@@ -159,6 +159,26 @@ fn encode_keys<'a, C>(env: Env<'a>, layer: Atom, table: &[Key<C>], out: &mut Vec
         }
         out.push(map);
     }
+}
+
+/// Longest cookie `cookie_secret` hashes (a cookie is an atom: at most 255
+/// characters), so the call stays far below a millisecond.
+const MAX_COOKIE_BYTES: usize = 1024;
+
+/// `{:ok, secret}`: the default secret for `cookie` (see
+/// `hyparview_transport::cookie_secret`); `{:error, :too_long}` past
+/// `MAX_COOKIE_BYTES`.
+#[rustler::nif]
+fn cookie_secret<'a>(env: Env<'a>, cookie: Binary<'a>) -> Term<'a> {
+    guarded(env, || {
+        if cookie.len() > MAX_COOKIE_BYTES {
+            return (atoms::error(), atoms::too_long()).encode(env);
+        }
+        let digest = hyparview_transport::cookie_secret(cookie.as_slice());
+        let mut out = rustler::OwnedBinary::new(digest.len());
+        out.as_mut_slice().copy_from_slice(&digest);
+        (atoms::ok(), out.release(env)).encode(env)
+    })
 }
 
 /// The config schema: one map per key (`key`, `layer`, `default`, `min`,

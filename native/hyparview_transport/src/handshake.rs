@@ -88,6 +88,17 @@ pub struct Hello {
     pub incarnation: u64,
 }
 
+/// The default shared secret of a distributed node: SHA-256 of
+/// `"hyparview-cookie:" <> cookie`, so nodes that share a cookie share the
+/// overlay's secret (computed here so the BEAM side needs no `:crypto`).
+pub fn cookie_secret(cookie: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"hyparview-cookie:");
+    h.update(cookie);
+    h.finalize().into()
+}
+
 /// Who we are on the wire.
 pub struct Identity {
     pub hello: Hello,

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
-pub use handshake::RejectReason;
+pub use handshake::{cookie_secret, RejectReason};
 pub use wire::valid_id;
 
 /// Message kinds with a counter in [`Counters`]: HyParView's (from
