@@ -405,7 +405,7 @@ impl<I: Identity> Node<I> {
     fn send_merge(&mut self, now: Millis, peer: Peer<I>) {
         if self
             .crossing
-            .proven(&peer.id, now, self.config.shuffle_interval)
+            .proven(&peer.id, now, self.pace.period(&self.config))
         {
             self.crossing.found_nothing();
             return;
@@ -447,7 +447,7 @@ impl<I: Identity> Node<I> {
         self.views.active_full()
             && self
                 .crossing
-                .proven(from, now, self.config.shuffle_interval)
+                .proven(from, now, self.pace.period(&self.config))
     }
 }
 

@@ -23,10 +23,11 @@ impl<I: Identity> Node<I> {
     pub(crate) fn on_timer(&mut self, now: Millis, kind: TimerKind) -> bool {
         let live = |gen| gen == self.timer_gen && self.phase != Phase::Left;
         match kind {
-            TimerKind::Shuffle { gen } => {
-                if live(gen) {
+            TimerKind::Shuffle { gen, token } => {
+                if live(gen) && self.pace.is_live(token) {
                     self.start_shuffle();
-                    self.schedule_shuffle();
+                    self.pace.period_ended();
+                    self.schedule_shuffle(now);
                 }
             }
             TimerKind::Merge { gen } => {
@@ -81,6 +82,10 @@ impl<I: Identity> Node<I> {
         }
         let full = self.views.active_full();
         self.merge.observe(now, full);
+        let changes = self.views.changes;
+        if self.pace.observe(now, changes, &self.config) && self.phase == Phase::Joined {
+            self.schedule_shuffle(now);
+        }
         if self.views.passive.is_empty()
             && self.requests.is_empty()
             && !full
@@ -121,6 +126,10 @@ impl<I: Identity> Node<I> {
     /// after every input.
     fn fill_active(&mut self, now: Millis) {
         while self.views.active.len() + self.requests.len() < self.config.active_view_size {
+            // The refusal backoff holds low priority only (`pace.rs`).
+            if !self.views.active.is_empty() && self.pace.holds(now) {
+                return;
+            }
             let requests = &self.requests;
             let free = |s: &crate::views::Slot<I, Millis>| !requests.contains(&s.peer.id);
             // Preferred: candidates not cooling down.
@@ -250,10 +259,10 @@ impl<I: Identity> Node<I> {
         );
     }
 
-    pub(crate) fn schedule_shuffle(&mut self) {
-        let after = jittered(self.config.shuffle_interval, &mut self.rng);
+    pub(crate) fn schedule_shuffle(&mut self, now: Millis) {
+        let (after, token) = self.pace.schedule(now, &self.config, &mut self.rng);
         let gen = self.timer_gen;
-        self.set_timer(after, TimerKind::Shuffle { gen });
+        self.set_timer(after, TimerKind::Shuffle { gen, token });
     }
 
     pub(crate) fn schedule_merge_tick(&mut self) {
