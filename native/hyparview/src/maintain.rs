@@ -319,6 +319,12 @@ impl<I: Identity> Node<I> {
         if self.requests.contains(&peer.id) || self.is_active(&peer.id) {
             return;
         }
+        // crossing: a full node merging with a peer proven in its own
+        // component would only swap links (the receiver applies the same
+        // rule to us, with its own proofs).
+        if self.merge_is_pointless(now, &peer.id) {
+            return;
+        }
         self.request_neighbor(peer, RequestKind::Merge, Priority::Low);
     }
 
