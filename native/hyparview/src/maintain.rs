@@ -26,7 +26,15 @@ impl<I: Identity> Node<I> {
             TimerKind::Shuffle { gen, token } => {
                 if live(gen) && self.pace.is_live(token) {
                     self.start_shuffle();
-                    self.pace.period_ended();
+                    // Calm only with both views full and the crossing's
+                    // dense phase over (`pace.rs`).
+                    let full = self.views.active_full()
+                        && self.views.passive.len() >= self.config.passive_view_size;
+                    if self.crossing.is_dense() || !full {
+                        self.pace.unsettled();
+                    } else {
+                        self.pace.period_ended();
+                    }
                     self.schedule_shuffle(now);
                 }
             }
@@ -126,17 +134,15 @@ impl<I: Identity> Node<I> {
     /// after every input.
     fn fill_active(&mut self, now: Millis) {
         while self.views.active.len() + self.requests.len() < self.config.active_view_size {
-            // The refusal backoff holds low priority only (`pace.rs`).
-            if !self.views.active.is_empty() && self.pace.holds(now) {
-                return;
-            }
             let requests = &self.requests;
             let free = |s: &crate::views::Slot<I, Millis>| !requests.contains(&s.peer.id);
+            // The refusal backoff holds low priority only, and only for
+            // candidates that have cooled down before (`pace.rs`).
+            let held = !self.views.active.is_empty() && self.pace.holds(now);
             // Preferred: candidates not cooling down.
-            let mut pick = self
-                .views
-                .passive
-                .random_where(&mut self.rng, |s| s.meta <= now && free(s));
+            let mut pick = self.views.passive.random_where(&mut self.rng, |s| {
+                (if held { s.meta == 0 } else { s.meta <= now }) && free(s)
+            });
             // Cooled-down entries only when nothing is in flight: the
             // request is then high priority, which a live peer does not
             // refuse, so this cannot ping-pong with a rejecting peer. (Each

@@ -5,7 +5,8 @@
 //! The state is owned by sub-states with their own invariants: the peer
 //! sets (`views.rs`), the NEIGHBOR requests in flight (`requests.rs`), the
 //! contacts, JOIN round and rejoin backoff (`join.rs`), and the repair that
-//! goes beyond the paper, merge requests and contact probes (`repair.rs`).
+//! goes beyond the paper, merge requests and contact probes (`repair.rs`),
+//! and the pace of the periodic work in a settled overlay (`pace.rs`).
 //! What runs after every input (filling the active view, scheduling
 //! rejoins and probes) and the timers are in `maintain.rs`. (A little over
 //! 600 lines: the paper's handlers read best in one place.)

@@ -9,15 +9,20 @@
 //! and mixed; once the active view has stayed the same for a whole period
 //! the passive view is full of peers that were alive a period ago, and
 //! there is less to refresh. So each period that ends with the active view
-//! as it began doubles the next one, up to `1 << MAX_CALM` times
+//! as it began, with both views full, doubles the next one, up to
+//! `1 << MAX_CALM` times
 //! `shuffle_interval` (40 s by default), and any change of the active view
 //! (a link gained, lost or swapped) brings the base period back at once:
 //! the next shuffle is rescheduled within one base period. Passive views
 //! keep mixing (every node still starts a walk at least every 4 periods and
 //! takes part in everybody else's), failures are repaired from the passive
 //! view as before, and after them the affected nodes shuffle at the base
-//! rate. Proofs of the crossing (`crossing.rs`) come from walks, so their
-//! horizon follows the period.
+//! rate. A node with a short active view (it needs fresh candidates) or a
+//! passive view with room (a small or new overlay, where a newcomer is
+//! known to few and only walks from the others spread it) stays at the
+//! base rate, and so does every node during the crossing's dense phase,
+//! whose proofs (`crossing.rs`) come from walks; their horizon follows the
+//! period.
 //!
 //! Modification from paper — *refusal backoff*: the paper has a node short
 //! of neighbours ask one passive peer after another until one accepts. In
@@ -27,8 +32,14 @@
 //! request on a fresh connection. Here, after `REFUSALS_PER_ROUND`
 //! low-priority refusals with no change of the active view, low-priority
 //! promotion holds for `backoff(shuffle_interval, 8 shuffle_interval,
-//! rounds)`: 5-10 s, then 10-20 s, ... up to 40-80 s by default. Any
-//! change of the active view lifts the hold and resets the rounds, so
+//! rounds)`: 5-10 s, then 10-20 s, ... up to 40-80 s by default. The
+//! hold covers the candidates that refused or dropped us before (those
+//! whose cooldown was ever set); a new one (gossip, a peer that asked us,
+//! one evicted from our view) is still asked once, so the request rate of
+//! a held node follows the turnover of its passive view, and a short peer
+//! that shows up there (e.g. one that just lost a link to an eviction) is
+//! found as before. Any change of the active view lifts the hold and
+//! resets the rounds, so
 //! repair after a failure starts at once; an empty active view asks with
 //! high priority, which is never held; dial failures and timeouts (dead
 //! candidates) are not refusals and do not count. The escalation to a
@@ -97,6 +108,12 @@ impl Pace {
         } else {
             0
         };
+    }
+
+    /// A period ended that must not count as calm (a view not full, the
+    /// crossing's dense phase).
+    pub(crate) fn unsettled(&mut self) {
+        self.calm = 0;
     }
 
     /// Starts the shuffle period: returns the delay and the timer's token.
