@@ -162,7 +162,108 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Input, Message, Node, Output, Peer};
     use rand::SeedableRng;
+    use std::net::SocketAddr;
+
+    fn peer(id: &str) -> Peer {
+        Peer::new(id, SocketAddr::from(([127, 0, 0, 1], 1)), 1)
+    }
+
+    fn message(node: &mut Node, now: Millis, from: &str, message: Message) {
+        let from = peer(from);
+        node.handle(now, Input::Message { from, message });
+    }
+
+    /// The low-priority NEIGHBORs the node sent since the last call, with
+    /// their epochs.
+    fn asked(node: &mut Node) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        while let Some(o) = node.poll_output() {
+            if let Output::Send {
+                to,
+                message:
+                    Message::Neighbor {
+                        high_priority: false,
+                        epoch,
+                        ..
+                    },
+            } = o
+            {
+                out.push((to.id.to_string(), epoch));
+            }
+        }
+        out
+    }
+
+    /// Refuses every request the node sends at `now`; returns whom it asked.
+    fn refuse_all(node: &mut Node, now: Millis) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let round = asked(node);
+            if round.is_empty() {
+                return all;
+            }
+            for (id, epoch) in &round {
+                let reply = Message::NeighborReply {
+                    accepted: false,
+                    epoch: *epoch,
+                };
+                message(node, now, id, reply);
+                all.push(id.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_node_stops_asking_refusing_peers_but_asks_new_ones() {
+        let cfg = Config::default();
+        let mut node = Node::new(peer("me"), cfg.clone(), 3).unwrap();
+        node.handle(0, Input::Join { contacts: vec![] });
+        let low = |epoch| Message::Neighbor {
+            high_priority: false,
+            epoch,
+            merge: false,
+        };
+        // Five neighbours, then twelve peers that ask while we are full:
+        // refused, they land in the passive view as fresh candidates.
+        for i in 0..5 {
+            message(&mut node, 1, &format!("a{i}"), low(10 + i));
+        }
+        for i in 0..12 {
+            message(&mut node, 2, &format!("p{i}"), low(20 + i));
+        }
+        assert_eq!(node.passive_view().len(), 12);
+        asked(&mut node);
+        // One link lost: the node is short and asks one candidate at a time.
+        message(&mut node, 1_000, "a0", Message::Disconnect { epoch: 10 });
+        let first = refuse_all(&mut node, 1_000);
+        // 8 refusals make a round; the hold still lets the 4 candidates
+        // never asked through, once each, and then nobody.
+        assert_eq!(first.len(), 12, "{first:?}");
+        let mut unique = first.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 12, "each asked once: {first:?}");
+        assert!(node.pace.holds(1_000));
+        // Cooldowns over (one interval), the first hold (at most one
+        // interval) too: the 4 refusals during the hold counted, so 4 more
+        // end the round (without the backoff, all 13 would be asked).
+        let t = 1_000 + cfg.shuffle_interval + 1;
+        message(&mut node, t, "a1", low(30));
+        let second = refuse_all(&mut node, t);
+        assert_eq!(second.len(), 4, "{second:?}");
+        // The second hold is longer (one to two intervals): with every
+        // candidate asked before, nobody is asked during it.
+        let t2 = t + cfg.shuffle_interval + 1;
+        assert!(node.pace.holds(t2));
+        message(&mut node, t2, "a1", low(31));
+        assert_eq!(refuse_all(&mut node, t2), Vec::<String>::new());
+        // A change of the active view lifts the hold at once.
+        message(&mut node, t2, "a2", Message::Disconnect { epoch: 12 });
+        assert!(!node.pace.holds(t2));
+        assert!(refuse_all(&mut node, t2).len() >= 2);
+    }
 
     #[test]
     fn calm_periods_double_up_to_the_cap_and_a_change_resets_them() {
