@@ -95,8 +95,9 @@
 //! shuffle interval and one link swap per node every ~21 minutes with the
 //! default 10 s interval, and the simulator cannot tell it from the
 //! overlay's own upkeep: `stable --nodes 1000 --settle-rounds 12 --rounds
-//! 20`, seeds 1-3, measures 7.73-7.76 messages per node per interval with
-//! crossing and 8.00-8.06 without. The dense phase (at most 8 crossings per
+//! 20`, seeds 1-3, measured (before the calm shuffle of `pace.rs`)
+//! 7.73-7.76 messages per node per interval with crossing and 8.00-8.06
+//! without. The dense phase (at most 8 crossings per
 //! node, once, over the first ~10 intervals; fewer when it rests):
 //! `rollout --settle-rounds 0 --rounds 10`, seeds 1-3, measures 14.6-16.5
 //! messages per node per interval at 64 nodes (24.7-24.9 before proofs,
