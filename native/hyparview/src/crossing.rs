@@ -37,7 +37,8 @@
 //! the origin of a walk that reached us from an active peer, the active
 //! part of that walk's sample (the first `shuffle_active_count` entries
 //! of a full sample, as `start_shuffle` builds it), and the node at which
-//! our own walk ended. A proof counts for `MET_ROUNDS` shuffle intervals
+//! our own walk ended. A proof counts for `MET_ROUNDS` shuffle periods
+//! (the node's own: up to 4 intervals when calm, see `pace.rs`)
 //! and all are dropped when an active link fails (the component may have
 //! split); at most `MET_CAP` are kept. A crossing whose target is proven is
 //! not sent, and a full node refuses a merge NEIGHBOR from a proven sender
@@ -52,7 +53,7 @@
 //! Why components meet in bounded time. A proof is about the component of
 //! the moment of the walk; it can span two components only if they split
 //! by evictions after it (a split by failures voids it), and then for at
-//! most `MET_ROUNDS` intervals, skipping that one target. In a rollout the
+//! most `MET_ROUNDS` periods, skipping that one target. In a rollout the
 //! split forms in the join storm, before the first walks (a node's first
 //! SHUFFLE leaves 0.75-1.25 intervals after its Join), so between
 //! components every crossing is blind, as without proofs, and the argument
@@ -94,8 +95,9 @@
 //! shuffle interval and one link swap per node every ~21 minutes with the
 //! default 10 s interval, and the simulator cannot tell it from the
 //! overlay's own upkeep: `stable --nodes 1000 --settle-rounds 12 --rounds
-//! 20`, seeds 1-3, measures 7.73-7.76 messages per node per interval with
-//! crossing and 8.00-8.06 without. The dense phase (at most 8 crossings per
+//! 20`, seeds 1-3, measured (before the calm shuffle of `pace.rs`)
+//! 7.73-7.76 messages per node per interval with crossing and 8.00-8.06
+//! without. The dense phase (at most 8 crossings per
 //! node, once, over the first ~10 intervals; fewer when it rests):
 //! `rollout --settle-rounds 0 --rounds 10`, seeds 1-3, measures 14.6-16.5
 //! messages per node per interval at 64 nodes (24.7-24.9 before proofs,
@@ -206,11 +208,17 @@ impl<I: Identity> Crossing<I> {
     }
 
     /// True when `peer` was proven in our component within the last
-    /// `MET_ROUNDS` shuffle intervals: a merge with it would only swap
-    /// links.
-    pub(crate) fn proven(&self, peer: &I, now: Millis, shuffle_interval: Millis) -> bool {
-        let horizon = shuffle_interval.saturating_mul(MET_ROUNDS);
+    /// `MET_ROUNDS` shuffle periods (`period`): a merge with it would only
+    /// swap links.
+    pub(crate) fn proven(&self, peer: &I, now: Millis, period: Millis) -> bool {
+        let horizon = period.saturating_mul(MET_ROUNDS);
         self.met.proven(peer, now, horizon)
+    }
+
+    /// Whether the schedule is still in its dense phase (it has not rested
+    /// and its last dense crossing is yet to come).
+    pub(crate) fn is_dense(&self) -> bool {
+        self.ticks as usize <= DENSE_HALVES.len()
     }
 
     /// This crossing found nothing to merge (no target, or one proven in
@@ -405,7 +413,7 @@ impl<I: Identity> Node<I> {
     fn send_merge(&mut self, now: Millis, peer: Peer<I>) {
         if self
             .crossing
-            .proven(&peer.id, now, self.config.shuffle_interval)
+            .proven(&peer.id, now, self.pace.period(&self.config))
         {
             self.crossing.found_nothing();
             return;
@@ -447,7 +455,7 @@ impl<I: Identity> Node<I> {
         self.views.active_full()
             && self
                 .crossing
-                .proven(from, now, self.config.shuffle_interval)
+                .proven(from, now, self.pace.period(&self.config))
     }
 }
 

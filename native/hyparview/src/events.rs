@@ -57,8 +57,11 @@ pub struct Timer(pub(crate) TimerKind);
 /// can be superseded.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum TimerKind {
+    /// `token` names the live one: a change of the active view after a
+    /// calm period reschedules it (see `pace.rs`).
     Shuffle {
         gen: u64,
+        token: u64,
     },
     /// The merge tick, every `promotion_interval` (see `repair.rs`).
     Merge {

@@ -30,6 +30,7 @@ mod maintain;
 mod membership;
 pub mod message;
 pub mod node;
+mod pace;
 pub mod peer;
 mod proofs;
 mod quota;

@@ -23,10 +23,19 @@ impl<I: Identity> Node<I> {
     pub(crate) fn on_timer(&mut self, now: Millis, kind: TimerKind) -> bool {
         let live = |gen| gen == self.timer_gen && self.phase != Phase::Left;
         match kind {
-            TimerKind::Shuffle { gen } => {
-                if live(gen) {
+            TimerKind::Shuffle { gen, token } => {
+                if live(gen) && self.pace.is_live(token) {
                     self.start_shuffle();
-                    self.schedule_shuffle();
+                    // Calm only with both views full and the crossing's
+                    // dense phase over (`pace.rs`).
+                    let full = self.views.active_full()
+                        && self.views.passive.len() >= self.config.passive_view_size;
+                    if self.crossing.is_dense() || !full {
+                        self.pace.unsettled();
+                    } else {
+                        self.pace.period_ended();
+                    }
+                    self.schedule_shuffle(now);
                 }
             }
             TimerKind::Merge { gen } => {
@@ -81,6 +90,10 @@ impl<I: Identity> Node<I> {
         }
         let full = self.views.active_full();
         self.merge.observe(now, full);
+        let changes = self.views.changes;
+        if self.pace.observe(now, changes, &self.config) && self.phase == Phase::Joined {
+            self.schedule_shuffle(now);
+        }
         if self.views.passive.is_empty()
             && self.requests.is_empty()
             && !full
@@ -123,11 +136,13 @@ impl<I: Identity> Node<I> {
         while self.views.active.len() + self.requests.len() < self.config.active_view_size {
             let requests = &self.requests;
             let free = |s: &crate::views::Slot<I, Millis>| !requests.contains(&s.peer.id);
+            // The refusal backoff holds low priority only, and only for
+            // candidates that have cooled down before (`pace.rs`).
+            let held = !self.views.active.is_empty() && self.pace.holds(now);
             // Preferred: candidates not cooling down.
-            let mut pick = self
-                .views
-                .passive
-                .random_where(&mut self.rng, |s| s.meta <= now && free(s));
+            let mut pick = self.views.passive.random_where(&mut self.rng, |s| {
+                (if held { s.meta == 0 } else { s.meta <= now }) && free(s)
+            });
             // Cooled-down entries only when nothing is in flight: the
             // request is then high priority, which a live peer does not
             // refuse, so this cannot ping-pong with a rejecting peer. (Each
@@ -250,10 +265,10 @@ impl<I: Identity> Node<I> {
         );
     }
 
-    pub(crate) fn schedule_shuffle(&mut self) {
-        let after = jittered(self.config.shuffle_interval, &mut self.rng);
+    pub(crate) fn schedule_shuffle(&mut self, now: Millis) {
+        let (after, token) = self.pace.schedule(now, &self.config, &mut self.rng);
         let gen = self.timer_gen;
-        self.set_timer(after, TimerKind::Shuffle { gen });
+        self.set_timer(after, TimerKind::Shuffle { gen, token });
     }
 
     pub(crate) fn schedule_merge_tick(&mut self) {
@@ -308,6 +323,12 @@ impl<I: Identity> Node<I> {
             None => return,
         };
         if self.requests.contains(&peer.id) || self.is_active(&peer.id) {
+            return;
+        }
+        // crossing: a full node merging with a peer proven in its own
+        // component would only swap links (the receiver applies the same
+        // rule to us, with its own proofs).
+        if self.merge_is_pointless(now, &peer.id) {
             return;
         }
         self.request_neighbor(peer, RequestKind::Merge, Priority::Low);

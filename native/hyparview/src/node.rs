@@ -5,7 +5,8 @@
 //! The state is owned by sub-states with their own invariants: the peer
 //! sets (`views.rs`), the NEIGHBOR requests in flight (`requests.rs`), the
 //! contacts, JOIN round and rejoin backoff (`join.rs`), and the repair that
-//! goes beyond the paper, merge requests and contact probes (`repair.rs`).
+//! goes beyond the paper, merge requests and contact probes (`repair.rs`),
+//! and the pace of the periodic work in a settled overlay (`pace.rs`).
 //! What runs after every input (filling the active view, scheduling
 //! rejoins and probes) and the timers are in `maintain.rs`. (A little over
 //! 600 lines: the paper's handlers read best in one place.)
@@ -43,6 +44,7 @@ use crate::join::Join;
 use crate::membership::Gossip;
 use crate::membership::Loss;
 use crate::message::Priority;
+use crate::pace::Pace;
 use crate::peer::{IdLike, IdRule};
 use crate::quota::{Bucket, SenderBudgets};
 use crate::repair::{Merge, Probe};
@@ -91,6 +93,8 @@ pub struct Node<I: Identity = PeerId> {
     pub(crate) join: Join<I>,
     pub(crate) merge: Merge,
     pub(crate) probe: Probe<I>,
+    /// The shuffle period and the refusal backoff (see `pace.rs`).
+    pub(crate) pace: Pace,
     /// crossing: merges components whose active views are full.
     pub(crate) crossing: Crossing<I>,
     /// The peers our outstanding SHUFFLE carried, until its reply.
@@ -133,6 +137,7 @@ impl<I: Identity> Node<I> {
             join: Join::default(),
             merge: Merge::default(),
             probe: Probe::new(seed),
+            pace: Pace::default(),
             crossing: Crossing::new(seed),
             shuffle_sent: None,
             clock: 0,
@@ -145,7 +150,7 @@ impl<I: Identity> Node<I> {
     /// Feed one input at time `now`. Outputs accumulate until drained.
     pub fn handle(&mut self, now: Millis, input: Input<I>) {
         match input {
-            Input::Join { contacts } => self.on_join_input(contacts),
+            Input::Join { contacts } => self.on_join_input(now, contacts),
             Input::Contacts { contacts } => self.on_contacts(contacts),
             Input::Leave => self.on_leave(),
             Input::Message { from, message } => self.on_message(now, from, message),
@@ -267,7 +272,7 @@ impl<I: Identity> Node<I> {
 
     // ----------------------------------------------------------------- inputs
 
-    fn on_join_input(&mut self, contacts: Vec<Peer<I>>) {
+    fn on_join_input(&mut self, now: Millis, contacts: Vec<Peer<I>>) {
         self.phase = Phase::Joined;
         self.join.set_contacts(&self.local.id, contacts);
         self.join.forget_fresh();
@@ -275,7 +280,7 @@ impl<I: Identity> Node<I> {
         self.timer_gen = self.timer_gen.wrapping_add(1);
         self.join.cancel_rejoin();
         self.probe.reset();
-        self.schedule_shuffle();
+        self.schedule_shuffle(now);
         self.schedule_merge_tick();
         // crossing: a Join restarts the dense phase of the schedule.
         self.crossing.reset();
@@ -556,6 +561,7 @@ impl<I: Identity> Node<I> {
         } else {
             if request.kind == RequestKind::Promotion {
                 self.merge.refused();
+                self.pace.refused(now, &self.config, &mut self.rng);
             }
             let cool = now.saturating_add(self.config.shuffle_interval);
             self.insert_passive(from.clone(), cool, &[]);

@@ -286,6 +286,8 @@ pub(crate) struct Views<I: Identity = PeerId> {
     /// when drawing).
     reserve: VecDeque<Remembered<I>>,
     dropped: VecDeque<DroppedLink>,
+    /// Links added to or removed from the active view, ever (`pace.rs`).
+    pub(crate) changes: u64,
 }
 
 impl<I: Identity> Views<I> {
@@ -299,6 +301,7 @@ impl<I: Identity> Views<I> {
             suspects: PeerSet::new(),
             reserve: VecDeque::new(),
             dropped: VecDeque::new(),
+            changes: 0,
         }
     }
 
@@ -336,6 +339,7 @@ impl<I: Identity> Views<I> {
     /// Removes the active link at `i`, remembering it as dropped.
     pub(crate) fn remove_active_at(&mut self, i: usize) -> Slot<I, Link> {
         let a = self.active.remove_at(i);
+        self.changes = self.changes.wrapping_add(1);
         if self.dropped.len() >= DROPPED_MEMORY {
             self.dropped.pop_front();
         }
@@ -370,6 +374,7 @@ impl<I: Identity> Views<I> {
         self.passive.remove(&peer.id);
         self.suspects.remove(&peer.id);
         self.active.push_bounded(peer, epoch, self.active_cap);
+        self.changes = self.changes.wrapping_add(1);
     }
 
     /// Adds to the passive view (unless self or active), evicting to the
