@@ -37,8 +37,8 @@ defmodule BenchAgent do
   # ---------------------------------------------------------------- strategies
 
   @doc "libcluster topology with Cluster.Strategy.HyParView, as a user would write it."
-  def start_hyparview(config) do
-    run_holder(fn ->
+  def start_hyparview(config, at) do
+    at_start(at, fn ->
       topologies = [{@topology, [strategy: Cluster.Strategy.HyParView, config: config]}]
 
       Supervisor.start_link([{Cluster.Supervisor, [topologies, [name: @sup]]}],
@@ -52,8 +52,8 @@ defmodule BenchAgent do
   Connect to every other node, then re-check every `interval` ms (Gossip
   reconnects on each heartbeat) and connect whatever is missing.
   """
-  def start_fullmesh(nodes, interval) do
-    run_holder(fn ->
+  def start_fullmesh(nodes, interval, at) do
+    at_start(at, fn ->
       others = nodes -- [node()]
       {:ok, spawn_link(fn -> mesh_loop(others, interval) end)}
     end)
@@ -415,6 +415,20 @@ defmodule BenchAgent do
   end
 
   # ------------------------------------------------------------------ helpers
+
+  # Every node starts at the same OS time `at` (ms; one clock on one
+  # machine), as a fleet that starts at once: a start dispatched on arrival
+  # would wait behind the work of the nodes started before it on the shared
+  # cores. Returns {:ok, %{started: os_ms, took_ms: ms}}.
+  defp at_start(at, fun) do
+    Process.sleep(max(0, at - System.os_time(:millisecond)))
+    started = System.os_time(:millisecond)
+
+    case run_holder(fun) do
+      :ok -> {:ok, %{started: started, took_ms: System.os_time(:millisecond) - started}}
+      error -> error
+    end
+  end
 
   defp run_holder(fun) do
     parent = self()

@@ -476,7 +476,7 @@ def markdown(cluster, sim, png):
                 "and its own free port on 127.0.0.1.",
                 f"- Full-mesh baseline: each node `Node.connect/1`s every other node, re-checking every "
                 f"{c['fullmesh_recheck_ms']} ms (what libcluster's Epmd/Gossip strategies amount to).",
-                "- Convergence is timed from the first strategy start (all nodes are started in parallel right after the VMs are up) until every "
+                "- Convergence is timed from the strategy start (every node starts at one agreed instant, right after the VMs are up; the same for both strategies) until every "
                 "`Node.list()` equals the node's active view and the link graph is connected "
                 f"(full mesh: everyone sees everyone), holding for {c['stable_ms']} ms (polled every {c['poll_ms']} ms, "
                 "each poll stamped when the last node answered, so times are upper bounds; a poll of busy nodes "
