@@ -87,6 +87,7 @@ defmodule Cluster.Strategy.HyParView do
   use GenServer
   use Cluster.Strategy
 
+  alias Cluster.Strategy.HyParView.Setup
   alias Cluster.Strategy.State
   alias HyParView.Peer
 
@@ -99,9 +100,6 @@ defmodule Cluster.Strategy.HyParView do
   # Longest such a link waits: the announcement is a round trip away (the
   # echo of a new link, or the PING the transport sends right behind it).
   @hold_max 1_000
-  # Longest wait for a previous run's server to stop (its own stop takes
-  # at most 5 s, the NIF's shutdown confirmation).
-  @previous_server_wait 6_000
   # A safety net behind the events: how often the strategy's links are
   # checked against the announced active view.
   @audit_interval 5_000
@@ -110,19 +108,6 @@ defmodule Cluster.Strategy.HyParView do
   @await_link 1_000
   # When a link that a disconnect missed is checked again (see drop/2).
   @recheck_after 50
-  @config_keys [
-    :local_peer,
-    :contacts,
-    :transport,
-    :hyparview_config,
-    :secret,
-    :advertise_address,
-    # Discovery (HyParView.Discovery):
-    :discovery_interval,
-    :discovery_refresh,
-    :discovery_timeout
-  ]
-
   defstruct [
     :topology,
     :connect,
@@ -154,7 +139,7 @@ defmodule Cluster.Strategy.HyParView do
   @impl Cluster.Strategy
   @spec start_link([State.t()]) :: GenServer.on_start()
   def start_link([%State{} = state]) do
-    validate_config!(state.config || [])
+    Setup.validate_config!(state.config || [])
 
     case GenServer.start(__MODULE__, {self(), state}) do
       # Bad configuration is a programming error: raise it in the caller (the
@@ -163,29 +148,6 @@ defmodule Cluster.Strategy.HyParView do
       {:error, {:shutdown, reason}} -> {:error, reason}
       other -> other
     end
-  end
-
-  # Checked in the caller, before anything starts, so a typo fails loudly even
-  # on a node that would otherwise be refused for another reason.
-  defp validate_config!(config) when is_list(config) do
-    _ = HyParView.Config.new(Keyword.get(config, :hyparview_config, []))
-
-    _ = HyParView.Discovery.validate_config!(config)
-
-    case Keyword.get(config, :transport, HyParView.Transport.TCP) do
-      HyParView.Transport.TCP ->
-        :ok
-
-      other ->
-        raise ArgumentError,
-              "invalid HyParView config transport: #{inspect(other)} " <>
-                "(the only transport is HyParView.Transport.TCP)"
-    end
-  end
-
-  defp validate_config!(other) do
-    raise ArgumentError,
-          "invalid HyParView config: expected a keyword list, got #{inspect(other)}"
   end
 
   @doc """
@@ -207,16 +169,16 @@ defmodule Cluster.Strategy.HyParView do
   def init({caller, %State{} = cluster_state}) do
     topology = cluster_state.topology
 
-    case preflight(cluster_state) do
+    case Setup.preflight(cluster_state) do
       {:ok, server_opts} ->
         Process.flag(:trap_exit, true)
-        warn_connect_all(topology)
+        Setup.warn_connect_all(topology)
         :ok = :net_kernel.monitor_nodes(true, node_type: :all)
 
         server_opts =
           [name: server_name(topology), log_prefix: "[libcluster:#{topology}]"] ++ server_opts
 
-        await_previous_server(topology)
+        Setup.await_previous_server(server(topology))
 
         case HyParView.Server.start_link(server_opts) do
           {:ok, server} ->
@@ -224,7 +186,7 @@ defmodule Cluster.Strategy.HyParView do
             # Claims from the other ends of our links are sent to this name.
             Process.register(self(), claim_name(topology))
             :ok = HyParView.subscribe(server, self(), replay: true)
-            :ok = start_discovery(cluster_state, server)
+            :ok = Setup.start_discovery(cluster_state, server)
             schedule_audit()
 
             {:ok,
@@ -235,7 +197,7 @@ defmodule Cluster.Strategy.HyParView do
                list_nodes: cluster_state.list_nodes,
                server: server,
                parent: caller,
-               active_view_size: active_view_size(cluster_state.config || [])
+               active_view_size: Setup.active_view_size(cluster_state.config || [])
              }}
 
           {:error, reason} ->
@@ -254,52 +216,8 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   @doc false
-  # Checks the topology config and the node; returns HyParView.Server options.
-  @spec preflight(State.t()) :: {:ok, keyword} | {:error, term, String.t()}
-  def preflight(%State{config: config, topology: topology}) do
-    config = config || []
-
-    Enum.each(config, fn {key, _} ->
-      unless key in @config_keys do
-        Cluster.Logger.warn(
-          topology,
-          "Cluster.Strategy.HyParView: ignoring unknown config key #{inspect(key)}"
-        )
-      end
-    end)
-
-    case Keyword.get(config, :local_peer) do
-      %Peer{id: id} = local when id == node() ->
-        if Node.alive?() do
-          opts =
-            [
-              peer: local,
-              contacts: static_contacts(config),
-              transport: Keyword.get(config, :transport, HyParView.Transport.TCP),
-              config: Keyword.get(config, :hyparview_config, [])
-            ] ++ Keyword.take(config, [:secret, :advertise_address])
-
-          {:ok, opts}
-        else
-          {:error, :not_distributed,
-           "refusing to start: this node is not distributed (start it with -name/-sname); " <>
-             "HyParView peers are BEAM nodes"}
-        end
-
-      %Peer{id: id} ->
-        {:error, {:local_peer_mismatch, id, node()},
-         "refusing to start: local_peer id #{inspect(id)} must equal node() " <>
-           "(#{inspect(node())})"}
-
-      nil ->
-        {:error, :missing_local_peer,
-         "refusing to start: config local_peer is required (HyParView.Peer.new(node(), {ip, port}))"}
-
-      other ->
-        {:error, :invalid_local_peer,
-         "refusing to start: config local_peer must be a %HyParView.Peer{}, got #{inspect(other)}"}
-    end
-  end
+  # See Cluster.Strategy.HyParView.Setup.preflight/1.
+  defdelegate preflight(state), to: Setup
 
   @impl true
   def handle_info({:hyparview, {:peer_up, %Peer{id: id} = peer}}, state) do
@@ -497,62 +415,6 @@ defmodule Cluster.Strategy.HyParView do
 
   def terminate(_reason, _state), do: :ok
 
-  # A strategy restarted by its supervisor (after a crash or a kill) finds
-  # the previous run's server still registered while it shuts down (it stops
-  # on the strategy's exit signal, and releases its port before it exits):
-  # wait for it, or the new server would fail with :already_started.
-  defp await_previous_server(topology) do
-    case server(topology) do
-      nil ->
-        :ok
-
-      pid ->
-        ref = Process.monitor(pid)
-
-        receive do
-          {:DOWN, ^ref, :process, ^pid, _} -> :ok
-        after
-          @previous_server_wait -> Process.demonitor(ref, [:flush])
-        end
-    end
-  end
-
-  ## Discovery (contacts: sources, see HyParView.Discovery)
-
-  defp static_contacts(config) do
-    {peers, _sources} = HyParView.Discovery.validate_config!(config)
-    peers
-  end
-
-  # Linked: if discovery dies the strategy stops (and is restarted) with it.
-  defp start_discovery(%State{topology: topology, config: config}, server) do
-    config = config || []
-
-    case HyParView.Discovery.validate_config!(config) do
-      {_peers, []} ->
-        :ok
-
-      {peers, sources} ->
-        hp_config = HyParView.Config.new(Keyword.get(config, :hyparview_config, []))
-        defaults = HyParView.Discovery.config_defaults()
-        setting = &Keyword.get(config, &1, defaults[&1])
-
-        {:ok, _pid} =
-          HyParView.Discovery.start_link(
-            server: server,
-            sources: sources,
-            contacts: peers,
-            active_view_size: hp_config.active_view_size,
-            interval: setting.(:discovery_interval),
-            refresh: setting.(:discovery_refresh),
-            timeout: setting.(:discovery_timeout),
-            topology: topology
-          )
-
-        :ok
-    end
-  end
-
   ## Helpers
 
   # A connect runs in a process of its own: several new peers connect in
@@ -709,10 +571,6 @@ defmodule Cluster.Strategy.HyParView do
 
   defp claim_name(topology), do: Module.concat(__MODULE__, topology)
 
-  defp active_view_size(config) do
-    HyParView.Config.new(Keyword.get(config, :hyparview_config, [])).active_view_size
-  end
-
   defp schedule_retry(state, id, attempt) do
     state = cancel_retry(state, id)
     delay = backoff(attempt)
@@ -737,19 +595,6 @@ defmodule Cluster.Strategy.HyParView do
   def backoff(attempt) do
     base = min(@backoff_max, @backoff_min * Bitwise.bsl(1, min(attempt, 16)))
     base + :rand.uniform(max(div(base, 4), 1))
-  end
-
-  defp warn_connect_all(topology) do
-    if :init.get_argument(:connect_all) != {:ok, [['false']]} and
-         not :persistent_term.get({__MODULE__, :connect_all_warned}, false) do
-      :persistent_term.put({__MODULE__, :connect_all_warned}, true)
-
-      Cluster.Logger.warn(
-        topology,
-        "Cluster.Strategy.HyParView: the VM was not started with `-connect_all false`; " <>
-          "transitive connections will turn the partial mesh into a full mesh"
-      )
-    end
   end
 
   defp log_error(topology, message) do
