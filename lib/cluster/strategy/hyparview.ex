@@ -257,7 +257,7 @@ defmodule Cluster.Strategy.HyParView do
       {^pid, ref} ->
         Process.demonitor(ref, [:flush])
         state = %{state | connecting: Map.delete(state.connecting, id)}
-        {:noreply, connected(state, id, attempt, result)}
+        {:noreply, connect_done(state, id, attempt, result)}
 
       _ ->
         {:noreply, state}
@@ -269,7 +269,7 @@ defmodule Cluster.Strategy.HyParView do
     case Enum.find(state.connecting, fn {_id, entry} -> entry == {pid, ref} end) do
       {id, _} ->
         state = %{state | connecting: Map.delete(state.connecting, id)}
-        {:noreply, connected(state, id, 0, {:error, reason})}
+        {:noreply, connect_done(state, id, 0, {:error, reason})}
 
       nil ->
         {:noreply, state}
@@ -318,8 +318,7 @@ defmodule Cluster.Strategy.HyParView do
   def handle_info({:confirm_window, node, since}, state) do
     state = %{state | pending: Map.delete(state.pending, node)}
 
-    if not Map.has_key?(state.active, node) and MapSet.member?(state.ours, node) and
-         connected?(state, node) do
+    if stray?(state, node) and connected?(state, node) do
       {:noreply, stray(state, node, since)}
     else
       {:noreply, state}
@@ -330,14 +329,9 @@ defmodule Cluster.Strategy.HyParView do
   # handled by the event that made it a stray; one found here was missed by
   # them, so it is logged (and handled as any stray).
   def handle_info(:audit, state) do
-    {m, f, a} = state.list_nodes
-
     state =
-      apply(m, f, a)
-      |> Enum.filter(fn node ->
-        MapSet.member?(state.ours, node) and not Map.has_key?(state.active, node) and
-          not Map.has_key?(state.pending, node)
-      end)
+      links(state)
+      |> Enum.filter(&(stray?(state, &1) and not Map.has_key?(state.pending, &1)))
       |> Enum.reduce(state, fn node, acc ->
         Cluster.Logger.warn(
           acc.topology,
@@ -353,7 +347,7 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   def handle_info({:recheck, node}, state) do
-    if connected?(state, node) and not Map.has_key?(state.active, node),
+    if stray?(state, node) and connected?(state, node),
       do: {:noreply, stray(state, node)},
       else: {:noreply, state}
   end
@@ -437,7 +431,7 @@ defmodule Cluster.Strategy.HyParView do
     end
   end
 
-  defp connected(state, id, attempt, result) do
+  defp connect_done(state, id, attempt, result) do
     case result do
       :ok ->
         # :noconnect: if the link is already gone, the claim must not reopen it.
@@ -456,10 +450,14 @@ defmodule Cluster.Strategy.HyParView do
     end
   end
 
-  defp connected?(state, id) do
-    {m, f, a} = state.list_nodes
-    id in apply(m, f, a)
-  end
+  # The topology's `list_nodes` MFA: the nodes this one is linked to.
+  defp links(%{list_nodes: {m, f, a}}), do: apply(m, f, a)
+
+  defp connected?(state, id), do: id in links(state)
+
+  # A node of ours outside the announced active view: a link to it is a stray.
+  defp stray?(state, node),
+    do: MapSet.member?(state.ours, node) and not Map.has_key?(state.active, node)
 
   # Of each pair, the end that announced the peer last connects: by then
   # both ends hold the link and have made room for it.
@@ -536,10 +534,7 @@ defmodule Cluster.Strategy.HyParView do
   end
 
   # Connected active peers (an active peer not yet connected is not a link).
-  defp strategy_links(state) do
-    {m, f, a} = state.list_nodes
-    Enum.count(apply(m, f, a), &Map.has_key?(state.active, &1))
-  end
+  defp strategy_links(state), do: Enum.count(links(state), &Map.has_key?(state.active, &1))
 
   # A disconnect can miss: a connection whose handshake the runtime has
   # finished but net_kernel has not yet marked up is listed, yet
