@@ -328,6 +328,8 @@ enum RState {
     OldProbe,
     Msg1Len,
     Msg1,
+    /// Message 1 verified: message 2 is next.
+    Msg2,
     HelloLen,
     Hello,
     Finished,
@@ -363,7 +365,7 @@ impl<'a> Responder<'a> {
     pub fn proved(&self) -> bool {
         matches!(
             self.state,
-            RState::HelloLen | RState::Hello | RState::Finished
+            RState::Msg2 | RState::HelloLen | RState::Hello | RState::Finished
         )
     }
 
@@ -407,13 +409,21 @@ impl<'a> Responder<'a> {
                 read(len)
             }
             RState::Msg1 => {
-                let mut hs = self.noise.take().ok_or(RejectReason::BadFrame)?;
+                let hs = self.noise.as_mut().ok_or(RejectReason::BadFrame)?;
                 let mut buf = [0u8; MAX_HANDSHAKE_MSG];
                 // Decrypting the (empty) payload checks the psk: a wrong
                 // secret or garbage fails here, cheaply and before we have
-                // sent a single byte.
+                // sent a single byte or done any public-key work.
                 hs.read_message(input, &mut buf)
                     .map_err(|_| RejectReason::BadAuth)?;
+                // Proved: message 2 (our ephemeral key, `ee`, Hello) comes
+                // with the next step, so the proof is known before that work.
+                self.state = RState::Msg2;
+                read(0)
+            }
+            RState::Msg2 => {
+                let mut hs = self.noise.take().ok_or(RejectReason::BadFrame)?;
+                let mut buf = [0u8; MAX_HANDSHAKE_MSG];
                 let n = hs
                     .write_message(&encode_hello(&self.me.hello), &mut buf)
                     .map_err(|_| RejectReason::BadFrame)?;
