@@ -465,6 +465,45 @@ impl<'a> Responder<'a> {
     }
 }
 
+/// The dialer's first flight as a version-2 dialer sends it: preamble,
+/// length, message 1 with its empty payload.
+pub const FIRST_FLIGHT: usize = PREAMBLE_LEN + 2 + MSG1_LEN;
+
+/// What the listener can tell from the bytes a new connection has sent so
+/// far (see [`first_flight`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstFlight {
+    /// Not all of message 1 is there yet.
+    Incomplete,
+    /// Message 1 verified: the dialer holds the secret.
+    Proved,
+    /// What is there already fails the handshake.
+    Rejected(RejectReason),
+}
+
+/// Checks the start of a connection's bytes, as the listener's handshake
+/// will when it reads them, up to and including message 1's psk proof (no
+/// public-key work). The listener's accept loop uses it on bytes it peeked
+/// at, to tell a connection that has proved the secret from one that has
+/// not before deciding which pending handshake to drop.
+pub fn first_flight(me: &Identity, bytes: &[u8]) -> FirstFlight {
+    let mut r = Responder::new(me, MAX_HANDSHAKE_MSG);
+    let (mut at, mut need) = (0, Responder::first_read());
+    while !r.proved() {
+        let Some(piece) = bytes.get(at..at + need) else {
+            return FirstFlight::Incomplete;
+        };
+        at += need;
+        match r.step(piece) {
+            Ok(Step::Read { n, .. }) => need = n,
+            Ok(Step::Done { .. }) => break,
+            Err(HandshakeError::Rejected(reason)) => return FirstFlight::Rejected(reason),
+            Err(HandshakeError::Closed) => return FirstFlight::Incomplete,
+        }
+    }
+    FirstFlight::Proved
+}
+
 async fn read_n<S: AsyncRead + Unpin>(
     s: &mut S,
     buf: &mut [u8],

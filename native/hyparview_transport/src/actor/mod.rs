@@ -190,7 +190,7 @@ pub(crate) struct Actor {
     listen_port: u16,
     accept_paused_until: Option<Instant>,
     /// Handshakes in progress on accepted connections.
-    pending: Pending<AbortHandle>,
+    pending: Pending<conns::PendingConn>,
     conns: HashMap<ConnId, Conn>,
     links: Links<Remote, ConnId>,
     next_conn: ConnId,
