@@ -262,6 +262,15 @@ impl<'a> Initiator<'a> {
         }
     }
 
+    /// The first step: the bytes to send first (preamble and message 1),
+    /// after which [`dial_after_first_flight`] reads the answer.
+    pub fn start(&mut self) -> Result<Vec<u8>, HandshakeError> {
+        match self.step(&[])? {
+            Step::Read { send, .. } => Ok(send),
+            Step::Done { .. } => Err(RejectReason::BadFrame.into()),
+        }
+    }
+
     pub fn step(&mut self, input: &[u8]) -> Result<Step, HandshakeError> {
         let mut buf = [0u8; MAX_HANDSHAKE_MSG];
         match self.state {
@@ -543,7 +552,21 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Instant,
 ) -> Result<Session, HandshakeError> {
     let mut hs = Initiator::new(me, expected, max_frame);
-    let mut input = Vec::new();
+    let first = hs.start()?;
+    write(stream, &first, deadline).await?;
+    dial_after_first_flight(stream, hs, deadline).await
+}
+
+/// The rest of [`dial`], once the bytes of `hs.start()` are on their way
+/// (a caller that sends them itself, as early as the connection allows).
+pub async fn dial_after_first_flight<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut hs: Initiator<'_>,
+    deadline: Instant,
+) -> Result<Session, HandshakeError> {
+    // The answer's length first.
+    let mut input = vec![0u8; 2];
+    read_n(stream, &mut input, deadline).await?;
     loop {
         match hs.step(&input)? {
             Step::Read { send, n } => {
