@@ -21,6 +21,7 @@
 //! one set of checks, and reading them side by side is the point.)
 
 use crate::channel::{self, Opener, Sealer};
+use crate::ephemeral::{Draw, Resolver};
 use crate::wire::{valid_advertised, valid_id, MAGIC, VERSION};
 use hmac::{Hmac, Mac};
 use hyparview::Peer;
@@ -29,6 +30,7 @@ use sha2::Sha256;
 use snow::{HandshakeState, StatelessTransportState};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
@@ -160,19 +162,25 @@ fn preamble() -> [u8; PREAMBLE_LEN] {
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1]]
 }
 
-fn noise(psk: &[u8; 32], initiator: bool) -> HandshakeState {
+/// The handshake state of one side, with the X25519 of `ephemeral` (the
+/// spare key) and snow's other primitives.
+fn noise(psk: &[u8; 32], initiator: bool) -> (HandshakeState, Arc<Draw>) {
+    static PARAMS: OnceLock<snow::params::NoiseParams> = OnceLock::new();
     // Fixed, valid parameters and a 32-byte psk: building cannot fail.
-    let params = NOISE.parse().expect("noise params");
+    let params = PARAMS.get_or_init(|| NOISE.parse().expect("noise params"));
     let prologue = preamble();
-    let b = snow::Builder::new(params)
+    let draw = Draw::new();
+    let resolver = Box::new(Resolver::new(draw.clone()));
+    let b = snow::Builder::with_resolver(params.clone(), resolver)
         .prologue(&prologue)
         .and_then(|b| b.psk(0, psk))
         .expect("noise builder");
-    if initiator {
+    let hs = if initiator {
         b.build_initiator().expect("noise initiator")
     } else {
         b.build_responder().expect("noise responder")
-    }
+    };
+    (hs, draw)
 }
 
 fn framed(msg: &[u8]) -> Vec<u8> {
@@ -248,18 +256,28 @@ pub struct Initiator<'a> {
     expected: Option<&'a str>,
     max_frame: usize,
     noise: Option<HandshakeState>,
+    draw: Arc<Draw>,
     state: IState,
 }
 
 impl<'a> Initiator<'a> {
     pub fn new(me: &'a Identity, expected: Option<&'a str>, max_frame: usize) -> Self {
+        let (hs, draw) = noise(&me.psk, true);
         Initiator {
             me,
             expected,
             max_frame,
-            noise: Some(noise(&me.psk, true)),
+            noise: Some(hs),
+            draw,
             state: IState::Start,
         }
+    }
+
+    /// Replaces the spare ephemeral key this handshake used, once it has
+    /// made its own (see `ephemeral`); call it after writing, while the
+    /// other side computes. Does nothing otherwise.
+    pub fn top_up(&self) {
+        self.draw.top_up();
     }
 
     /// The first step: the bytes to send first (preamble and message 1),
@@ -349,19 +367,29 @@ pub struct Responder<'a> {
     me: &'a Identity,
     max_frame: usize,
     noise: Option<HandshakeState>,
+    draw: Arc<Draw>,
     keys: Option<StatelessTransportState>,
     state: RState,
 }
 
 impl<'a> Responder<'a> {
     pub fn new(me: &'a Identity, max_frame: usize) -> Self {
+        let (hs, draw) = noise(&me.psk, false);
         Responder {
             me,
             max_frame,
-            noise: Some(noise(&me.psk, false)),
+            noise: Some(hs),
+            draw,
             keys: None,
             state: RState::Preamble,
         }
+    }
+
+    /// As [`Initiator::top_up`]: the listener makes its key only for
+    /// message 2, after message 1 proved the secret, so before that this
+    /// does nothing.
+    pub fn top_up(&self) {
+        self.draw.top_up();
     }
 
     /// Bytes of the first step: the preamble.
@@ -564,6 +592,7 @@ pub async fn dial_after_first_flight<S: AsyncRead + AsyncWrite + Unpin>(
     mut hs: Initiator<'_>,
     deadline: Instant,
 ) -> Result<Session, HandshakeError> {
+    hs.top_up();
     // The answer's length first.
     let mut input = vec![0u8; 2];
     read_n(stream, &mut input, deadline).await?;
@@ -571,6 +600,7 @@ pub async fn dial_after_first_flight<S: AsyncRead + AsyncWrite + Unpin>(
         match hs.step(&input)? {
             Step::Read { send, n } => {
                 write(stream, &send, deadline).await?;
+                hs.top_up();
                 input.resize(n, 0);
                 read_n(stream, &mut input, deadline).await?;
             }
@@ -601,6 +631,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         match hs.step(&input)? {
             Step::Read { send, n } => {
                 write(stream, &send, deadline).await?;
+                hs.top_up();
                 input.resize(n, 0);
                 let by = if hs.proved() {
                     if !told {
