@@ -781,6 +781,44 @@ mod tests {
     }
 
     #[test]
+    fn a_first_flight_is_checked_up_to_the_psk_proof_only() {
+        let me = id("b@h", b"s");
+        let opening = |secret: &[u8]| {
+            let dialer = id("a@h", secret);
+            let mut i = Initiator::new(&dialer, None, 1024);
+            i.start().unwrap()
+        };
+        let good = opening(b"s");
+        assert_eq!(good.len(), FIRST_FLIGHT);
+        assert_eq!(first_flight(&me, &good), FirstFlight::Proved);
+        // Still arriving: no verdict, whatever is missing.
+        for n in [0, 1, PREAMBLE_LEN, PREAMBLE_LEN + 2, FIRST_FLIGHT - 1] {
+            assert_eq!(
+                first_flight(&me, &good[..n]),
+                FirstFlight::Incomplete,
+                "{n}"
+            );
+        }
+        assert_eq!(
+            first_flight(&me, &opening(b"other")),
+            FirstFlight::Rejected(RejectReason::BadAuth)
+        );
+        let mut forged = good.clone();
+        forged[FIRST_FLIGHT - 1] ^= 1;
+        assert_eq!(
+            first_flight(&me, &forged),
+            FirstFlight::Rejected(RejectReason::BadAuth)
+        );
+        assert_eq!(
+            first_flight(&me, b"GET / HTTP/1.1\r\n"),
+            FirstFlight::Rejected(RejectReason::BadMagic)
+        );
+        // The same bytes again (a replay) prove as much as they did: the
+        // listener's own handshake would accept them up to here too.
+        assert_eq!(first_flight(&me, &good), FirstFlight::Proved);
+    }
+
+    #[test]
     fn version_one_peers_are_recognised() {
         // A v1 Hello frame as an old node sends it first: u32 length,
         // variant 0, magic "HPV1", version 1, ...
