@@ -67,8 +67,9 @@ async fn connect_sending(addr: SocketAddr, first: &[u8]) -> std::io::Result<(Tcp
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    // Not connected yet: `EAGAIN`, and the bytes go once it is.
-    let sent = match socket.send(first) {
+    // Not connected yet: `EAGAIN`, and the bytes go once it is. No SIGPIPE
+    // if it was reset meanwhile (as std's own writes).
+    let sent = match socket.send_with_flags(first, libc::MSG_NOSIGNAL) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
         Err(e) => return Err(e),
