@@ -36,7 +36,7 @@ fn watch(_: &TcpStream) -> Option<std::net::TcpStream> {
 fn peek_first_flight(watch: Option<&std::net::TcpStream>, me: &Identity) -> FirstFlight {
     let mut buf = [0u8; FIRST_FLIGHT];
     match watch.map(|s| s.peek(&mut buf)) {
-        Some(Ok(n)) => first_flight(me, &buf[..n]),
+        Some(Ok(n)) if n > 0 => first_flight(me, &buf[..n]),
         // Nothing yet, or an error the task will see too.
         _ => FirstFlight::Incomplete,
     }
