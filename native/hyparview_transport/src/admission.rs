@@ -83,12 +83,22 @@ impl<T> Pending<T> {
         }
     }
 
+    /// Whether a new handshake from `ip` would push out a pending one (if
+    /// it has not proved the secret yet): the caller may first check
+    /// whether it has (`handshake::first_flight`).
+    pub fn is_full_for(&mut self, ip: IpAddr) -> bool {
+        self.forget_finished();
+        self.by_token.len() >= self.max || self.over_source_limit(ip).is_some()
+    }
+
     /// Frees a slot for a new handshake from `ip`: returns what was evicted
     /// (to cancel) and the token for the new one, to `insert` once started.
-    pub fn make_room(&mut self, ip: IpAddr) -> (u64, Vec<T>) {
+    /// A newcomer that already `proved` the secret does not count against
+    /// its source's limit, so it only needs a slot under the global one.
+    pub fn make_room(&mut self, ip: IpAddr, proved: bool) -> (u64, Vec<T>) {
         self.forget_finished();
         let mut evicted = Vec::new();
-        while let Some(victim) = self.over_source_limit(ip) {
+        while let Some(victim) = self.over_source_limit(ip).filter(|_| !proved) {
             evicted.extend(self.remove(victim));
         }
         while self.by_token.len() >= self.max {
@@ -100,6 +110,48 @@ impl<T> Pending<T> {
         let token = self.next;
         self.next += 1;
         (token, evicted)
+    }
+
+    /// The pending handshakes a newcomer from `ip` would push out next,
+    /// oldest first, at most `max` of them: that source's unproved ones if
+    /// it is at its limit (and the newcomer is `proved` not), then the
+    /// unproved ones of all sources if the table is full. The caller may
+    /// check whether their dialers have proved the secret meanwhile (their
+    /// message 1 waiting unread) and [`Pending::prove`] them.
+    pub fn candidates(&mut self, ip: IpAddr, proved: bool, max: usize) -> Vec<u64> {
+        self.forget_finished();
+        let unproved = |t: &u64| self.by_token.get(t).is_some_and(|s| !s.proved());
+        let mut out = Vec::new();
+        if !proved && self.over_source_limit(ip).is_some() {
+            if let Some(q) = self.per_ip.get(&ip) {
+                out.extend(q.iter().copied().filter(unproved).take(max));
+            }
+        }
+        if self.by_token.len() >= self.max {
+            for t in self.by_token.keys().copied().filter(unproved) {
+                if out.len() >= max {
+                    break;
+                }
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        out.truncate(max);
+        out
+    }
+
+    /// A pending handshake's dialer has proved the secret (found by the
+    /// caller before its task got to it).
+    pub fn prove(&self, token: u64) {
+        if let Some(s) = self.by_token.get(&token) {
+            s.stage.prove();
+        }
+    }
+
+    /// What the caller keeps for a pending handshake.
+    pub fn get(&self, token: u64) -> Option<&T> {
+        self.by_token.get(&token).map(|s| &s.handle)
     }
 
     /// The oldest unproved handshake from `ip` if that source is at its
@@ -272,7 +324,7 @@ mod tests {
         from: IpAddr,
         name: &'static str,
     ) -> (u64, Arc<Stage>, Vec<&'static str>) {
-        let (t, ev) = p.make_room(from);
+        let (t, ev) = p.make_room(from, false);
         let stage = Arc::new(Stage::default());
         p.insert(t, from, name, stage.clone());
         (t, stage, ev)
@@ -290,7 +342,7 @@ mod tests {
         assert_eq!(p.by_token.len(), 3);
         // A finished handshake frees its slot.
         assert_eq!(p.remove(t), Some("d"));
-        let (_, ev) = p.make_room(ip(9));
+        let (_, ev) = p.make_room(ip(9), false);
         assert!(ev.is_empty());
     }
 
@@ -306,7 +358,7 @@ mod tests {
         let (_, stage, ev) = add(&mut p, ip(2), "d");
         assert_eq!(ev, vec!["c"], "the unproved one goes first");
         stage.prove();
-        let (_, ev) = p.make_room(ip(2));
+        let (_, ev) = p.make_room(ip(2), false);
         assert_eq!(ev, vec!["a"], "then the oldest");
     }
 
@@ -339,6 +391,29 @@ mod tests {
         let (_, _, ev) = add(&mut p, ip(1), "idle3");
         assert_eq!(ev, vec!["idle1"], "two unproved from one source at most");
         assert_eq!(p.by_token.len(), 7);
+    }
+
+    #[test]
+    fn candidates_are_who_would_go_next_and_proving_one_spares_it() {
+        let mut p = Pending::new(4, 2);
+        let (a, _, _) = add(&mut p, ip(1), "a");
+        let (b, _, _) = add(&mut p, ip(1), "b");
+        // ip 1 is at its limit: its unproved, oldest first.
+        assert_eq!(p.candidates(ip(1), false, 8), vec![a, b]);
+        // A newcomer that proved the secret does not count against it.
+        assert!(p.candidates(ip(1), true, 8).is_empty());
+        assert!(p.candidates(ip(2), false, 8).is_empty());
+        // `a`'s message 1 turned out to be waiting: it is spared.
+        p.prove(a);
+        assert_eq!(p.candidates(ip(1), false, 8), Vec::<u64>::new());
+        let (_, _, ev) = add(&mut p, ip(1), "c");
+        assert!(ev.is_empty(), "evicted {ev:?}");
+        // The table is full: every source's unproved, oldest first.
+        let (d, _, _) = add(&mut p, ip(2), "d");
+        let c = d - 1;
+        assert_eq!(p.candidates(ip(3), false, 8), vec![b, c, d]);
+        assert_eq!(p.candidates(ip(3), false, 1), vec![b]);
+        assert_eq!(p.get(b), Some(&"b"));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! one set of checks, and reading them side by side is the point.)
 
 use crate::channel::{self, Opener, Sealer};
+use crate::ephemeral::{Draw, Resolver};
 use crate::wire::{valid_advertised, valid_id, MAGIC, VERSION};
 use hmac::{Hmac, Mac};
 use hyparview::Peer;
@@ -29,6 +30,7 @@ use sha2::Sha256;
 use snow::{HandshakeState, StatelessTransportState};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
@@ -160,19 +162,25 @@ fn preamble() -> [u8; PREAMBLE_LEN] {
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1]]
 }
 
-fn noise(psk: &[u8; 32], initiator: bool) -> HandshakeState {
+/// The handshake state of one side, with the X25519 of `ephemeral` (the
+/// spare key) and snow's other primitives.
+fn noise(psk: &[u8; 32], initiator: bool) -> (HandshakeState, Arc<Draw>) {
+    static PARAMS: OnceLock<snow::params::NoiseParams> = OnceLock::new();
     // Fixed, valid parameters and a 32-byte psk: building cannot fail.
-    let params = NOISE.parse().expect("noise params");
+    let params = PARAMS.get_or_init(|| NOISE.parse().expect("noise params"));
     let prologue = preamble();
-    let b = snow::Builder::new(params)
+    let draw = Draw::new();
+    let resolver = Box::new(Resolver::new(draw.clone()));
+    let b = snow::Builder::with_resolver(params.clone(), resolver)
         .prologue(&prologue)
         .and_then(|b| b.psk(0, psk))
         .expect("noise builder");
-    if initiator {
+    let hs = if initiator {
         b.build_initiator().expect("noise initiator")
     } else {
         b.build_responder().expect("noise responder")
-    }
+    };
+    (hs, draw)
 }
 
 fn framed(msg: &[u8]) -> Vec<u8> {
@@ -248,17 +256,36 @@ pub struct Initiator<'a> {
     expected: Option<&'a str>,
     max_frame: usize,
     noise: Option<HandshakeState>,
+    draw: Arc<Draw>,
     state: IState,
 }
 
 impl<'a> Initiator<'a> {
     pub fn new(me: &'a Identity, expected: Option<&'a str>, max_frame: usize) -> Self {
+        let (hs, draw) = noise(&me.psk, true);
         Initiator {
             me,
             expected,
             max_frame,
-            noise: Some(noise(&me.psk, true)),
+            noise: Some(hs),
+            draw,
             state: IState::Start,
+        }
+    }
+
+    /// Replaces the spare ephemeral key this handshake used, once it has
+    /// made its own (see `ephemeral`); call it after writing, while the
+    /// other side computes. Does nothing otherwise.
+    pub fn top_up(&self) {
+        self.draw.top_up();
+    }
+
+    /// The first step: the bytes to send first (preamble and message 1),
+    /// after which [`dial_after_first_flight`] reads the answer.
+    pub fn start(&mut self) -> Result<Vec<u8>, HandshakeError> {
+        match self.step(&[])? {
+            Step::Read { send, .. } => Ok(send),
+            Step::Done { .. } => Err(RejectReason::BadFrame.into()),
         }
     }
 
@@ -328,6 +355,8 @@ enum RState {
     OldProbe,
     Msg1Len,
     Msg1,
+    /// Message 1 verified: message 2 is next.
+    Msg2,
     HelloLen,
     Hello,
     Finished,
@@ -338,19 +367,29 @@ pub struct Responder<'a> {
     me: &'a Identity,
     max_frame: usize,
     noise: Option<HandshakeState>,
+    draw: Arc<Draw>,
     keys: Option<StatelessTransportState>,
     state: RState,
 }
 
 impl<'a> Responder<'a> {
     pub fn new(me: &'a Identity, max_frame: usize) -> Self {
+        let (hs, draw) = noise(&me.psk, false);
         Responder {
             me,
             max_frame,
-            noise: Some(noise(&me.psk, false)),
+            noise: Some(hs),
+            draw,
             keys: None,
             state: RState::Preamble,
         }
+    }
+
+    /// As [`Initiator::top_up`]: the listener makes its key only for
+    /// message 2, after message 1 proved the secret, so before that this
+    /// does nothing.
+    pub fn top_up(&self) {
+        self.draw.top_up();
     }
 
     /// Bytes of the first step: the preamble.
@@ -363,7 +402,7 @@ impl<'a> Responder<'a> {
     pub fn proved(&self) -> bool {
         matches!(
             self.state,
-            RState::HelloLen | RState::Hello | RState::Finished
+            RState::Msg2 | RState::HelloLen | RState::Hello | RState::Finished
         )
     }
 
@@ -407,13 +446,21 @@ impl<'a> Responder<'a> {
                 read(len)
             }
             RState::Msg1 => {
-                let mut hs = self.noise.take().ok_or(RejectReason::BadFrame)?;
+                let hs = self.noise.as_mut().ok_or(RejectReason::BadFrame)?;
                 let mut buf = [0u8; MAX_HANDSHAKE_MSG];
                 // Decrypting the (empty) payload checks the psk: a wrong
                 // secret or garbage fails here, cheaply and before we have
-                // sent a single byte.
+                // sent a single byte or done any public-key work.
                 hs.read_message(input, &mut buf)
                     .map_err(|_| RejectReason::BadAuth)?;
+                // Proved: message 2 (our ephemeral key, `ee`, Hello) comes
+                // with the next step, so the proof is known before that work.
+                self.state = RState::Msg2;
+                read(0)
+            }
+            RState::Msg2 => {
+                let mut hs = self.noise.take().ok_or(RejectReason::BadFrame)?;
+                let mut buf = [0u8; MAX_HANDSHAKE_MSG];
                 let n = hs
                     .write_message(&encode_hello(&self.me.hello), &mut buf)
                     .map_err(|_| RejectReason::BadFrame)?;
@@ -455,6 +502,45 @@ impl<'a> Responder<'a> {
     }
 }
 
+/// The dialer's first flight as a version-2 dialer sends it: preamble,
+/// length, message 1 with its empty payload.
+pub const FIRST_FLIGHT: usize = PREAMBLE_LEN + 2 + MSG1_LEN;
+
+/// What the listener can tell from the bytes a new connection has sent so
+/// far (see [`first_flight`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstFlight {
+    /// Not all of message 1 is there yet.
+    Incomplete,
+    /// Message 1 verified: the dialer holds the secret.
+    Proved,
+    /// What is there already fails the handshake.
+    Rejected(RejectReason),
+}
+
+/// Checks the start of a connection's bytes, as the listener's handshake
+/// will when it reads them, up to and including message 1's psk proof (no
+/// public-key work). The listener's accept loop uses it on bytes it peeked
+/// at, to tell a connection that has proved the secret from one that has
+/// not before deciding which pending handshake to drop.
+pub fn first_flight(me: &Identity, bytes: &[u8]) -> FirstFlight {
+    let mut r = Responder::new(me, MAX_HANDSHAKE_MSG);
+    let (mut at, mut need) = (0, Responder::first_read());
+    while !r.proved() {
+        let Some(piece) = bytes.get(at..at + need) else {
+            return FirstFlight::Incomplete;
+        };
+        at += need;
+        match r.step(piece) {
+            Ok(Step::Read { n, .. }) => need = n,
+            Ok(Step::Done { .. }) => break,
+            Err(HandshakeError::Rejected(reason)) => return FirstFlight::Rejected(reason),
+            Err(HandshakeError::Closed) => return FirstFlight::Incomplete,
+        }
+    }
+    FirstFlight::Proved
+}
+
 async fn read_n<S: AsyncRead + Unpin>(
     s: &mut S,
     buf: &mut [u8],
@@ -494,11 +580,27 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Instant,
 ) -> Result<Session, HandshakeError> {
     let mut hs = Initiator::new(me, expected, max_frame);
-    let mut input = Vec::new();
+    let first = hs.start()?;
+    write(stream, &first, deadline).await?;
+    dial_after_first_flight(stream, hs, deadline).await
+}
+
+/// The rest of [`dial`], once the bytes of `hs.start()` are on their way
+/// (a caller that sends them itself, as early as the connection allows).
+pub async fn dial_after_first_flight<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut hs: Initiator<'_>,
+    deadline: Instant,
+) -> Result<Session, HandshakeError> {
+    hs.top_up();
+    // The answer's length first.
+    let mut input = vec![0u8; 2];
+    read_n(stream, &mut input, deadline).await?;
     loop {
         match hs.step(&input)? {
             Step::Read { send, n } => {
                 write(stream, &send, deadline).await?;
+                hs.top_up();
                 input.resize(n, 0);
                 read_n(stream, &mut input, deadline).await?;
             }
@@ -529,6 +631,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         match hs.step(&input)? {
             Step::Read { send, n } => {
                 write(stream, &send, deadline).await?;
+                hs.top_up();
                 input.resize(n, 0);
                 let by = if hs.proved() {
                     if !told {
@@ -675,6 +778,44 @@ mod tests {
             ra,
             Err(HandshakeError::Rejected(RejectReason::SelfConnection))
         ));
+    }
+
+    #[test]
+    fn a_first_flight_is_checked_up_to_the_psk_proof_only() {
+        let me = id("b@h", b"s");
+        let opening = |secret: &[u8]| {
+            let dialer = id("a@h", secret);
+            let mut i = Initiator::new(&dialer, None, 1024);
+            i.start().unwrap()
+        };
+        let good = opening(b"s");
+        assert_eq!(good.len(), FIRST_FLIGHT);
+        assert_eq!(first_flight(&me, &good), FirstFlight::Proved);
+        // Still arriving: no verdict, whatever is missing.
+        for n in [0, 1, PREAMBLE_LEN, PREAMBLE_LEN + 2, FIRST_FLIGHT - 1] {
+            assert_eq!(
+                first_flight(&me, &good[..n]),
+                FirstFlight::Incomplete,
+                "{n}"
+            );
+        }
+        assert_eq!(
+            first_flight(&me, &opening(b"other")),
+            FirstFlight::Rejected(RejectReason::BadAuth)
+        );
+        let mut forged = good.clone();
+        forged[FIRST_FLIGHT - 1] ^= 1;
+        assert_eq!(
+            first_flight(&me, &forged),
+            FirstFlight::Rejected(RejectReason::BadAuth)
+        );
+        assert_eq!(
+            first_flight(&me, b"GET / HTTP/1.1\r\n"),
+            FirstFlight::Rejected(RejectReason::BadMagic)
+        );
+        // The same bytes again (a replay) prove as much as they did: the
+        // listener's own handshake would accept them up to here too.
+        assert_eq!(first_flight(&me, &good), FirstFlight::Proved);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod actor;
 mod admission;
 pub mod channel;
+mod ephemeral;
 pub mod handshake;
 pub mod wire;
 

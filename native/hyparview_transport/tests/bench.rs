@@ -122,7 +122,11 @@ mod client {
             let (_, k) = sends(r.step(&m1[..6]).unwrap());
             let (_, k2) = sends(r.step(&m1[6..6 + k]).unwrap());
             lap(3);
-            let (m2, _) = sends(r.step(&m1[6 + k..6 + k + k2]).unwrap());
+            let (mut m2, k3) = sends(r.step(&m1[6 + k..6 + k + k2]).unwrap());
+            if m2.is_empty() && k3 == 0 {
+                // Message 1 verified; message 2 is the next step.
+                m2 = sends(r.step(&[]).unwrap()).0;
+            }
             lap(4);
             let (_, k) = sends(i.step(&m2[..2]).unwrap());
             let (h, _) = sends(i.step(&m2[2..2 + k]).unwrap());

@@ -2,17 +2,84 @@
 //! of an authenticated connection with the link policy, and closing.
 
 use super::*;
+use crate::handshake::{first_flight, FirstFlight, FIRST_FLIGHT};
+
+/// A pending handshake on an accepted connection, as the actor keeps it.
+pub(super) struct PendingConn {
+    task: AbortHandle,
+    watch: Option<std::net::TcpStream>,
+}
+
+/// Pending handshakes whose sockets are checked for a waiting proof
+/// before one is dropped, per accepted connection at most (bounds the
+/// actor's work under a flood).
+const PEEK_AT_MOST: usize = 4;
+
+/// A second descriptor of an accepted connection's socket, kept with its
+/// pending handshake so that the accept loop can look at what the dialer
+/// sent without taking it out of the socket (the task reads the same
+/// bytes). Dropping it closes only this descriptor.
+#[cfg(unix)]
+fn watch(stream: &TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd().try_clone_to_owned().ok()?;
+    Some(std::net::TcpStream::from(fd))
+}
+
+#[cfg(not(unix))]
+fn watch(_: &TcpStream) -> Option<std::net::TcpStream> {
+    None
+}
+
+/// What a pending connection has sent so far, checked up to message 1's
+/// psk proof. The socket is non-blocking, so is the peek.
+fn peek_first_flight(watch: Option<&std::net::TcpStream>, me: &Identity) -> FirstFlight {
+    let mut buf = [0u8; FIRST_FLIGHT];
+    match watch.map(|s| s.peek(&mut buf)) {
+        Some(Ok(n)) if n > 0 => first_flight(me, &buf[..n]),
+        // Nothing yet, or an error the task will see too.
+        _ => FirstFlight::Incomplete,
+    }
+}
 
 impl Actor {
     pub(super) fn on_accept(&mut self, r: std::io::Result<(TcpStream, SocketAddr)>) {
         match r {
             Ok((stream, remote)) => {
                 self.counters.connections_accepted += 1;
-                let (token, evicted) = self.pending.make_room(remote.ip());
-                for handle in evicted {
-                    // Dropping the task closes its socket; the dialer (if it
-                    // was a real one) sees the close and retries.
-                    handle.abort();
+                // When a newcomer would push out a pending handshake, look
+                // at what the dialers have sent: one whose message 1 is
+                // waiting and verifies (the psk proof only) has proved the
+                // secret and no longer counts against its address, and a
+                // newcomer that already failed goes now instead of taking
+                // anyone's slot. Under a join storm the handshake tasks lag
+                // behind the accepts, and real joiners from one address
+                // used to evict each other while their proofs sat unread.
+                let ip = remote.ip();
+                let watch = watch(&stream);
+                let mut proved = false;
+                if self.pending.is_full_for(ip) {
+                    match peek_first_flight(watch.as_ref(), &self.identity) {
+                        FirstFlight::Proved => proved = true,
+                        FirstFlight::Rejected(reason) => {
+                            self.rejected(remote, reason);
+                            return;
+                        }
+                        FirstFlight::Incomplete => {}
+                    }
+                    for token in self.pending.candidates(ip, proved, PEEK_AT_MOST) {
+                        let w = self.pending.get(token).and_then(|p| p.watch.as_ref());
+                        if peek_first_flight(w, &self.identity) == FirstFlight::Proved {
+                            self.pending.prove(token);
+                        }
+                    }
+                }
+                let (token, evicted) = self.pending.make_room(ip, proved);
+                for p in evicted {
+                    // Dropping the task closes its socket (and `p` its
+                    // watching descriptor); the dialer (if it was a real
+                    // one) sees the close and retries.
+                    p.task.abort();
                     self.counters.handshakes_evicted += 1;
                 }
                 let identity = self.identity.clone();
@@ -22,6 +89,9 @@ impl Actor {
                 let preauth = now + ms(self.cfg.preauth_timeout);
                 let max_frame = self.cfg.max_frame_size as usize;
                 let stage = Arc::new(Stage::default());
+                if proved {
+                    stage.prove();
+                }
                 let progress = stage.clone();
                 let handle = self.tasks.spawn(async move {
                     let mut stream = stream;
@@ -46,7 +116,11 @@ impl Actor {
                         })
                         .await;
                 });
-                self.pending.insert(token, remote.ip(), handle, stage);
+                let p = PendingConn {
+                    task: handle,
+                    watch,
+                };
+                self.pending.insert(token, ip, p, stage);
             }
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.

@@ -42,7 +42,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 
 type ConnId = u64;
 
@@ -190,7 +190,7 @@ pub(crate) struct Actor {
     listen_port: u16,
     accept_paused_until: Option<Instant>,
     /// Handshakes in progress on accepted connections.
-    pending: Pending<AbortHandle>,
+    pending: Pending<conns::PendingConn>,
     conns: HashMap<ConnId, Conn>,
     links: Links<Remote, ConnId>,
     next_conn: ConnId,
