@@ -78,11 +78,14 @@ pub(crate) fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
     if rest.is_empty() {
         return None;
     }
-    // The missing lanes hold !t, which never matches.
-    let mut padded = [!t; 4];
-    padded[..rest.len()].copy_from_slice(rest);
+    // The missing lanes hold !t, which never matches. (Built lane by lane:
+    // a copy into a padded array compiled to a call to memcpy, on every
+    // scan of a set whose size is not a multiple of four.)
+    let padded = (0..4).rev().fold(0u64, |w, k| {
+        (w << 16) | u64::from(rest.get(k).copied().unwrap_or(!t))
+    });
     let base = from + tags.len() - rest.len();
-    first_zero(word(&padded)).map(|lane| base + lane)
+    first_zero(padded).map(|lane| base + lane)
 }
 
 /// A reserve entry: a [`Peer`] with its address packed (32 bytes instead
@@ -227,12 +230,27 @@ impl<I: Identity, M> PeerSet<I, M> {
     }
 
     /// Index of a uniformly random member for which `keep` holds, without
-    /// allocating (count, draw, walk).
+    /// allocating: one pass noting the members kept, then the draw (a set
+    /// larger than the note: count, draw, walk). `keep` runs once per
+    /// member; it is the promotion's hot path (every input of a short node).
     pub(crate) fn random_where(
         &self,
         rng: &mut SmallRng,
         keep: impl Fn(&Slot<I, M>) -> bool,
     ) -> Option<usize> {
+        const NOTE: usize = 64;
+        if self.slots.len() <= NOTE {
+            let mut kept = [0u8; NOTE];
+            let mut n = 0;
+            for (i, s) in self.slots.iter().enumerate() {
+                kept[n] = i as u8;
+                n += usize::from(keep(s));
+            }
+            if n == 0 {
+                return None;
+            }
+            return Some(usize::from(kept[rng.gen_range(0..n)]));
+        }
         let n = self.slots.iter().filter(|s| keep(s)).count();
         if n == 0 {
             return None;
