@@ -113,7 +113,7 @@ impl<I: Identity> Node<I> {
 
     /// Drops a random active peer to make room; it moves to the passive view.
     pub(crate) fn evict_random_active(&mut self) {
-        let Some(i) = self.views.active.random_where(&mut self.rng, |_| true) else {
+        let Some(i) = self.views.active.random_where(&mut self.rng, |_, _| true) else {
             return;
         };
         let a = self.views.remove_active_at(i);
@@ -280,7 +280,7 @@ impl<I: Identity> Node<I> {
         let i = self
             .views
             .active
-            .random_where(&mut self.rng, |s| s.peer.id != *a && s.peer.id != *b)?;
+            .random_where(&mut self.rng, |_, s| s.peer.id != *a && s.peer.id != *b)?;
         Some(self.views.active.at(i).peer.clone())
     }
 

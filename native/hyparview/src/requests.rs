@@ -63,6 +63,13 @@ impl<I: Identity> Requests<I> {
         self.set().and_then(|s| s.get(id)).map(|s| &s.peer)
     }
 
+    /// The peers asked.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer<I>> {
+        self.set()
+            .into_iter()
+            .flat_map(|s| s.iter().map(|r| &r.peer))
+    }
+
     pub(crate) fn any(&self, f: impl Fn(&Request) -> bool) -> bool {
         self.set().is_some_and(|s| s.iter().any(|r| f(&r.meta)))
     }

@@ -236,7 +236,7 @@ impl<I: Identity, M> PeerSet<I, M> {
     pub(crate) fn random_where(
         &self,
         rng: &mut SmallRng,
-        keep: impl Fn(&Slot<I, M>) -> bool,
+        keep: impl Fn(usize, &Slot<I, M>) -> bool,
     ) -> Option<usize> {
         const NOTE: usize = 64;
         if self.slots.len() <= NOTE {
@@ -244,14 +244,15 @@ impl<I: Identity, M> PeerSet<I, M> {
             let mut n = 0;
             for (i, s) in self.slots.iter().enumerate() {
                 kept[n] = i as u8;
-                n += usize::from(keep(s));
+                n += usize::from(keep(i, s));
             }
             if n == 0 {
                 return None;
             }
             return Some(usize::from(kept[rng.gen_range(0..n)]));
         }
-        let n = self.slots.iter().filter(|s| keep(s)).count();
+        let kept = |&(i, s): &(usize, &Slot<I, M>)| keep(i, s);
+        let n = self.slots.iter().enumerate().filter(kept).count();
         if n == 0 {
             return None;
         }
@@ -259,7 +260,7 @@ impl<I: Identity, M> PeerSet<I, M> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| keep(s))
+            .filter(kept)
             .nth(k)
             .map(|(i, _)| i)
     }
