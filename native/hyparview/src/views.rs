@@ -132,12 +132,17 @@ pub(crate) struct Slot<I: Identity, M> {
 /// Before that, a 256-bit filter of the members' tags, held in the set
 /// itself, turns away most lookups of non-members: most lookups miss
 /// (whether a gossiped peer is known asks four sets), and a set of 30
-/// sets at most 30 of its bits.
+/// sets at most 30 of its bits (plus those of up to `REBUILD` removed
+/// members).
 #[derive(Clone, Debug)]
 pub(crate) struct PeerSet<I: Identity, M> {
-    /// Bit `tag % 256` of every member's tag (see [`filter_bit`]); rebuilt
-    /// on removal.
+    /// Bit `tag % 256` of every member's tag (see [`filter_bit`]), and
+    /// perhaps of a few removed ones: rebuilt every `REBUILD` removals, so
+    /// that the eviction that makes room in a full passive view (every
+    /// gossiped peer it takes) does not rescan its tags each time.
     filter: [u64; 4],
+    /// Removals since the filter was rebuilt.
+    stale: u8,
     tags: Vec<Tag>,
     slots: Vec<Slot<I, M>>,
 }
@@ -148,10 +153,15 @@ fn filter_bit(t: Tag) -> (usize, u64) {
     (usize::from(t >> 6) & 3, 1 << (t & 63))
 }
 
+/// A [`PeerSet`]'s filter is rebuilt after this many removals (or when the
+/// set empties).
+const REBUILD: u8 = 8;
+
 impl<I: Identity, M> PeerSet<I, M> {
     pub(crate) fn new() -> Self {
         PeerSet {
             filter: [0; 4],
+            stale: 0,
             tags: Vec::new(),
             slots: Vec::new(),
         }
@@ -215,10 +225,14 @@ impl<I: Identity, M> PeerSet<I, M> {
 
     pub(crate) fn remove_at(&mut self, i: usize) -> Slot<I, M> {
         self.tags.remove(i);
-        self.filter = [0; 4];
-        for &t in &self.tags {
-            let (w, b) = filter_bit(t);
-            self.filter[w] |= b;
+        self.stale += 1;
+        if self.stale >= REBUILD || self.tags.is_empty() {
+            self.stale = 0;
+            self.filter = [0; 4];
+            for &t in &self.tags {
+                let (w, b) = filter_bit(t);
+                self.filter[w] |= b;
+            }
         }
         self.slots.remove(i)
     }
@@ -701,7 +715,14 @@ mod tests {
         assert!(s.remove(a).is_some());
         assert!(!s.contains(a) && s.contains(b) && s.contains(c));
         assert!(s.may_hold(tag(b)));
+        // Removed members leave their bits until the rebuild.
         assert!(s.remove(c).is_some());
+        assert!(!s.contains(c) && s.contains(b) && s.may_hold(tag(c)));
+        for i in 0..REBUILD {
+            let filler = format!("f{i}");
+            s.push(peer(&filler), ());
+            assert!(s.remove(filler.as_str()).is_some());
+        }
         assert!(!s.may_hold(tag(c)) && s.contains(b));
         assert!(s.remove(b).is_some());
         assert_eq!(s.filter, [0; 4]);
