@@ -129,49 +129,73 @@ pub(crate) struct Slot<I: Identity, M> {
 /// A small set of peers keyed by id, in insertion order. The id tags are
 /// kept apart from the slots: a lookup reads one contiguous array of
 /// integers (one cache line for 30 peers) rather than one line per peer.
-/// Before that, a 256-bit filter of the members' tags, held in the set
-/// itself, turns away most lookups of non-members: most lookups miss
-/// (whether a gossiped peer is known asks four sets), and a set of 30
-/// sets at most 30 of its bits (plus those of up to `REBUILD` removed
-/// members).
+/// Before that, a 256-bit filter of the members' tags ([`TagFilter`]),
+/// held in the set itself, turns away most lookups of non-members: most
+/// lookups miss (whether a gossiped peer is known asks four sets), and a
+/// set of 30 sets at most 30 of its bits (plus those of up to `REBUILD`
+/// removed members).
 #[derive(Clone, Debug)]
 pub(crate) struct PeerSet<I: Identity, M> {
-    /// Bit `tag % 256` of every member's tag (see [`filter_bit`]), and
-    /// perhaps of a few removed ones: rebuilt every `REBUILD` removals, so
-    /// that the eviction that makes room in a full passive view (every
-    /// gossiped peer it takes) does not rescan its tags each time.
-    filter: [u64; 4],
-    /// Removals since the filter was rebuilt.
-    stale: u8,
+    filter: TagFilter,
     tags: Vec<Tag>,
     slots: Vec<Slot<I, M>>,
 }
 
-/// The word and bit of `t` in a [`PeerSet`]'s filter.
-#[inline]
-fn filter_bit(t: Tag) -> (usize, u64) {
-    (usize::from(t >> 6) & 3, 1 << (t & 63))
+/// Which tags a small set may hold: bit `tag % 256` of every member's tag,
+/// and perhaps of a few removed ones. It is rebuilt every `REBUILD`
+/// removals rather than on each, so that a set that evicts for every
+/// arrival (a full passive view taking gossip, the crossing proofs) does
+/// not rescan its tags each time.
+#[derive(Clone, Debug, Default)]
+struct TagFilter {
+    bits: [u64; 4],
+    /// Removals since the last rebuild.
+    stale: u8,
 }
 
-/// A [`PeerSet`]'s filter is rebuilt after this many removals (or when the
-/// set empties).
+/// A [`TagFilter`] is rebuilt after this many removals (or when its set
+/// empties).
 const REBUILD: u8 = 8;
 
-impl<I: Identity, M> PeerSet<I, M> {
-    pub(crate) fn new() -> Self {
-        PeerSet {
-            filter: [0; 4],
-            stale: 0,
-            tags: Vec::new(),
-            slots: Vec::new(),
-        }
+impl TagFilter {
+    /// The word and bit of `t`.
+    #[inline]
+    fn bit(t: Tag) -> (usize, u64) {
+        (usize::from(t >> 6) & 3, 1 << (t & 63))
     }
 
     /// True when a member may have tag `t` (false: none has).
     #[inline]
     fn may_hold(&self, t: Tag) -> bool {
-        let (w, b) = filter_bit(t);
-        self.filter[w] & b != 0
+        let (w, b) = Self::bit(t);
+        self.bits[w] & b != 0
+    }
+
+    fn insert(&mut self, t: Tag) {
+        let (w, b) = Self::bit(t);
+        self.bits[w] |= b;
+    }
+
+    /// A member left; `tags` are those that remain.
+    fn removed<'a>(&mut self, tags: impl ExactSizeIterator<Item = &'a Tag>) {
+        self.stale += 1;
+        if self.stale >= REBUILD || tags.len() == 0 {
+            self.stale = 0;
+            self.bits = [0; 4];
+            for &t in tags {
+                self.insert(t);
+            }
+        }
+    }
+}
+
+impl<I: Identity, M> PeerSet<I, M> {
+    pub(crate) fn new() -> Self {
+        PeerSet {
+            filter: TagFilter::default(),
+            tags: Vec::new(),
+            slots: Vec::new(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -185,7 +209,7 @@ impl<I: Identity, M> PeerSet<I, M> {
     #[inline]
     pub(crate) fn position<K: IdLike<I> + ?Sized>(&self, id: &K) -> Option<usize> {
         let t = tag_of(id.id_hash());
-        if !self.may_hold(t) {
+        if !self.filter.may_hold(t) {
             return None;
         }
         let mut from = 0;
@@ -225,15 +249,7 @@ impl<I: Identity, M> PeerSet<I, M> {
 
     pub(crate) fn remove_at(&mut self, i: usize) -> Slot<I, M> {
         self.tags.remove(i);
-        self.stale += 1;
-        if self.stale >= REBUILD || self.tags.is_empty() {
-            self.stale = 0;
-            self.filter = [0; 4];
-            for &t in &self.tags {
-                let (w, b) = filter_bit(t);
-                self.filter[w] |= b;
-            }
-        }
+        self.filter.removed(self.tags.iter());
         self.slots.remove(i)
     }
 
@@ -252,8 +268,7 @@ impl<I: Identity, M> PeerSet<I, M> {
     pub(crate) fn push(&mut self, peer: Peer<I>, meta: M) {
         debug_assert!(!self.contains(&peer.id));
         let t = tag_of(peer.id.hash64());
-        let (w, b) = filter_bit(t);
-        self.filter[w] |= b;
+        self.filter.insert(t);
         self.tags.push(t);
         self.slots.push(Slot { peer, meta });
     }
@@ -701,12 +716,12 @@ mod tests {
         let (a, b) = (0..names.len())
             .flat_map(|i| (i + 1..names.len()).map(move |j| (i, j)))
             .map(|(i, j)| (names[i].as_str(), names[j].as_str()))
-            .find(|&(a, b)| tag(a) != tag(b) && filter_bit(tag(a)) == filter_bit(tag(b)))
+            .find(|&(a, b)| tag(a) != tag(b) && TagFilter::bit(tag(a)) == TagFilter::bit(tag(b)))
             .expect("2,000 names share some filter bit");
         let c = names
             .iter()
             .map(String::as_str)
-            .find(|&c| filter_bit(tag(c)) != filter_bit(tag(a)))
+            .find(|&c| TagFilter::bit(tag(c)) != TagFilter::bit(tag(a)))
             .expect("and some do not");
         let mut s: PeerSet<PeerId, ()> = PeerSet::new();
         for n in [a, b, c] {
@@ -714,18 +729,18 @@ mod tests {
         }
         assert!(s.remove(a).is_some());
         assert!(!s.contains(a) && s.contains(b) && s.contains(c));
-        assert!(s.may_hold(tag(b)));
+        assert!(s.filter.may_hold(tag(b)));
         // Removed members leave their bits until the rebuild.
         assert!(s.remove(c).is_some());
-        assert!(!s.contains(c) && s.contains(b) && s.may_hold(tag(c)));
+        assert!(!s.contains(c) && s.contains(b) && s.filter.may_hold(tag(c)));
         for i in 0..REBUILD {
             let filler = format!("f{i}");
             s.push(peer(&filler), ());
             assert!(s.remove(filler.as_str()).is_some());
         }
-        assert!(!s.may_hold(tag(c)) && s.contains(b));
+        assert!(!s.filter.may_hold(tag(c)) && s.contains(b));
         assert!(s.remove(b).is_some());
-        assert_eq!(s.filter, [0; 4]);
+        assert_eq!(s.filter.bits, [0; 4]);
     }
 
     #[test]
