@@ -132,8 +132,8 @@ pub(crate) struct Slot<I: Identity, M> {
 /// Before that, a 256-bit filter of the members' tags ([`TagFilter`]),
 /// held in the set itself, turns away most lookups of non-members: most
 /// lookups miss (whether a gossiped peer is known asks four sets), and a
-/// set of 30 sets at most 30 of its bits (plus those of up to `REBUILD`
-/// removed members).
+/// set of 30 sets at most 30 of its bits (plus those of up to 8 removed
+/// members).
 #[derive(Clone, Debug)]
 pub(crate) struct PeerSet<I: Identity, M> {
     filter: TagFilter,
@@ -141,47 +141,52 @@ pub(crate) struct PeerSet<I: Identity, M> {
     slots: Vec<Slot<I, M>>,
 }
 
-/// Which tags a small set may hold: bit `tag % 256` of every member's tag,
-/// and perhaps of a few removed ones. It is rebuilt every `REBUILD`
-/// removals rather than on each, so that a set that evicts for every
-/// arrival (a full passive view taking gossip, the crossing proofs) does
-/// not rescan its tags each time.
-#[derive(Clone, Debug, Default)]
-struct TagFilter {
-    bits: [u64; 4],
+/// Which tags a small set may hold: bit `tag % (64 W)` of every member's
+/// tag, and perhaps of removed ones. It is rebuilt every `R` removals
+/// rather than on each, so that a set that evicts for every arrival (a
+/// full passive view taking gossip, the crossing proofs) does not rescan
+/// its tags each time. `W` is a power of two.
+#[derive(Clone, Debug)]
+pub(crate) struct TagFilter<const W: usize = 4, const R: u8 = 8> {
+    bits: [u64; W],
     /// Removals since the last rebuild.
     stale: u8,
 }
 
-/// A [`TagFilter`] is rebuilt after this many removals (or when its set
-/// empties).
-const REBUILD: u8 = 8;
+impl<const W: usize, const R: u8> Default for TagFilter<W, R> {
+    fn default() -> Self {
+        TagFilter {
+            bits: [0; W],
+            stale: 0,
+        }
+    }
+}
 
-impl TagFilter {
+impl<const W: usize, const R: u8> TagFilter<W, R> {
     /// The word and bit of `t`.
     #[inline]
     fn bit(t: Tag) -> (usize, u64) {
-        (usize::from(t >> 6) & 3, 1 << (t & 63))
+        (usize::from(t >> 6) & (W - 1), 1 << (t & 63))
     }
 
     /// True when a member may have tag `t` (false: none has).
     #[inline]
-    fn may_hold(&self, t: Tag) -> bool {
+    pub(crate) fn may_hold(&self, t: Tag) -> bool {
         let (w, b) = Self::bit(t);
         self.bits[w] & b != 0
     }
 
-    fn insert(&mut self, t: Tag) {
+    pub(crate) fn insert(&mut self, t: Tag) {
         let (w, b) = Self::bit(t);
         self.bits[w] |= b;
     }
 
     /// A member left; `tags` are those that remain.
-    fn removed<'a>(&mut self, tags: impl ExactSizeIterator<Item = &'a Tag>) {
+    pub(crate) fn removed<'a>(&mut self, tags: impl ExactSizeIterator<Item = &'a Tag>) {
         self.stale += 1;
-        if self.stale >= REBUILD || tags.len() == 0 {
+        if self.stale >= R || tags.len() == 0 {
             self.stale = 0;
-            self.bits = [0; 4];
+            self.bits = [0; W];
             for &t in tags {
                 self.insert(t);
             }
@@ -716,12 +721,14 @@ mod tests {
         let (a, b) = (0..names.len())
             .flat_map(|i| (i + 1..names.len()).map(move |j| (i, j)))
             .map(|(i, j)| (names[i].as_str(), names[j].as_str()))
-            .find(|&(a, b)| tag(a) != tag(b) && TagFilter::bit(tag(a)) == TagFilter::bit(tag(b)))
+            .find(|&(a, b)| {
+                tag(a) != tag(b) && TagFilter::<4>::bit(tag(a)) == TagFilter::<4>::bit(tag(b))
+            })
             .expect("2,000 names share some filter bit");
         let c = names
             .iter()
             .map(String::as_str)
-            .find(|&c| TagFilter::bit(tag(c)) != TagFilter::bit(tag(a)))
+            .find(|&c| TagFilter::<4>::bit(tag(c)) != TagFilter::<4>::bit(tag(a)))
             .expect("and some do not");
         let mut s: PeerSet<PeerId, ()> = PeerSet::new();
         for n in [a, b, c] {
@@ -733,7 +740,7 @@ mod tests {
         // Removed members leave their bits until the rebuild.
         assert!(s.remove(c).is_some());
         assert!(!s.contains(c) && s.contains(b) && s.filter.may_hold(tag(c)));
-        for i in 0..REBUILD {
+        for i in 0..8 {
             let filler = format!("f{i}");
             s.push(peer(&filler), ());
             assert!(s.remove(filler.as_str()).is_some());
