@@ -12,7 +12,7 @@
 //! of its bits, plus up to 16 removed ones) ends most of those lookups
 //! without scanning the two lines of tags.
 
-use crate::views::{find_tag, tag_of, Tag, TagFilter};
+use crate::tags::{find_tag, tag_of, Tag, TagFilter};
 use crate::{Identity, Millis};
 use std::collections::VecDeque;
 

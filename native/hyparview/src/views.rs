@@ -3,20 +3,20 @@
 //! record of recently removed links.
 //!
 //! Every set is a [`PeerSet`]: a small vector of slots, with 16 bits of
-//! each peer's id hash kept apart as its tag, so a lookup is a vector scan
-//! of one cache line that touches a slot only on a tag match (and then
-//! compares ids: a pointer compare first for [`PeerId`], an integer compare
-//! for the simulator's handle), after a 256-bit filter of the tags, kept
-//! in the set, has turned away most non-members without reading the tags.
-//! With the default sizes (5, 30, 30) that beats a hash map and costs no
-//! per-node table.
+//! each peer's id hash kept apart as its tag (`tags.rs`), so a lookup is a
+//! vector scan of one cache line that touches a slot only on a tag match
+//! (and then compares ids: a pointer compare first for [`PeerId`], an
+//! integer compare for the simulator's handle), after a 256-bit filter of
+//! the tags, kept in the set, has turned away most non-members without
+//! reading the tags. With the default sizes (5, 30, 30) that beats a hash
+//! map and costs no per-node table.
 //!
 //! The reserve keeps its peers' addresses packed ([`Address`]: for a
 //! `PeerId` and a v4 address 32 bytes an entry instead of a `Peer`'s 48):
 //! it is most of a node's memory.
 //!
-//! (About 800 lines: the set, its tag filter and scan, the views and their
-//! unit tests belong together; the tests are 230 of them.)
+//! (About 770 lines: the set, the views and their unit tests belong
+//! together; the tests are 240 of them.)
 //!
 //! Invariants kept here (checked by the tests below and by
 //! `tests/props.rs`):
@@ -33,6 +33,7 @@
 //! (see `repair.rs`) rather than being dropped.
 
 use crate::peer::{Address, IdLike};
+use crate::tags::{find_tag, tag_of, Tag, TagFilter};
 use crate::{Config, Identity, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -42,53 +43,6 @@ use std::collections::VecDeque;
 const DROPPED_MEMORY: usize = 32;
 /// The reserve holds this many times `passive_view_size` peers.
 const RESERVE_FACTOR: usize = 3;
-
-/// A member's tag: 16 bits of its id hash. A set of 30 keeps its tags in
-/// one cache line; a tag match is confirmed on the id (a pointer compare for
-/// copies of one id), and two different ids share a tag once in 65,536.
-pub(crate) type Tag = u16;
-
-#[inline]
-pub(crate) fn tag_of(hash: u64) -> Tag {
-    (hash >> 48) as Tag
-}
-
-/// Index of the first `t` in `tags`, from `from` on. The scan tests four
-/// tags per step in one 64-bit word, without branching on each: the
-/// lanes equal to `t` become zero, and the classic zero-lane test flags
-/// them (exact for the lowest flagged lane, the one returned). A scan of
-/// 30 tags is eight steps.
-#[inline]
-pub(crate) fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
-    const LANES: u64 = 0x0001_0001_0001_0001;
-    const HIGH: u64 = 0x8000_8000_8000_8000;
-    let tags = &tags[from..];
-    let splat = u64::from(t) * LANES;
-    let first_zero = |word: u64| {
-        let x = word ^ splat;
-        let z = x.wrapping_sub(LANES) & !x & HIGH;
-        (z != 0).then(|| z.trailing_zeros() as usize / 16)
-    };
-    let word = |c: &[Tag]| c.iter().rev().fold(0u64, |w, &x| (w << 16) | u64::from(x));
-    let mut chunks = tags.chunks_exact(4);
-    for (n, c) in chunks.by_ref().enumerate() {
-        if let Some(lane) = first_zero(word(c)) {
-            return Some(from + 4 * n + lane);
-        }
-    }
-    let rest = chunks.remainder();
-    if rest.is_empty() {
-        return None;
-    }
-    // The missing lanes hold !t, which never matches. (Built lane by lane:
-    // a copy into a padded array compiled to a call to memcpy, on every
-    // scan of a set whose size is not a multiple of four.)
-    let padded = (0..4).rev().fold(0u64, |w, k| {
-        (w << 16) | u64::from(rest.get(k).copied().unwrap_or(!t))
-    });
-    let base = from + tags.len() - rest.len();
-    first_zero(padded).map(|lane| base + lane)
-}
 
 /// A reserve entry: a [`Peer`] with its address packed (32 bytes instead
 /// of 48 for a `PeerId` and a v4 address, see [`Address`]). The reserve is
@@ -139,59 +93,6 @@ pub(crate) struct PeerSet<I: Identity, M> {
     filter: TagFilter,
     tags: Vec<Tag>,
     slots: Vec<Slot<I, M>>,
-}
-
-/// Which tags a small set may hold: bit `tag % (64 W)` of every member's
-/// tag, and perhaps of removed ones. It is rebuilt every `R` removals
-/// rather than on each, so that a set that evicts for every arrival (a
-/// full passive view taking gossip, the crossing proofs) does not rescan
-/// its tags each time. `W` is a power of two.
-#[derive(Clone, Debug)]
-pub(crate) struct TagFilter<const W: usize = 4, const R: u8 = 8> {
-    bits: [u64; W],
-    /// Removals since the last rebuild.
-    stale: u8,
-}
-
-impl<const W: usize, const R: u8> Default for TagFilter<W, R> {
-    fn default() -> Self {
-        TagFilter {
-            bits: [0; W],
-            stale: 0,
-        }
-    }
-}
-
-impl<const W: usize, const R: u8> TagFilter<W, R> {
-    /// The word and bit of `t`.
-    #[inline]
-    fn bit(t: Tag) -> (usize, u64) {
-        (usize::from(t >> 6) & (W - 1), 1 << (t & 63))
-    }
-
-    /// True when a member may have tag `t` (false: none has).
-    #[inline]
-    pub(crate) fn may_hold(&self, t: Tag) -> bool {
-        let (w, b) = Self::bit(t);
-        self.bits[w] & b != 0
-    }
-
-    pub(crate) fn insert(&mut self, t: Tag) {
-        let (w, b) = Self::bit(t);
-        self.bits[w] |= b;
-    }
-
-    /// A member left; `tags` are those that remain.
-    pub(crate) fn removed<'a>(&mut self, tags: impl ExactSizeIterator<Item = &'a Tag>) {
-        self.stale += 1;
-        if self.stale >= R || tags.len() == 0 {
-            self.stale = 0;
-            self.bits = [0; W];
-            for &t in tags {
-                self.insert(t);
-            }
-        }
-    }
 }
 
 impl<I: Identity, M> PeerSet<I, M> {
@@ -343,6 +244,24 @@ impl<I: Identity, M> PeerSet<I, M> {
     }
 }
 
+/// The peers a full passive view evicts first, in order (the paper's rule:
+/// those our SHUFFLE carried, or our reply), with how many of the first
+/// ones it is known not to hold: over a batch of insertions (integrating
+/// one message) each of them is looked up once, not once per insertion
+/// (each lookup of one evicted earlier read the tags in vain, its filter
+/// bit not yet rebuilt away).
+pub(crate) struct Evict<'a, I: Identity> {
+    list: &'a [Peer<I>],
+    /// `list[..gone]` are not in the passive view.
+    gone: usize,
+}
+
+impl<'a, I: Identity> Evict<'a, I> {
+    pub(crate) fn first(list: &'a [Peer<I>]) -> Evict<'a, I> {
+        Evict { list, gone: 0 }
+    }
+}
+
 /// An active link: its epoch (see [`crate::Message::Neighbor`]).
 pub(crate) type Link = u64;
 /// Passive entries are not preferred promotion candidates before this time
@@ -485,31 +404,53 @@ impl<I: Identity> Views<I> {
             e.meta = e.meta.max(cooldown_until);
             return;
         }
-        self.insert_unknown_passive(peer, cooldown_until, prefer_evict, rng);
+        let mut evict = Evict::first(prefer_evict);
+        self.insert_unknown_passive(peer, cooldown_until, &mut evict, rng);
     }
 
     /// [`insert_passive`](Views::insert_passive) for a peer the caller
     /// checked is in no set and not self (saves three scans per received
-    /// peer on the shuffle path).
+    /// peer on the shuffle path). A full view evicts the first entry of
+    /// `evict` it holds, else a random one.
     pub(crate) fn insert_unknown_passive(
         &mut self,
         peer: Peer<I>,
         cooldown_until: Millis,
-        prefer_evict: &[Peer<I>],
+        evict: &mut Evict<'_, I>,
         rng: &mut SmallRng,
     ) {
         debug_assert!(peer.id != self.local && !self.active.contains(&peer.id));
         debug_assert!(!self.suspects.contains(&peer.id));
+        debug_assert!(evict.list[..evict.gone]
+            .iter()
+            .all(|s| !self.passive.contains(&s.id)));
         if self.passive_cap == 0 {
             return;
         }
         if self.passive.len() >= self.passive_cap {
-            let victim = prefer_evict
+            let found = evict.list[evict.gone..]
                 .iter()
-                .find_map(|s| self.passive.position(&s.id))
-                .unwrap_or_else(|| rng.gen_range(0..self.passive.len()));
+                .enumerate()
+                .find_map(|(k, s)| self.passive.position(&s.id).map(|i| (k, i)));
+            let victim = match found {
+                Some((k, i)) => {
+                    evict.gone += k + 1;
+                    i
+                }
+                None => {
+                    evict.gone = evict.list.len();
+                    rng.gen_range(0..self.passive.len())
+                }
+            };
             let old = self.passive.remove_at(victim);
             self.remember(old.peer);
+        }
+        // The newcomer may be one of those that left.
+        if let Some(k) = evict.list[..evict.gone]
+            .iter()
+            .position(|s| s.id == peer.id)
+        {
+            evict.gone = k;
         }
         self.passive
             .push_bounded(peer, cooldown_until, self.passive_cap);
@@ -658,23 +599,6 @@ mod tests {
     }
 
     #[test]
-    fn tag_scans_find_the_first_match_at_any_offset() {
-        let mut rng = SmallRng::seed_from_u64(3);
-        for len in 0..40 {
-            // Few distinct tags (and 0 and 0xFFFF), so matches repeat.
-            let tags: Vec<Tag> = (0..len)
-                .map(|_| [0, 1, 2, 0x8000, 0xFFFF][rng.gen_range(0..5)])
-                .collect();
-            for from in 0..=len {
-                for t in [0, 1, 2, 3, 0x8000, 0xFFFF] {
-                    let want = tags[from..].iter().position(|&x| x == t).map(|i| from + i);
-                    assert_eq!(find_tag(&tags, t, from), want, "{tags:?} {t} {from}");
-                }
-            }
-        }
-    }
-
-    #[test]
     fn lookups_confirm_tag_matches_on_the_id() {
         // Two names whose tags collide, placed in different scan chunks
         // among other members: each is found as itself.
@@ -713,44 +637,6 @@ mod tests {
     }
 
     #[test]
-    fn the_filter_forgets_a_removed_member_but_not_one_sharing_its_bit() {
-        // Two members with the same filter bit and different tags, and a
-        // third on another bit.
-        let names: Vec<String> = (0..2_000).map(|i| format!("p{i}")).collect();
-        let tag = |n: &str| tag_of(PeerId::new(n).hash64());
-        let (a, b) = (0..names.len())
-            .flat_map(|i| (i + 1..names.len()).map(move |j| (i, j)))
-            .map(|(i, j)| (names[i].as_str(), names[j].as_str()))
-            .find(|&(a, b)| {
-                tag(a) != tag(b) && TagFilter::<4>::bit(tag(a)) == TagFilter::<4>::bit(tag(b))
-            })
-            .expect("2,000 names share some filter bit");
-        let c = names
-            .iter()
-            .map(String::as_str)
-            .find(|&c| TagFilter::<4>::bit(tag(c)) != TagFilter::<4>::bit(tag(a)))
-            .expect("and some do not");
-        let mut s: PeerSet<PeerId, ()> = PeerSet::new();
-        for n in [a, b, c] {
-            s.push(peer(n), ());
-        }
-        assert!(s.remove(a).is_some());
-        assert!(!s.contains(a) && s.contains(b) && s.contains(c));
-        assert!(s.filter.may_hold(tag(b)));
-        // Removed members leave their bits until the rebuild.
-        assert!(s.remove(c).is_some());
-        assert!(!s.contains(c) && s.contains(b) && s.filter.may_hold(tag(c)));
-        for i in 0..8 {
-            let filler = format!("f{i}");
-            s.push(peer(&filler), ());
-            assert!(s.remove(filler.as_str()).is_some());
-        }
-        assert!(!s.filter.may_hold(tag(c)) && s.contains(b));
-        assert!(s.remove(b).is_some());
-        assert_eq!(s.filter.bits, [0; 4]);
-    }
-
-    #[test]
     fn full_passive_evicts_the_preferred_entry_into_the_reserve() {
         let (mut v, mut rng) = views();
         for i in 0..30 {
@@ -760,6 +646,32 @@ mod tests {
         assert_eq!(v.passive.len(), 30);
         assert!(!v.passive.contains("p7") && v.passive.contains("new"));
         assert_eq!(v.reserve.back().map(|r| r.id.as_str()), Some("p7"));
+        disjoint(&v);
+    }
+
+    #[test]
+    fn a_batch_evicts_the_listed_entries_in_order_even_one_that_came_back() {
+        let (mut v, mut rng) = views();
+        for i in 0..30 {
+            v.insert_passive(peer(&format!("p{i}")), 0, &[], &mut rng);
+        }
+        let list = [peer("x"), peer("p3"), peer("p5"), peer("p7")];
+        let mut evict = Evict::first(&list);
+        v.insert_unknown_passive(peer("a"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p3") && v.passive.contains("p5"));
+        // p3 comes back: it is again the first listed entry held.
+        v.insert_unknown_passive(peer("p3"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p5") && v.passive.contains("p3"));
+        v.insert_unknown_passive(peer("b"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p3") && v.passive.contains("p7"));
+        v.insert_unknown_passive(peer("c"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p7"));
+        // Nothing listed is left: a random entry goes.
+        v.insert_unknown_passive(peer("d"), 0, &mut evict, &mut rng);
+        assert_eq!(v.passive.len(), 30);
+        for n in ["a", "b", "c", "d"] {
+            assert!(v.passive.contains(n));
+        }
         disjoint(&v);
     }
 
