@@ -277,7 +277,7 @@ impl<I: Identity> Crossing<I> {
     pub(crate) fn choose<'a>(
         &mut self,
         contacts: &'a [Peer<I>],
-        known: impl Iterator<Item = &'a Peer<I>> + Clone,
+        known: impl Iterator<Item = &'a Peer<I>>,
         held: impl Fn(&Peer<I>) -> bool,
     ) -> Option<Target<I>> {
         let contact = pick(&mut self.rng, contacts.iter(), &held);
@@ -467,18 +467,20 @@ fn gap_halves(tick: u32) -> u32 {
         .unwrap_or(2 * STEADY_ROUNDS)
 }
 
-/// Uniform choice among the items not `held` (two passes, no allocation).
+/// Uniform choice among the items not `held`. One pass that lists them:
+/// `held` is three tag scans and a crossing judges the passive view and
+/// the reserve (~120 peers), so a second pass cost more than the list
+/// (crossings are rare).
 fn pick<'a, I: Identity + 'a>(
     rng: &mut SmallRng,
-    items: impl Iterator<Item = &'a Peer<I>> + Clone,
+    items: impl Iterator<Item = &'a Peer<I>>,
     held: &impl Fn(&Peer<I>) -> bool,
 ) -> Option<&'a Peer<I>> {
-    let n = items.clone().filter(|p| !held(p)).count();
-    if n == 0 {
+    let free: Vec<&Peer<I>> = items.filter(|p| !held(p)).collect();
+    if free.is_empty() {
         return None;
     }
-    let k = rng.gen_range(0..n);
-    items.filter(|p| !held(p)).nth(k)
+    Some(free[rng.gen_range(0..free.len())])
 }
 
 #[cfg(test)]

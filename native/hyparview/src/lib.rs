@@ -36,6 +36,7 @@ mod proofs;
 mod quota;
 mod repair;
 mod requests;
+mod tags;
 mod views;
 
 pub use config::{Config, ConfigError};

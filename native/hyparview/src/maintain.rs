@@ -135,13 +135,17 @@ impl<I: Identity> Node<I> {
     fn fill_active(&mut self, now: Millis) {
         while self.views.active.len() + self.requests.len() < self.config.active_view_size {
             let requests = &self.requests;
-            let free = |s: &crate::views::Slot<I, Millis>| !requests.contains(&s.peer.id);
+            let asked = self.asked_passive();
+            let free = |i: usize, s: &crate::views::Slot<I, Millis>| match asked {
+                Some(mask) => mask & (1 << i) == 0,
+                None => !requests.contains(&s.peer.id),
+            };
             // The refusal backoff holds low priority only, and only for
             // candidates that have cooled down before (`pace.rs`).
             let held = !self.views.active.is_empty() && self.pace.holds(now);
             // Preferred: candidates not cooling down.
-            let mut pick = self.views.passive.random_where(&mut self.rng, |s| {
-                (if held { s.meta == 0 } else { s.meta <= now }) && free(s)
+            let mut pick = self.views.passive.random_where(&mut self.rng, |i, s| {
+                (if held { s.meta == 0 } else { s.meta <= now }) && free(i, s)
             });
             // Cooled-down entries only when nothing is in flight: the
             // request is then high priority, which a live peer does not
@@ -164,6 +168,23 @@ impl<I: Identity> Node<I> {
             let priority = if high { Priority::High } else { Priority::Low };
             self.request_neighbor(peer, RequestKind::Promotion, priority);
         }
+    }
+
+    /// The passive entries with a request in flight, as a mask by index
+    /// (None past 64 entries): a scan per request instead of one per
+    /// candidate, on the promotion's path (every input of a short node).
+    fn asked_passive(&self) -> Option<u64> {
+        let passive = &self.views.passive;
+        if passive.len() > 64 {
+            return None;
+        }
+        let mut mask = 0;
+        for p in self.requests.peers() {
+            if let Some(i) = passive.position(&p.id) {
+                mask |= 1u64 << i;
+            }
+        }
+        Some(mask)
     }
 
     /// The contact merge (see `repair.rs`): short for a while, one merge
@@ -287,7 +308,7 @@ impl<I: Identity> Node<I> {
         let kp = self.config.shuffle_passive_count;
         let mut sample = self.views.active.sample(&mut self.rng, ka);
         sample.extend(self.views.passive.sample(&mut self.rng, kp));
-        let Some(i) = self.views.active.random_where(&mut self.rng, |_| true) else {
+        let Some(i) = self.views.active.random_where(&mut self.rng, |_, _| true) else {
             return;
         };
         let target = self.views.active.at(i).peer.clone();

@@ -13,6 +13,7 @@
 use crate::events::Output;
 use crate::node::{Node, MAX_PEERS_IN_MESSAGE};
 use crate::quota;
+use crate::views::Evict;
 use crate::{Identity, Message, Millis, Peer};
 
 /// Where a peer id is known, and with which incarnation.
@@ -113,7 +114,7 @@ impl<I: Identity> Node<I> {
 
     /// Drops a random active peer to make room; it moves to the passive view.
     pub(crate) fn evict_random_active(&mut self) {
-        let Some(i) = self.views.active.random_where(&mut self.rng, |_| true) else {
+        let Some(i) = self.views.active.random_where(&mut self.rng, |_, _| true) else {
             return;
         };
         let a = self.views.remove_active_at(i);
@@ -212,6 +213,7 @@ impl<I: Identity> Node<I> {
         let cap = quota::shuffle_size(&self.config);
         let period = quota::sender_period(&self.config);
         let mut replaced = 0;
+        let mut evict = Evict::first(sent);
         for p in peers {
             if p.id == self.local.id || self.known(&p.id).is_some() {
                 continue;
@@ -237,7 +239,7 @@ impl<I: Identity> Node<I> {
                 ..p
             };
             let rng = &mut self.rng;
-            self.views.insert_unknown_passive(p, 0, sent, rng);
+            self.views.insert_unknown_passive(p, 0, &mut evict, rng);
         }
     }
 
@@ -280,7 +282,7 @@ impl<I: Identity> Node<I> {
         let i = self
             .views
             .active
-            .random_where(&mut self.rng, |s| s.peer.id != *a && s.peer.id != *b)?;
+            .random_where(&mut self.rng, |_, s| s.peer.id != *a && s.peer.id != *b)?;
         Some(self.views.active.at(i).peer.clone())
     }
 

@@ -41,8 +41,10 @@ impl<I: Identity> Default for Requests<I> {
 }
 
 impl<I: Identity> Requests<I> {
-    /// The set is allocated on first use and freed when empty again: most
-    /// nodes of a stable overlay have nothing in flight.
+    /// The set is allocated on first use and kept (emptied, not freed)
+    /// until `clear`: requests come and go all the time on a node that is
+    /// short, and freeing the set whenever it emptied made each request
+    /// allocate and free it again. Its size is bounded by the callers.
     fn set(&self) -> Option<&PeerSet<I, Request>> {
         self.set.as_ref()
     }
@@ -63,6 +65,13 @@ impl<I: Identity> Requests<I> {
         self.set().and_then(|s| s.get(id)).map(|s| &s.peer)
     }
 
+    /// The peers asked.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer<I>> {
+        self.set()
+            .into_iter()
+            .flat_map(|s| s.iter().map(|r| &r.peer))
+    }
+
     pub(crate) fn any(&self, f: impl Fn(&Request) -> bool) -> bool {
         self.set().is_some_and(|s| s.iter().any(|r| f(&r.meta)))
     }
@@ -74,17 +83,9 @@ impl<I: Identity> Requests<I> {
             .push(peer, request);
     }
 
-    fn tidy(&mut self) {
-        if self.set.as_ref().is_some_and(|s| s.is_empty()) {
-            self.set = None;
-        }
-    }
-
     /// Takes the request to `id`, whatever its epoch.
     pub(crate) fn take(&mut self, id: &I) -> Option<(Peer<I>, Request)> {
-        let r = self.set.as_mut()?.remove(id).map(|s| (s.peer, s.meta));
-        self.tidy();
-        r
+        self.set.as_mut()?.remove(id).map(|s| (s.peer, s.meta))
     }
 
     /// Takes the request to `id` only if it is the one named `epoch`.
@@ -95,7 +96,6 @@ impl<I: Identity> Requests<I> {
             return None;
         }
         let s = set.remove_at(i);
-        self.tidy();
         Some((s.peer, s.meta))
     }
 
@@ -104,7 +104,6 @@ impl<I: Identity> Requests<I> {
         let set = self.set.as_mut()?;
         let i = set.iter().position(|s| s.meta.epoch == epoch)?;
         let s = set.remove_at(i);
-        self.tidy();
         Some((s.peer, s.meta))
     }
 
@@ -123,7 +122,6 @@ impl<I: Identity> Requests<I> {
                 }
             }
         }
-        self.tidy();
     }
 
     pub(crate) fn clear(&mut self) {
@@ -156,7 +154,9 @@ mod tests {
         assert!(r.take_answered(&a, 6).is_none());
         assert!(r.contains("a"));
         assert_eq!(r.take_answered(&a, 7).map(|(_, q)| q.epoch), Some(7));
-        assert!(r.is_empty() && r.set.is_none(), "freed when empty");
+        assert!(r.is_empty() && r.set.is_some(), "kept when empty");
+        r.clear();
+        assert!(r.set.is_none(), "freed by clear");
     }
 
     #[test]

@@ -3,18 +3,20 @@
 //! record of recently removed links.
 //!
 //! Every set is a [`PeerSet`]: a small vector of slots, with 16 bits of
-//! each peer's id hash kept apart as its tag, so a lookup is a vector scan
-//! of one cache line that touches a slot only on a tag match (and then
-//! compares ids: a pointer compare first for [`PeerId`], an integer compare
-//! for the simulator's handle). With the default sizes (5, 30, 30) that
-//! beats a hash map and costs no per-node table.
+//! each peer's id hash kept apart as its tag (`tags.rs`), so a lookup is a
+//! vector scan of one cache line that touches a slot only on a tag match
+//! (and then compares ids: a pointer compare first for [`PeerId`], an
+//! integer compare for the simulator's handle), after a 256-bit filter of
+//! the tags, kept in the set, has turned away most non-members without
+//! reading the tags. With the default sizes (5, 30, 30) that beats a hash
+//! map and costs no per-node table.
 //!
 //! The reserve keeps its peers' addresses packed ([`Address`]: for a
 //! `PeerId` and a v4 address 32 bytes an entry instead of a `Peer`'s 48):
 //! it is most of a node's memory.
 //!
-//! (About 740 lines: the set, its tag scan, the views and their unit tests
-//! belong together; the tests are 200 of them.)
+//! (About 770 lines: the set, the views and their unit tests belong
+//! together; the tests are 240 of them.)
 //!
 //! Invariants kept here (checked by the tests below and by
 //! `tests/props.rs`):
@@ -31,6 +33,7 @@
 //! (see `repair.rs`) rather than being dropped.
 
 use crate::peer::{Address, IdLike};
+use crate::tags::{find_tag, tag_of, Tag, TagFilter};
 use crate::{Config, Identity, Millis, Peer, PeerId};
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -40,50 +43,6 @@ use std::collections::VecDeque;
 const DROPPED_MEMORY: usize = 32;
 /// The reserve holds this many times `passive_view_size` peers.
 const RESERVE_FACTOR: usize = 3;
-
-/// A member's tag: 16 bits of its id hash. A set of 30 keeps its tags in
-/// one cache line; a tag match is confirmed on the id (a pointer compare for
-/// copies of one id), and two different ids share a tag once in 65,536.
-pub(crate) type Tag = u16;
-
-#[inline]
-pub(crate) fn tag_of(hash: u64) -> Tag {
-    (hash >> 48) as Tag
-}
-
-/// Index of the first `t` in `tags`, from `from` on. The scan tests four
-/// tags per step in one 64-bit word, without branching on each: the
-/// lanes equal to `t` become zero, and the classic zero-lane test flags
-/// them (exact for the lowest flagged lane, the one returned). A scan of
-/// 30 tags is eight steps.
-#[inline]
-pub(crate) fn find_tag(tags: &[Tag], t: Tag, from: usize) -> Option<usize> {
-    const LANES: u64 = 0x0001_0001_0001_0001;
-    const HIGH: u64 = 0x8000_8000_8000_8000;
-    let tags = &tags[from..];
-    let splat = u64::from(t) * LANES;
-    let first_zero = |word: u64| {
-        let x = word ^ splat;
-        let z = x.wrapping_sub(LANES) & !x & HIGH;
-        (z != 0).then(|| z.trailing_zeros() as usize / 16)
-    };
-    let word = |c: &[Tag]| c.iter().rev().fold(0u64, |w, &x| (w << 16) | u64::from(x));
-    let mut chunks = tags.chunks_exact(4);
-    for (n, c) in chunks.by_ref().enumerate() {
-        if let Some(lane) = first_zero(word(c)) {
-            return Some(from + 4 * n + lane);
-        }
-    }
-    let rest = chunks.remainder();
-    if rest.is_empty() {
-        return None;
-    }
-    // The missing lanes hold !t, which never matches.
-    let mut padded = [!t; 4];
-    padded[..rest.len()].copy_from_slice(rest);
-    let base = from + tags.len() - rest.len();
-    first_zero(word(&padded)).map(|lane| base + lane)
-}
 
 /// A reserve entry: a [`Peer`] with its address packed (32 bytes instead
 /// of 48 for a `PeerId` and a v4 address, see [`Address`]). The reserve is
@@ -124,8 +83,14 @@ pub(crate) struct Slot<I: Identity, M> {
 /// A small set of peers keyed by id, in insertion order. The id tags are
 /// kept apart from the slots: a lookup reads one contiguous array of
 /// integers (one cache line for 30 peers) rather than one line per peer.
+/// Before that, a 256-bit filter of the members' tags ([`TagFilter`]),
+/// held in the set itself, turns away most lookups of non-members: most
+/// lookups miss (whether a gossiped peer is known asks four sets), and a
+/// set of 30 sets at most 30 of its bits (plus those of up to 8 removed
+/// members).
 #[derive(Clone, Debug)]
 pub(crate) struct PeerSet<I: Identity, M> {
+    filter: TagFilter,
     tags: Vec<Tag>,
     slots: Vec<Slot<I, M>>,
 }
@@ -133,6 +98,7 @@ pub(crate) struct PeerSet<I: Identity, M> {
 impl<I: Identity, M> PeerSet<I, M> {
     pub(crate) fn new() -> Self {
         PeerSet {
+            filter: TagFilter::default(),
             tags: Vec::new(),
             slots: Vec::new(),
         }
@@ -149,6 +115,9 @@ impl<I: Identity, M> PeerSet<I, M> {
     #[inline]
     pub(crate) fn position<K: IdLike<I> + ?Sized>(&self, id: &K) -> Option<usize> {
         let t = tag_of(id.id_hash());
+        if !self.filter.may_hold(t) {
+            return None;
+        }
         let mut from = 0;
         while let Some(i) = find_tag(&self.tags, t, from) {
             if id.same_id(&self.slots[i].peer.id) {
@@ -186,6 +155,7 @@ impl<I: Identity, M> PeerSet<I, M> {
 
     pub(crate) fn remove_at(&mut self, i: usize) -> Slot<I, M> {
         self.tags.remove(i);
+        self.filter.removed(self.tags.iter());
         self.slots.remove(i)
     }
 
@@ -203,7 +173,9 @@ impl<I: Identity, M> PeerSet<I, M> {
     /// Adds `peer`, which the caller checked is not a member.
     pub(crate) fn push(&mut self, peer: Peer<I>, meta: M) {
         debug_assert!(!self.contains(&peer.id));
-        self.tags.push(tag_of(peer.id.hash64()));
+        let t = tag_of(peer.id.hash64());
+        self.filter.insert(t);
+        self.tags.push(t);
         self.slots.push(Slot { peer, meta });
     }
 
@@ -227,13 +199,29 @@ impl<I: Identity, M> PeerSet<I, M> {
     }
 
     /// Index of a uniformly random member for which `keep` holds, without
-    /// allocating (count, draw, walk).
+    /// allocating: one pass noting the members kept, then the draw (a set
+    /// larger than the note: count, draw, walk). `keep` runs once per
+    /// member; it is the promotion's hot path (every input of a short node).
     pub(crate) fn random_where(
         &self,
         rng: &mut SmallRng,
-        keep: impl Fn(&Slot<I, M>) -> bool,
+        keep: impl Fn(usize, &Slot<I, M>) -> bool,
     ) -> Option<usize> {
-        let n = self.slots.iter().filter(|s| keep(s)).count();
+        const NOTE: usize = 64;
+        if self.slots.len() <= NOTE {
+            let mut kept = [0u8; NOTE];
+            let mut n = 0;
+            for (i, s) in self.slots.iter().enumerate() {
+                kept[n] = i as u8;
+                n += usize::from(keep(i, s));
+            }
+            if n == 0 {
+                return None;
+            }
+            return Some(usize::from(kept[rng.gen_range(0..n)]));
+        }
+        let kept = |&(i, s): &(usize, &Slot<I, M>)| keep(i, s);
+        let n = self.slots.iter().enumerate().filter(kept).count();
         if n == 0 {
             return None;
         }
@@ -241,7 +229,7 @@ impl<I: Identity, M> PeerSet<I, M> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| keep(s))
+            .filter(kept)
             .nth(k)
             .map(|(i, _)| i)
     }
@@ -253,6 +241,24 @@ impl<I: Identity, M> PeerSet<I, M> {
             .iter()
             .map(|i| self.slots[i].peer.clone())
             .collect()
+    }
+}
+
+/// The peers a full passive view evicts first, in order (the paper's rule:
+/// those our SHUFFLE carried, or our reply), with how many of the first
+/// ones it is known not to hold: over a batch of insertions (integrating
+/// one message) each of them is looked up once, not once per insertion
+/// (each lookup of one evicted earlier read the tags in vain, its filter
+/// bit not yet rebuilt away).
+pub(crate) struct Evict<'a, I: Identity> {
+    list: &'a [Peer<I>],
+    /// `list[..gone]` are not in the passive view.
+    gone: usize,
+}
+
+impl<'a, I: Identity> Evict<'a, I> {
+    pub(crate) fn first(list: &'a [Peer<I>]) -> Evict<'a, I> {
+        Evict { list, gone: 0 }
     }
 }
 
@@ -398,31 +404,53 @@ impl<I: Identity> Views<I> {
             e.meta = e.meta.max(cooldown_until);
             return;
         }
-        self.insert_unknown_passive(peer, cooldown_until, prefer_evict, rng);
+        let mut evict = Evict::first(prefer_evict);
+        self.insert_unknown_passive(peer, cooldown_until, &mut evict, rng);
     }
 
     /// [`insert_passive`](Views::insert_passive) for a peer the caller
     /// checked is in no set and not self (saves three scans per received
-    /// peer on the shuffle path).
+    /// peer on the shuffle path). A full view evicts the first entry of
+    /// `evict` it holds, else a random one.
     pub(crate) fn insert_unknown_passive(
         &mut self,
         peer: Peer<I>,
         cooldown_until: Millis,
-        prefer_evict: &[Peer<I>],
+        evict: &mut Evict<'_, I>,
         rng: &mut SmallRng,
     ) {
         debug_assert!(peer.id != self.local && !self.active.contains(&peer.id));
         debug_assert!(!self.suspects.contains(&peer.id));
+        debug_assert!(evict.list[..evict.gone]
+            .iter()
+            .all(|s| !self.passive.contains(&s.id)));
         if self.passive_cap == 0 {
             return;
         }
         if self.passive.len() >= self.passive_cap {
-            let victim = prefer_evict
+            let found = evict.list[evict.gone..]
                 .iter()
-                .find_map(|s| self.passive.position(&s.id))
-                .unwrap_or_else(|| rng.gen_range(0..self.passive.len()));
+                .enumerate()
+                .find_map(|(k, s)| self.passive.position(&s.id).map(|i| (k, i)));
+            let victim = match found {
+                Some((k, i)) => {
+                    evict.gone += k + 1;
+                    i
+                }
+                None => {
+                    evict.gone = evict.list.len();
+                    rng.gen_range(0..self.passive.len())
+                }
+            };
             let old = self.passive.remove_at(victim);
             self.remember(old.peer);
+        }
+        // The newcomer may be one of those that left.
+        if let Some(k) = evict.list[..evict.gone]
+            .iter()
+            .position(|s| s.id == peer.id)
+        {
+            evict.gone = k;
         }
         self.passive
             .push_bounded(peer, cooldown_until, self.passive_cap);
@@ -571,23 +599,6 @@ mod tests {
     }
 
     #[test]
-    fn tag_scans_find_the_first_match_at_any_offset() {
-        let mut rng = SmallRng::seed_from_u64(3);
-        for len in 0..40 {
-            // Few distinct tags (and 0 and 0xFFFF), so matches repeat.
-            let tags: Vec<Tag> = (0..len)
-                .map(|_| [0, 1, 2, 0x8000, 0xFFFF][rng.gen_range(0..5)])
-                .collect();
-            for from in 0..=len {
-                for t in [0, 1, 2, 3, 0x8000, 0xFFFF] {
-                    let want = tags[from..].iter().position(|&x| x == t).map(|i| from + i);
-                    assert_eq!(find_tag(&tags, t, from), want, "{tags:?} {t} {from}");
-                }
-            }
-        }
-    }
-
-    #[test]
     fn lookups_confirm_tag_matches_on_the_id() {
         // Two names whose tags collide, placed in different scan chunks
         // among other members: each is found as itself.
@@ -635,6 +646,32 @@ mod tests {
         assert_eq!(v.passive.len(), 30);
         assert!(!v.passive.contains("p7") && v.passive.contains("new"));
         assert_eq!(v.reserve.back().map(|r| r.id.as_str()), Some("p7"));
+        disjoint(&v);
+    }
+
+    #[test]
+    fn a_batch_evicts_the_listed_entries_in_order_even_one_that_came_back() {
+        let (mut v, mut rng) = views();
+        for i in 0..30 {
+            v.insert_passive(peer(&format!("p{i}")), 0, &[], &mut rng);
+        }
+        let list = [peer("x"), peer("p3"), peer("p5"), peer("p7")];
+        let mut evict = Evict::first(&list);
+        v.insert_unknown_passive(peer("a"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p3") && v.passive.contains("p5"));
+        // p3 comes back: it is again the first listed entry held.
+        v.insert_unknown_passive(peer("p3"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p5") && v.passive.contains("p3"));
+        v.insert_unknown_passive(peer("b"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p3") && v.passive.contains("p7"));
+        v.insert_unknown_passive(peer("c"), 0, &mut evict, &mut rng);
+        assert!(!v.passive.contains("p7"));
+        // Nothing listed is left: a random entry goes.
+        v.insert_unknown_passive(peer("d"), 0, &mut evict, &mut rng);
+        assert_eq!(v.passive.len(), 30);
+        for n in ["a", "b", "c", "d"] {
+            assert!(v.passive.contains(n));
+        }
         disjoint(&v);
     }
 

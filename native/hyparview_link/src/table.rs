@@ -86,10 +86,14 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq, I: Identity> Links<K, C, I> {
         }
     }
 
-    /// Where the table's entries live: a driver of many tables may
-    /// prefetch it before an input. A hint only; never dereferenced here.
-    pub fn hot_address(&self) -> *const u8 {
-        self.peers.as_ptr().cast()
+    /// Where the table's entries live, and how many bytes they span: a
+    /// driver of many tables may prefetch them before an input (a lookup
+    /// scans them all). A hint only; never dereferenced here.
+    pub fn hot_span(&self) -> (*const u8, usize) {
+        (
+            self.peers.as_ptr().cast(),
+            std::mem::size_of_val(self.peers.as_slice()),
+        )
     }
 
     pub fn config(&self) -> &LinkConfig {

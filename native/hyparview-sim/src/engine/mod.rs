@@ -519,7 +519,7 @@ impl<P: Protocol> Sim<P> {
         self.nodes[i as usize]
             .node
             .handle_into(now, input, &mut outputs);
-        for out in outputs.drain(..) {
+        while let Some(out) = outputs.pop_front() {
             self.apply(i, out);
         }
         self.outputs = outputs;

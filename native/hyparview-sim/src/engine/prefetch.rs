@@ -69,9 +69,9 @@ impl<P: Protocol> Sim<P> {
     /// read first, its payload and its node's own lines, while the
     /// current one runs: the nodes' state is far larger than the caches,
     /// so most events would begin with misses. All of the node's lines
-    /// (about a kilobyte): an input reads fields all over it (views, requests, link
-    /// table headers, counters), and fetching only the first two left the
-    /// rest as demand misses.
+    /// (about 1.5 KB): an input reads fields all over it (views, requests,
+    /// link table headers, counters), and fetching only the first two left
+    /// the rest as demand misses (only the first kilobyte was slower too).
     fn prefetch_event(&self, slot: u32, t: Target) {
         prefetch(&self.payloads[slot as usize]);
         if let Some(n) = self.live_target(t) {
@@ -84,11 +84,15 @@ impl<P: Protocol> Sim<P> {
 
     /// The second stage, for the next event (the first stage fetched its
     /// node's lines one event ago, so they can be read now): what those
-    /// lines point to.
+    /// lines point to, the whole link table among them (every message
+    /// scans it for its peer or connection).
     fn prefetch_deep(&self, slot: u32, t: Target) {
         if let Some(n) = self.live_target(t) {
             prefetch_ptr(n.wires.as_ptr().cast());
-            prefetch_ptr(n.links.hot_address());
+            let (links, bytes) = n.links.hot_span();
+            for off in (0..bytes).step_by(64) {
+                prefetch_ptr(links.wrapping_add(off));
+            }
             n.node.for_each_hot_address(&mut |p| prefetch_ptr(p));
         }
         // A delivery also reads the sender's identity (copied into the
