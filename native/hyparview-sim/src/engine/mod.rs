@@ -367,8 +367,11 @@ impl<P: Protocol> Sim<P> {
             started: false,
             group: 0,
             contacts: Vec::new(),
-            links: Links::new(i, self.link),
-            wires: Vec::new(),
+            // Room for a settled node's connections (its active view and a
+            // few exchanges), allocated now, next to the core's peer sets
+            // (allocated at creation too), not wherever they would grow.
+            links: Links::with_capacity(i, self.link, 8),
+            wires: Vec::with_capacity(8),
             orphan_check: false,
             peer_ups: 0,
             peer_downs: 0,
