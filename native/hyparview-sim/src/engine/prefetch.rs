@@ -97,7 +97,7 @@ impl<P: Protocol> Sim<P> {
         }
         // A delivery also reads the sender's identity (copied into the
         // input) and the peers it carries.
-        if let Some(EventKind::Deliver { from, message, .. }) = &self.payloads[slot as usize] {
+        if let Some(EventKind::Deliver { from, message, .. }) = &self.payloads[slot as usize].0 {
             prefetch(&self.peers[*from as usize]);
             if let Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } = message {
                 prefetch_ptr(peers.as_ptr().cast());
