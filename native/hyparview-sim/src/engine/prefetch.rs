@@ -93,7 +93,7 @@ impl<P: Protocol> Sim<P> {
             for off in (0..bytes).step_by(64) {
                 prefetch_ptr(links.wrapping_add(off));
             }
-            n.node.for_each_hot_address(&mut |p| prefetch_ptr(p));
+            n.node.for_each_hot_address(prefetch_ptr);
         }
         // A delivery also reads the sender's identity (copied into the
         // input) and the peers it carries.
