@@ -28,6 +28,7 @@ mod tests;
 mod trace;
 
 pub use counters::Counters;
+pub use net::NetConfig;
 
 use crate::id::{Input, Message, Node, Output, Peer, SimId};
 use ends::{End, Ends};
@@ -38,40 +39,6 @@ use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
-
-/// Network and timing parameters of the simulated transport (defaults are
-/// the transport's).
-#[derive(Clone, Debug)]
-pub struct NetConfig {
-    pub latency_min: Millis,
-    pub latency_max: Millis,
-    /// A dial to a dead or unreachable peer fails after this long.
-    pub connect_timeout: Millis,
-    /// Heartbeat-based detection of a connection cut by a partition.
-    pub failure_timeout: Millis,
-    /// Connections to peers outside the active view close when unused this
-    /// long (checked on the transport's heartbeat tick).
-    pub idle_timeout: Millis,
-    pub heartbeat_interval: Millis,
-    /// A connection that carried a JOIN/NEIGHBOR is not retired for this
-    /// long (the transport uses max(neighbor_timeout, idle_timeout);
-    /// `Sim::new` sets it so).
-    pub request_hold: Millis,
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        NetConfig {
-            latency_min: 5,
-            latency_max: 50,
-            connect_timeout: 2_000,
-            failure_timeout: 5_000,
-            idle_timeout: 2_000,
-            heartbeat_interval: 1_000,
-            request_hold: 2_000,
-        }
-    }
-}
 
 /// What the engine needs from a participant: `hyparview::Node` in real
 /// runs; a scripted stand-in in the engine's own tests.
