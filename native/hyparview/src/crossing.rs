@@ -176,7 +176,7 @@ impl<I: Identity> Crossing<I> {
             awaiting: None,
             sent: None,
             idle: 0,
-            met: Proofs::default(),
+            met: Proofs::bounded(MET_CAP),
         }
     }
 

@@ -34,6 +34,21 @@ impl<I> Default for Proofs<I> {
     }
 }
 
+impl<I> Proofs<I> {
+    /// No proofs, with room for exactly `cap` (the bound [`met`](Proofs::met)
+    /// is given), allocated now rather than on the first proof: a driver of
+    /// many nodes creates them in a row, so each one's hot memory ends up
+    /// together instead of scattered over the heap.
+    pub(crate) fn bounded(cap: usize) -> Self {
+        let mut proofs = Self::default();
+        if cap <= 64 {
+            proofs.tags.reserve_exact(cap);
+            proofs.entries.reserve_exact(cap);
+        }
+        proofs
+    }
+}
+
 impl<I: Identity> Proofs<I> {
     fn position(&self, id: &I) -> Option<usize> {
         let t = tag_of(id.hash64());

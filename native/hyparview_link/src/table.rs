@@ -86,6 +86,17 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq, I: Identity> Links<K, C, I> {
         }
     }
 
+    /// [`new`](Links::new) with room for `n` peers allocated now: a driver
+    /// of many tables (the simulator) creates them in a row, so each sits
+    /// next to its node's other hot memory instead of wherever it grew.
+    pub fn with_capacity(local: K, cfg: LinkConfig, n: usize) -> Links<K, C, I> {
+        Links {
+            local,
+            cfg,
+            peers: Vec::with_capacity(n),
+        }
+    }
+
     /// Where the table's entries live, and how many bytes they span: a
     /// driver of many tables may prefetch them before an input (a lookup
     /// scans them all). A hint only; never dereferenced here.

@@ -28,6 +28,7 @@ mod tests;
 mod trace;
 
 pub use counters::Counters;
+pub use net::NetConfig;
 
 use crate::id::{Input, Message, Node, Output, Peer, SimId};
 use ends::{End, Ends};
@@ -38,40 +39,6 @@ use queue::EventQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
-
-/// Network and timing parameters of the simulated transport (defaults are
-/// the transport's).
-#[derive(Clone, Debug)]
-pub struct NetConfig {
-    pub latency_min: Millis,
-    pub latency_max: Millis,
-    /// A dial to a dead or unreachable peer fails after this long.
-    pub connect_timeout: Millis,
-    /// Heartbeat-based detection of a connection cut by a partition.
-    pub failure_timeout: Millis,
-    /// Connections to peers outside the active view close when unused this
-    /// long (checked on the transport's heartbeat tick).
-    pub idle_timeout: Millis,
-    pub heartbeat_interval: Millis,
-    /// A connection that carried a JOIN/NEIGHBOR is not retired for this
-    /// long (the transport uses max(neighbor_timeout, idle_timeout);
-    /// `Sim::new` sets it so).
-    pub request_hold: Millis,
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        NetConfig {
-            latency_min: 5,
-            latency_max: 50,
-            connect_timeout: 2_000,
-            failure_timeout: 5_000,
-            idle_timeout: 2_000,
-            heartbeat_interval: 1_000,
-            request_hold: 2_000,
-        }
-    }
-}
 
 /// What the engine needs from a participant: `hyparview::Node` in real
 /// runs; a scripted stand-in in the engine's own tests.
@@ -92,7 +59,9 @@ pub trait Protocol {
     }
     fn passive_view(&self) -> Vec<&Peer>;
     /// Addresses the next input will likely read (a prefetch hint).
-    fn for_each_hot_address(&self, _f: &mut dyn FnMut(*const u8)) {}
+    /// (Generic, not `dyn`: it runs before every event, and the indirect
+    /// call and its closure cost more than the prefetches.)
+    fn for_each_hot_address(&self, _f: impl FnMut(*const u8)) {}
     fn is_active(&self, id: &SimId) -> bool;
 }
 
@@ -112,7 +81,7 @@ impl Protocol for Node {
     fn for_each_active(&self, f: &mut dyn FnMut(&Peer)) {
         self.active_peers().for_each(f)
     }
-    fn for_each_hot_address(&self, f: &mut dyn FnMut(*const u8)) {
+    fn for_each_hot_address(&self, f: impl FnMut(*const u8)) {
         self.hot_addresses().into_iter().for_each(f)
     }
     fn passive_view(&self) -> Vec<&Peer> {
@@ -244,6 +213,11 @@ impl EventKind {
     }
 }
 
+/// A queued event's payload, one cache line each: unaligned, 56-byte
+/// payloads mostly straddled two lines, and the loop prefetches one.
+#[repr(align(64))]
+struct Payload(Option<EventKind>);
+
 pub struct Sim<P: Protocol = Node> {
     pub now: Millis,
     pub nodes: Vec<SimNode<P>>,
@@ -254,7 +228,7 @@ pub struct Sim<P: Protocol = Node> {
     /// Slots of `payloads`, each tagged with where its event happens
     /// (read ahead of the payload, to prefetch that node).
     events: EventQueue<Target>,
-    payloads: Vec<Option<EventKind>>,
+    payloads: Vec<Payload>,
     /// Outputs of the input being applied: one buffer for every node, so
     /// no node keeps (or reallocates) its own.
     outputs: VecDeque<Output>,
@@ -367,8 +341,11 @@ impl<P: Protocol> Sim<P> {
             started: false,
             group: 0,
             contacts: Vec::new(),
-            links: Links::new(i, self.link),
-            wires: Vec::new(),
+            // Room for a settled node's connections (its active view and a
+            // few exchanges), allocated now, next to the core's peer sets
+            // (allocated at creation too), not wherever they would grow.
+            links: Links::with_capacity(i, self.link, 8),
+            wires: Vec::with_capacity(8),
             orphan_check: false,
             peer_ups: 0,
             peer_downs: 0,
@@ -421,11 +398,11 @@ impl<P: Protocol> Sim<P> {
         let target = kind.target();
         let slot = match self.free_slots.pop() {
             Some(slot) => {
-                self.payloads[slot as usize] = Some(kind);
+                self.payloads[slot as usize] = Payload(Some(kind));
                 slot
             }
             None => {
-                self.payloads.push(Some(kind));
+                self.payloads.push(Payload(Some(kind)));
                 (self.payloads.len() - 1) as u32
             }
         };
@@ -447,6 +424,7 @@ impl<P: Protocol> Sim<P> {
     pub fn run_until(&mut self, t: Millis) {
         while let Some((time, slot)) = self.events.pop_until(t) {
             let kind = self.payloads[slot as usize]
+                .0
                 .take()
                 .expect("every queued slot holds a payload");
             self.free_slots.push(slot);

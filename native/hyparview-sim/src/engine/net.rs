@@ -9,6 +9,40 @@ use hyparview::Millis;
 use hyparview_link::{Activity, AfterFlush, DialFailed, Flush, Idle, Loss, Origin, Route};
 use rand::Rng;
 
+/// Network and timing parameters of the simulated transport (defaults are
+/// the transport's).
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub latency_min: Millis,
+    pub latency_max: Millis,
+    /// A dial to a dead or unreachable peer fails after this long.
+    pub connect_timeout: Millis,
+    /// Heartbeat-based detection of a connection cut by a partition.
+    pub failure_timeout: Millis,
+    /// Connections to peers outside the active view close when unused this
+    /// long (checked on the transport's heartbeat tick).
+    pub idle_timeout: Millis,
+    pub heartbeat_interval: Millis,
+    /// A connection that carried a JOIN/NEIGHBOR is not retired for this
+    /// long (the transport uses max(neighbor_timeout, idle_timeout);
+    /// `Sim::new` sets it so).
+    pub request_hold: Millis,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency_min: 5,
+            latency_max: 50,
+            connect_timeout: 2_000,
+            failure_timeout: 5_000,
+            idle_timeout: 2_000,
+            heartbeat_interval: 1_000,
+            request_hold: 2_000,
+        }
+    }
+}
+
 impl<P: Protocol> Sim<P> {
     pub(super) fn wire_pos(&self, a: u32, conn: ConnId) -> Option<usize> {
         self.nodes[a as usize]

@@ -52,13 +52,13 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Called as an event is popped: prefetches for the two that follow it
-    /// (when they are due in the same millisecond, the common case), and
+    /// (when they are due within the queue's hint horizon), and
     /// the queue's link that names the one after them, so that the next
     /// call reads only lines fetched ahead.
     pub(super) fn prefetch_ahead(&self) {
-        if let Some((next, t)) = self.events.peek() {
+        if let Some((next, t, d)) = self.events.peek() {
             self.prefetch_deep(next, t);
-            if let Some((after, t)) = self.events.peek_after(next) {
+            if let Some((after, t, _)) = self.events.peek_after(next, d) {
                 prefetch_ptr(self.events.link_address(after));
                 self.prefetch_event(after, t);
             }
@@ -93,11 +93,11 @@ impl<P: Protocol> Sim<P> {
             for off in (0..bytes).step_by(64) {
                 prefetch_ptr(links.wrapping_add(off));
             }
-            n.node.for_each_hot_address(&mut |p| prefetch_ptr(p));
+            n.node.for_each_hot_address(prefetch_ptr);
         }
         // A delivery also reads the sender's identity (copied into the
         // input) and the peers it carries.
-        if let Some(EventKind::Deliver { from, message, .. }) = &self.payloads[slot as usize] {
+        if let Some(EventKind::Deliver { from, message, .. }) = &self.payloads[slot as usize].0 {
             prefetch(&self.peers[*from as usize]);
             if let Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } = message {
                 prefetch_ptr(peers.as_ptr().cast());

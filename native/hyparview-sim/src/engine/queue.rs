@@ -14,6 +14,10 @@ type EventKey = Reverse<(Millis, u64, u32)>;
 /// Span of the timing wheel in ms; later events wait in a heap.
 const WHEEL_MS: usize = 1 << 16;
 
+/// How far ahead (ms) the prefetch hints look for the next events: the
+/// last events of a millisecond would otherwise start cold.
+const HINT_MS: Millis = 8;
+
 /// End of a bucket's list.
 const NIL: u32 = u32::MAX;
 
@@ -118,19 +122,32 @@ impl<T: Copy + Default> EventQueue<T> {
         }
     }
 
-    /// The slot that pops next if it is due in the current millisecond,
-    /// with its tag (a hint for prefetching; None does not mean the queue
-    /// is empty).
-    pub(crate) fn peek(&self) -> Option<(u32, T)> {
-        let b = &self.wheel[Self::bucket(self.base)];
-        (b.head != NIL).then_some((b.head, b.head_tag))
+    /// The first slot of the first non-empty bucket among the `HINT_MS`
+    /// from `d` ms past `base`, with its tag and its bucket's distance.
+    fn first_from(&self, d: Millis) -> Option<(u32, T, Millis)> {
+        (d..HINT_MS).find_map(|d| {
+            let b = &self.wheel[Self::bucket(self.base + d)];
+            (b.head != NIL).then_some((b.head, b.head_tag, d))
+        })
     }
 
-    /// The slot after queued `slot` in its bucket, with its tag (same
+    /// The slot that pops next if it is due within `HINT_MS` (and nothing
+    /// is pushed before it), with its tag and how many ms past the current
+    /// one it is due: a hint for prefetching; None does not mean the queue
+    /// is empty.
+    pub(crate) fn peek(&self) -> Option<(u32, T, Millis)> {
+        self.first_from(0)
+    }
+
+    /// The slot after queued `slot` (due `d` ms past the current one), in
+    /// its bucket or the next ones within `HINT_MS`, with its tag (same
     /// hint).
-    pub(crate) fn peek_after(&self, slot: u32) -> Option<(u32, T)> {
+    pub(crate) fn peek_after(&self, slot: u32, d: Millis) -> Option<(u32, T, Millis)> {
         let l = self.links.get(slot as usize)?;
-        (l.next != NIL).then_some((l.next, l.tag))
+        if l.next != NIL {
+            return Some((l.next, l.tag, d));
+        }
+        self.first_from(d + 1)
     }
 
     /// Where the link of `slot` lives (for prefetching what `peek_after`
@@ -206,19 +223,19 @@ mod tests {
             let t = now + rng.gen_range(0..if round % 50 == 0 { 200_000 } else { 2_000 });
             loop {
                 let ahead = q.peek();
-                let after = ahead.and_then(|(s, _)| q.peek_after(s));
+                let after = ahead.and_then(|(s, _, d)| q.peek_after(s, d));
                 let Some((time, slot)) = q.pop_until(t) else {
                     break;
                 };
                 let Reverse((rt, _, rslot)) = reference.pop().expect("reference has it");
                 assert_eq!((time, slot), (rt, rslot));
                 // The hints name the next pops, each with its own tag.
-                if let Some((s, tag)) = ahead {
-                    assert_eq!((s, tag), (slot, slot ^ 0x55));
+                if let Some((s, tag, d)) = ahead {
+                    assert_eq!((s, tag, now + d), (slot, slot ^ 0x55, time));
                 }
-                if let Some((s, tag)) = after {
+                if let Some((s, tag, _)) = after {
                     assert_eq!(tag, s ^ 0x55);
-                    assert_eq!(q.peek().map(|(p, _)| p), Some(s));
+                    assert_eq!(q.peek().map(|(p, _, _)| p), Some(s));
                 }
                 assert!(time <= t && time >= now);
                 now = time;
