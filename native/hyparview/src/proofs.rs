@@ -41,11 +41,17 @@ impl<I> Proofs<I> {
     /// together instead of scattered over the heap.
     pub(crate) fn bounded(cap: usize) -> Self {
         let mut proofs = Self::default();
-        if cap <= 64 {
-            proofs.tags.reserve_exact(cap);
-            proofs.entries.reserve_exact(cap);
-        }
+        proofs.reserve_bound(cap);
         proofs
+    }
+
+    /// Room for exactly the bound `cap` (small ones only): growing by
+    /// doubling would hold up to twice it.
+    fn reserve_bound(&mut self, cap: usize) {
+        if cap <= 64 {
+            self.tags.reserve_exact(cap);
+            self.entries.reserve_exact(cap);
+        }
     }
 }
 
@@ -90,10 +96,8 @@ impl<I: Identity> Proofs<I> {
             self.entries.pop_front();
             self.filter.removed(self.tags.iter());
         }
-        if self.entries.capacity() == 0 && cap <= 64 {
-            // Exactly the bound: growing by doubling would hold up to twice it.
-            self.tags.reserve_exact(cap);
-            self.entries.reserve_exact(cap);
+        if self.entries.capacity() == 0 {
+            self.reserve_bound(cap);
         }
         let t = tag_of(id.hash64());
         self.filter.insert(t);

@@ -79,11 +79,7 @@ impl<K: Clone + Eq + Ord, C: Copy + Eq, I: Identity> Links<K, C, I> {
     /// The table of the node whose own key is `local` (used to break the tie
     /// between two connections both ends opened at once).
     pub fn new(local: K, cfg: LinkConfig) -> Links<K, C, I> {
-        Links {
-            local,
-            cfg,
-            peers: Vec::new(),
-        }
+        Links::with_capacity(local, cfg, 0)
     }
 
     /// [`new`](Links::new) with room for `n` peers allocated now: a driver
